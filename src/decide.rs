@@ -1,0 +1,731 @@
+//! The decision: a pure function of (envelope, headers, body window, size,
+//! rules). No I/O, no clock, no environment: real delivery and `--test` run
+//! exactly this code, and the trace it returns is what `--test` prints.
+//!
+//! Order (documented as a numbered list in deliver.rules(5)):
+//!
+//! 1. A message over a header limit goes to the Inbox unchanged.
+//! 2. System access maps (client, helo, sender, recipient), then the virus
+//!    verdict, then system rules. REJECT, DEFER, DISCARD, HOLD and a virus
+//!    verdict are final. OK, JUNK, FOLDER and a rule's filing action are
+//!    provisional: the user's layer may replace them.
+//! 3. The user's access maps and rules. Their first terminal result is
+//!    final; a user OK overrides the system's spam routing for that sender.
+//! 4. The system's provisional result, if any.
+//! 5. Spam routing: the upstream score plus every matched rule's score
+//!    against the thresholds (the user's junk threshold within the system's
+//!    bounds), and the upstream spam flag when no score was given.
+//! 6. The Inbox.
+
+use crate::access::{self, AccessOptions, Action as AccessAction, Hit, Probe};
+use crate::envelope::Envelope;
+use crate::maildir::FolderName;
+use crate::message::{self, Headers};
+use crate::rules::{Cond, Layer, Origin, RuleAction, VirusAction};
+use crate::spam;
+use serde::Serialize;
+use std::cell::OnceCell;
+
+/// Everything the decision looks at.
+pub struct Input<'a> {
+    pub envelope: &'a Envelope,
+    pub headers: &'a Headers,
+    /// The raw header block (for MIME-decoding the body window).
+    pub header_block: &'a [u8],
+    /// The first bytes of the body, as bounded by the limits.
+    pub body_window: &'a [u8],
+    /// The size of the message as delivered (without the From_ line).
+    pub size: u64,
+    /// Set when a header limit was reached.
+    pub limit_hit: Option<&'a str>,
+}
+
+/// The outcome, in the words of the JSON output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Inbox,
+    Junk,
+    Folder,
+    Discard,
+    Reject,
+    Defer,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Inbox => "inbox",
+            Action::Junk => "junk",
+            Action::Folder => "folder",
+            Action::Discard => "discard",
+            Action::Reject => "reject",
+            Action::Defer => "defer",
+        }
+    }
+}
+
+/// One step of the trace.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    /// `system`, `user`, or `-` for steps outside the layers.
+    pub layer: String,
+    /// `limit`, `access`, `virus`, `spam`, `rule`, `threshold`, `final`.
+    pub kind: String,
+    /// The table, rule or header concerned.
+    pub name: String,
+    /// The lookup key or header read, when there is one.
+    pub key: Option<String>,
+    pub result: String,
+    pub score: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub action: Action,
+    /// The folder for `junk` and `folder` (and a quarantine); `None` is the Inbox.
+    #[serde(serialize_with = "ser_folder")]
+    pub folder: Option<FolderName>,
+    /// The total score: upstream plus rules.
+    pub score: f64,
+    /// RFC 3463 status and text for `reject` and `defer`.
+    pub status: Option<String>,
+    pub text: Option<String>,
+    /// What decided, e.g. `rule pills`, `access sender texthash:/x`, `threshold`.
+    pub reason: String,
+    /// Header lines to prepend to the delivered copy (from PREPEND results).
+    pub add_headers: Vec<String>,
+    /// Lines to log (WARN/INFO results, ignored results, bad folder names).
+    pub log: Vec<String>,
+    pub trace: Vec<Step>,
+}
+
+fn ser_folder<S: serde::Serializer>(f: &Option<FolderName>, s: S) -> Result<S::Ok, S::Error> {
+    match f {
+        Some(f) => s.serialize_str(&f.name),
+        None => s.serialize_none(),
+    }
+}
+
+impl Decision {
+    /// The exit status that real delivery returns for this decision (when the
+    /// mailbox write succeeds).
+    pub fn exit_code(&self) -> i32 {
+        match self.action {
+            Action::Reject => crate::exit::NOPERM,
+            Action::Defer => crate::exit::TEMPFAIL,
+            _ => crate::exit::OK,
+        }
+    }
+
+    /// The status line printed for reject/defer.
+    pub fn status_line(&self) -> Option<String> {
+        Some(format!(
+            "{} {}",
+            self.status.as_deref()?,
+            crate::log::sanitize(self.text.as_deref().unwrap_or(""))
+        ))
+    }
+}
+
+/// A result that ends or proposes the decision.
+#[derive(Debug, Clone)]
+struct Verdict {
+    action: Action,
+    folder: Option<FolderName>,
+    status: Option<String>,
+    text: Option<String>,
+    reason: String,
+    /// An OK/inbox verdict that also suspends spam routing.
+    allow: bool,
+    /// HOLD and virus verdicts: final although they file the message.
+    hard: bool,
+}
+
+impl Verdict {
+    fn simple(action: Action, folder: Option<FolderName>, reason: String) -> Self {
+        Verdict {
+            action,
+            folder,
+            status: None,
+            text: None,
+            reason,
+            allow: false,
+            hard: false,
+        }
+    }
+
+    /// REJECT, DEFER, DISCARD, HOLD and virus verdicts cannot be replaced by
+    /// a user's layer.
+    fn is_hard(&self) -> bool {
+        self.hard
+            || matches!(
+                self.action,
+                Action::Reject | Action::Defer | Action::Discard
+            )
+    }
+}
+
+struct Ctx<'a> {
+    input: &'a Input<'a>,
+    body: OnceCell<String>,
+    trace: Vec<Step>,
+    log: Vec<String>,
+    add_headers: Vec<String>,
+    score: f64,
+}
+
+impl Ctx<'_> {
+    fn step(
+        &mut self,
+        layer: &str,
+        kind: &str,
+        name: &str,
+        key: Option<&str>,
+        result: impl Into<String>,
+        score: Option<f64>,
+    ) {
+        self.trace.push(Step {
+            layer: layer.to_string(),
+            kind: kind.to_string(),
+            name: name.to_string(),
+            key: key.map(str::to_string),
+            result: result.into(),
+            score,
+        });
+    }
+
+    fn body(&self) -> &str {
+        self.body
+            .get_or_init(|| message::body_text(self.input.header_block, self.input.body_window))
+    }
+
+    fn eval(&self, c: &Cond) -> bool {
+        let env = self.input.envelope;
+        match c {
+            Cond::Header(name, re) => {
+                let mut values = self.input.headers.all(name);
+                match re {
+                    None => values.next().is_some(),
+                    Some(re) => values.any(|v| re.is_match(v)),
+                }
+            }
+            Cond::Sender(re) => re.is_match(&env.sender.value),
+            Cond::Recipient(re) => re.is_match(&env.recipient.value),
+            Cond::ClientAddress(re) => re.is_match(&env.client_address.value),
+            Cond::ClientHostname(re) => re.is_match(&env.client_hostname.value),
+            Cond::Helo(re) => re.is_match(&env.client_helo.value),
+            Cond::Body(re) => re.is_match(self.body()),
+            Cond::SizeOver(n) => self.input.size > *n,
+            Cond::SizeUnder(n) => self.input.size < *n,
+            Cond::All(v) => v.iter().all(|c| self.eval(c)),
+            Cond::Any(v) => v.iter().any(|c| self.eval(c)),
+            Cond::Not(c) => !self.eval(c),
+        }
+    }
+
+    /// Turns an access-map hit into a verdict, or records it and goes on.
+    fn access_hit(&mut self, layer: &Layer, what: &str, hit: &Hit) -> Option<Verdict> {
+        let lname = layer.origin.to_string();
+        let reason = format!("access {what} {} key {}: {}", hit.table, hit.key, hit.raw);
+        match &hit.action {
+            AccessAction::Ok => {
+                let mut v = Verdict::simple(Action::Inbox, None, reason);
+                v.allow = true;
+                Some(v)
+            }
+            AccessAction::Dunno => None,
+            AccessAction::Reject { status, text, .. } => Some(Verdict {
+                action: Action::Reject,
+                folder: None,
+                status: Some(status.clone()),
+                text: Some(smtpd_text(self.input.envelope, what, text)),
+                reason,
+                allow: false,
+                hard: false,
+            }),
+            AccessAction::Defer { status, text, .. } => Some(Verdict {
+                action: Action::Defer,
+                folder: None,
+                status: Some(status.clone()),
+                text: Some(smtpd_text(self.input.envelope, what, text)),
+                reason,
+                allow: false,
+                hard: false,
+            }),
+            AccessAction::Discard(_) => Some(Verdict::simple(Action::Discard, None, reason)),
+            AccessAction::Hold(_) => {
+                let mut v = Verdict::simple(
+                    Action::Folder,
+                    Some(layer.settings.quarantine_folder.clone()),
+                    format!("{reason} (HOLD: quarantine)"),
+                );
+                v.hard = true;
+                Some(v)
+            }
+            AccessAction::Junk(_) => Some(Verdict::simple(Action::Junk, None, reason)),
+            AccessAction::Folder(name) => match FolderName::parse(name) {
+                Ok(Some(f)) => Some(Verdict::simple(Action::Folder, Some(f), reason)),
+                Ok(None) => Some(Verdict::simple(Action::Inbox, None, reason)),
+                Err(e) => {
+                    self.log.push(format!(
+                        "{lname} {what} map {}: refused folder {name:?} ({e}); using the Inbox",
+                        hit.table
+                    ));
+                    Some(Verdict::simple(
+                        Action::Inbox,
+                        None,
+                        format!("{reason} (refused folder name)"),
+                    ))
+                }
+            },
+            AccessAction::Prepend(h) => {
+                if valid_header_line(h) {
+                    self.add_headers.push(h.clone());
+                } else {
+                    self.log.push(format!(
+                        "{lname} {what} map {}: ignoring malformed PREPEND {h:?}",
+                        hit.table
+                    ));
+                }
+                None
+            }
+            AccessAction::Warn(t) => {
+                self.log
+                    .push(format!("WARN {what} {} key {}: {t}", hit.table, hit.key));
+                None
+            }
+            AccessAction::Info(t) => {
+                self.log
+                    .push(format!("INFO {what} {} key {}: {t}", hit.table, hit.key));
+                None
+            }
+            AccessAction::Ignored(raw) => {
+                self.log.push(format!(
+                    "{lname} {what} map {} key {}: result {raw:?} cannot be honoured at delivery; treated as DUNNO",
+                    hit.table, hit.key
+                ));
+                None
+            }
+        }
+    }
+
+    /// Runs one layer's access maps in smtpd's order. The first verdict wins.
+    fn access(&mut self, layer: &Layer) -> Option<Verdict> {
+        if layer.access.is_empty() {
+            return None;
+        }
+        let env = self.input.envelope;
+        let s = &layer.settings;
+        let opts = AccessOptions {
+            recipient_delimiter: s.recipient_delimiter.clone(),
+            parent_domain_matches_subdomains: s.parent_domain_matches_subdomains,
+        };
+        let lname = layer.origin.to_string();
+        type Check<'x> =
+            Box<dyn Fn(&mut Vec<Probe>) -> Result<Vec<Hit>, crate::maps::MapError> + 'x>;
+        let checks: Vec<(&str, Check)> = vec![
+            (
+                "client",
+                Box::new(|p: &mut Vec<Probe>| {
+                    access::check_client(
+                        &layer.access.client,
+                        env.client_hostname.as_opt(),
+                        env.client_address.as_opt(),
+                        &opts,
+                        p,
+                    )
+                }),
+            ),
+            (
+                "helo",
+                Box::new(|p: &mut Vec<Probe>| match env.client_helo.as_opt() {
+                    Some(h) if !h.is_empty() => access::check_helo(&layer.access.helo, h, &opts, p),
+                    _ => Ok(Vec::new()),
+                }),
+            ),
+            (
+                "sender",
+                Box::new(|p: &mut Vec<Probe>| {
+                    if env.sender.is_set() {
+                        access::check_address(&layer.access.sender, &env.sender.value, &opts, p)
+                    } else {
+                        Ok(Vec::new())
+                    }
+                }),
+            ),
+            (
+                "recipient",
+                Box::new(|p: &mut Vec<Probe>| match env.recipient.as_opt() {
+                    Some(r) if !r.is_empty() => {
+                        access::check_address(&layer.access.recipient, r, &opts, p)
+                    }
+                    _ => Ok(Vec::new()),
+                }),
+            ),
+        ];
+        for (what, check) in checks {
+            let mut probes = Vec::new();
+            let hits = check(&mut probes);
+            for p in &probes {
+                let result = p.result.clone().unwrap_or_else(|| "not found".into());
+                self.step(
+                    &lname,
+                    "access",
+                    &format!("{what} {}", p.table),
+                    Some(&p.key),
+                    result,
+                    None,
+                );
+            }
+            match hits {
+                Ok(hits) => {
+                    for hit in &hits {
+                        if let Some(v) = self.access_hit(layer, what, hit) {
+                            return Some(v);
+                        }
+                    }
+                }
+                Err(e) => {
+                    // A table that fails at lookup time: the system's defers
+                    // (an admin can fix it); a user's is skipped.
+                    self.step(&lname, "access", what, None, format!("error: {e}"), None);
+                    if layer.origin == Origin::System {
+                        return Some(Verdict {
+                            action: Action::Defer,
+                            folder: None,
+                            status: Some("4.3.0".into()),
+                            text: Some(format!("map lookup failed: {e}")),
+                            reason: format!("access {what} lookup error"),
+                            allow: false,
+                            hard: false,
+                        });
+                    }
+                    self.log
+                        .push(format!("user {what} map lookup failed, skipped: {e}"));
+                }
+            }
+        }
+        None
+    }
+
+    /// Runs one layer's rules: scores add up; the first terminal rule wins.
+    fn rules(&mut self, layer: &Layer) -> Option<Verdict> {
+        let lname = layer.origin.to_string();
+        for rule in &layer.rules {
+            let matched = self.eval(&rule.cond);
+            if !matched {
+                self.step(&lname, "rule", &rule.name, None, "no match", None);
+                continue;
+            }
+            self.score += rule.score;
+            let reason = format!("rule {}", rule.name);
+            let verdict = match &rule.action {
+                None => None,
+                Some(RuleAction::Folder(f)) => {
+                    Some(Verdict::simple(Action::Folder, Some(f.clone()), reason))
+                }
+                Some(RuleAction::Junk) => Some(Verdict::simple(Action::Junk, None, reason)),
+                Some(RuleAction::Discard) => Some(Verdict::simple(Action::Discard, None, reason)),
+                Some(RuleAction::Inbox) => Some(Verdict::simple(Action::Inbox, None, reason)),
+                Some(RuleAction::Reject { status, text }) => Some(Verdict {
+                    action: Action::Reject,
+                    folder: None,
+                    status: Some(status.clone()),
+                    text: Some(if text.is_empty() {
+                        "Message rejected".into()
+                    } else {
+                        text.clone()
+                    }),
+                    reason,
+                    allow: false,
+                    hard: false,
+                }),
+                Some(RuleAction::Defer { status, text }) => Some(Verdict {
+                    action: Action::Defer,
+                    folder: None,
+                    status: Some(status.clone()),
+                    text: Some(if text.is_empty() {
+                        "Message deferred".into()
+                    } else {
+                        text.clone()
+                    }),
+                    reason,
+                    allow: false,
+                    hard: false,
+                }),
+            };
+            let result = match &verdict {
+                Some(v) => format!("match: {}", v.action.as_str()),
+                None => "match".into(),
+            };
+            self.step(&lname, "rule", &rule.name, None, result, Some(rule.score));
+            if verdict.is_some() {
+                return verdict;
+            }
+        }
+        None
+    }
+}
+
+/// smtpd's wording: `<addr>: Sender address rejected: text`.
+fn smtpd_text(env: &Envelope, what: &str, text: &str) -> String {
+    let text = if text.is_empty() {
+        "Access denied"
+    } else {
+        text
+    };
+    let (subject, label) = match what {
+        "client" => (
+            format!(
+                "{}[{}]",
+                env.client_hostname.as_opt().unwrap_or("unknown"),
+                env.client_address.value
+            ),
+            "Client host rejected",
+        ),
+        "helo" => (
+            format!("<{}>", env.client_helo.value),
+            "Helo command rejected",
+        ),
+        "sender" => (format!("<{}>", env.sender.value), "Sender address rejected"),
+        _ => (
+            format!("<{}>", env.recipient.value),
+            "Recipient address rejected",
+        ),
+    };
+    format!("{subject}: {label}: {text}")
+}
+
+/// `Name: value`, one line, printable: the only PREPEND we will write.
+fn valid_header_line(h: &str) -> bool {
+    let Some((name, _)) = h.split_once(':') else {
+        return false;
+    };
+    !name.is_empty()
+        && name.bytes().all(|b| (33..=126).contains(&b) && b != b':')
+        && !h.chars().any(|c| c.is_control() && c != '\t')
+}
+
+/// Decides what to do with a message.
+pub fn decide(input: &Input, system: &Layer, user: Option<&Layer>) -> Decision {
+    let mut cx = Ctx {
+        input,
+        body: OnceCell::new(),
+        trace: Vec::new(),
+        log: Vec::new(),
+        add_headers: Vec::new(),
+        score: 0.0,
+    };
+    let finish = |cx: Ctx, v: Verdict, system: &Layer| -> Decision {
+        let junk = || {
+            user.and_then(|u| u.spam.junk_folder.clone())
+                .or_else(|| system.spam.junk_folder.clone())
+                .unwrap_or_else(|| FolderName::parse("Junk").unwrap().unwrap())
+        };
+        let folder = match v.action {
+            Action::Junk => Some(v.folder.clone().unwrap_or_else(junk)),
+            Action::Folder => v.folder.clone(),
+            _ => None,
+        };
+        let mut cx = cx;
+        let what = match (&folder, v.action) {
+            (Some(f), _) => format!("{} {}", v.action.as_str(), f.name),
+            (None, a) => a.as_str().to_string(),
+        };
+        cx.step("-", "final", &v.reason, None, what, Some(cx.score));
+        Decision {
+            action: v.action,
+            folder,
+            score: cx.score,
+            status: v.status,
+            text: v.text,
+            reason: v.reason,
+            add_headers: cx.add_headers,
+            log: cx.log,
+            trace: cx.trace,
+        }
+    };
+
+    // 1. Limits.
+    if let Some(why) = input.limit_hit {
+        cx.step("-", "limit", "limits", None, why.to_string(), None);
+        cx.log.push(format!(
+            "limit reached: {why}; delivered unchanged to the Inbox"
+        ));
+        return finish(
+            cx,
+            Verdict::simple(Action::Inbox, None, format!("limit: {why}")),
+            system,
+        );
+    }
+
+    // 2. System layer: access maps, virus, rules.
+    let verdict = spam::read(input.headers, &system.spam);
+    let mut provisional = cx.access(system);
+    if let Some(v) = &provisional {
+        if v.is_hard() {
+            let v = v.clone();
+            return finish(cx, v, system);
+        }
+    }
+    for r in &verdict.readings {
+        cx.step(
+            "system",
+            "spam",
+            &r.header,
+            Some(&r.value),
+            r.meaning.clone(),
+            None,
+        );
+    }
+    if let Some(h) = &verdict.virus {
+        let reason = format!("virus verdict in {h}");
+        let mut v = match &system.spam.virus {
+            VirusAction::Discard => Verdict::simple(Action::Discard, None, reason),
+            VirusAction::Junk => Verdict::simple(Action::Junk, None, reason),
+            VirusAction::Folder(f) => Verdict::simple(Action::Folder, Some(f.clone()), reason),
+        };
+        v.hard = true;
+        cx.step("system", "virus", h, None, v.action.as_str(), None);
+        return finish(cx, v, system);
+    }
+    if provisional.is_none() {
+        provisional = cx.rules(system);
+        if let Some(v) = &provisional {
+            if v.is_hard() {
+                let v = v.clone();
+                return finish(cx, v, system);
+            }
+        }
+    }
+
+    // 3. User layer: its first verdict is final.
+    if let Some(u) = user {
+        if let Some(v) = cx.access(u) {
+            return finish(cx, v, system);
+        }
+        if let Some(v) = cx.rules(u) {
+            return finish(cx, v, system);
+        }
+    }
+
+    // 4. The system's provisional verdict.
+    if let Some(v) = provisional {
+        return finish(cx, v, system);
+    }
+
+    // 5. Spam routing.
+    if let Some(s) = verdict.score {
+        cx.score += s;
+        cx.step(
+            "system",
+            "spam",
+            verdict.score_header.as_deref().unwrap_or("score"),
+            None,
+            format!("upstream score {s}"),
+            Some(s),
+        );
+    }
+    let sys_junk = system.spam.junk_threshold;
+    let junk_threshold = match user.and_then(|u| u.spam.junk_threshold) {
+        Some(t) => {
+            let lo = system
+                .spam
+                .user_junk_threshold_min
+                .unwrap_or(f64::NEG_INFINITY);
+            let hi = system.spam.user_junk_threshold_max.unwrap_or(f64::INFINITY);
+            let c = t.clamp(lo, hi.max(lo));
+            if c != t {
+                cx.log.push(format!(
+                    "user junk_threshold {t} outside the system bounds; using {c}"
+                ));
+            }
+            Some(c)
+        }
+        None => sys_junk,
+    };
+    let total = cx.score;
+    if let Some(d) = system.spam.discard_threshold {
+        if total >= d {
+            cx.step(
+                "system",
+                "threshold",
+                "discard_threshold",
+                None,
+                format!("{total} >= {d}: discard"),
+                Some(total),
+            );
+            return finish(
+                cx,
+                Verdict::simple(
+                    Action::Discard,
+                    None,
+                    format!("score {total} >= discard_threshold {d}"),
+                ),
+                system,
+            );
+        }
+        cx.step(
+            "system",
+            "threshold",
+            "discard_threshold",
+            None,
+            format!("{total} < {d}"),
+            Some(total),
+        );
+    }
+    if let Some(j) = junk_threshold {
+        let layer = if user.and_then(|u| u.spam.junk_threshold).is_some() {
+            "user"
+        } else {
+            "system"
+        };
+        if total >= j {
+            cx.step(
+                layer,
+                "threshold",
+                "junk_threshold",
+                None,
+                format!("{total} >= {j}: junk"),
+                Some(total),
+            );
+            return finish(
+                cx,
+                Verdict::simple(
+                    Action::Junk,
+                    None,
+                    format!("score {total} >= junk_threshold {j}"),
+                ),
+                system,
+            );
+        }
+        cx.step(
+            layer,
+            "threshold",
+            "junk_threshold",
+            None,
+            format!("{total} < {j}"),
+            Some(total),
+        );
+    }
+    // The upstream flag decides only when no upstream score was given (or no
+    // threshold is set): with a score, the thresholds above decide.
+    if let Some(h) = &verdict.flagged_by {
+        if verdict.score.is_none() || junk_threshold.is_none() {
+            cx.step("system", "spam", h, None, "spam flag: junk", None);
+            return finish(
+                cx,
+                Verdict::simple(Action::Junk, None, format!("spam flag in {h}")),
+                system,
+            );
+        }
+    }
+
+    // 6. Inbox.
+    finish(
+        cx,
+        Verdict::simple(Action::Inbox, None, "default".into()),
+        system,
+    )
+}

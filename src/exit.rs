@@ -1,0 +1,127 @@
+//! The exit-status table: the one place where outcomes and errors become
+//! the exit status and status line that Postfix's local(8) reads.
+//!
+//! | outcome                                   | exit | first line of output          |
+//! |-------------------------------------------|------|-------------------------------|
+//! | delivered or discarded                    | 0    | nothing                       |
+//! | anything a retry could fix (I/O, config,  | 75   | `4.x.x text`                  |
+//! | a panic, DEFER or a 4NN result)           |      |                               |
+//! | REJECT or a 5NN result                    | 77   | `5.7.1 text` or the rule's own|
+//!
+//! Postfix bounces on most other codes (EX_CONFIG 78 included), so nothing an
+//! administrator could fix ever maps to anything but 75.
+
+use std::fmt;
+
+/// EX_OK.
+pub const OK: i32 = 0;
+/// EX_TEMPFAIL: Postfix keeps the message and retries.
+pub const TEMPFAIL: i32 = 75;
+/// EX_NOPERM: Postfix bounces with our status line.
+pub const NOPERM: i32 = 77;
+
+/// A failure that ends a delivery. Every error path in the program ends in
+/// one of these two variants; `main` turns them into the exit status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Retry later (75). `status` is an RFC 3463 code such as `4.2.0`.
+    Temp { status: String, text: String },
+    /// Bounce (77). `status` is a `5.x.x` code.
+    Perm { status: String, text: String },
+}
+
+impl Failure {
+    pub fn temp(status: &str, text: impl Into<String>) -> Self {
+        Failure::Temp {
+            status: status.to_string(),
+            text: text.into(),
+        }
+    }
+
+    pub fn perm(status: &str, text: impl Into<String>) -> Self {
+        Failure::Perm {
+            status: status.to_string(),
+            text: text.into(),
+        }
+    }
+
+    /// A local I/O problem: always temporary. `4.2.0` when the mailbox is
+    /// the problem, `4.3.0` for the rest of the system (RFC 3463).
+    pub fn io(what: impl fmt::Display, err: impl fmt::Display) -> Self {
+        Failure::temp("4.3.0", format!("{what}: {err}"))
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Failure::Temp { .. } => TEMPFAIL,
+            Failure::Perm { .. } => NOPERM,
+        }
+    }
+
+    /// The line printed for Postfix. Control characters are replaced so that
+    /// nothing from the message or envelope can forge an extra line.
+    pub fn status_line(&self) -> String {
+        let (status, text) = match self {
+            Failure::Temp { status, text } | Failure::Perm { status, text } => (status, text),
+        };
+        format!("{} {}", status, crate::log::sanitize(text))
+    }
+
+    pub fn text(&self) -> &str {
+        match self {
+            Failure::Temp { text, .. } | Failure::Perm { text, .. } => text,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.status_line())
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// Checks that a status code has the shape `C.S.D` with the class digit the
+/// exit status needs (4 for 75, 5 for 77).
+pub fn valid_status(status: &str, class: char) -> bool {
+    let mut parts = status.split('.');
+    let (Some(c), Some(s), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    c.len() == 1
+        && c.starts_with(class)
+        && (1..=3).contains(&s.len())
+        && (1..=3).contains(&d.len())
+        && s.bytes().chain(d.bytes()).all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        assert_eq!(Failure::temp("4.2.0", "x").exit_code(), 75);
+        assert_eq!(Failure::perm("5.7.1", "x").exit_code(), 77);
+    }
+
+    #[test]
+    fn status_line_has_no_newline() {
+        let f = Failure::perm("5.7.1", "evil\r\nX-Injected: yes");
+        assert_eq!(f.status_line().lines().count(), 1);
+        assert!(f.status_line().starts_with("5.7.1 evil"));
+    }
+
+    #[test]
+    fn status_shapes() {
+        assert!(valid_status("4.7.1", '4'));
+        assert!(valid_status("5.100.999", '5'));
+        assert!(!valid_status("5.7.1", '4'));
+        assert!(!valid_status("4.7", '4'));
+        assert!(!valid_status("4.x.1", '4'));
+        assert!(!valid_status("45.7.1", '4'));
+    }
+}

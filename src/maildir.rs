@@ -1,0 +1,578 @@
+//! Maildir delivery, as the qmail maildir protocol page describes it, with
+//! the Maildir++ folder layout that Dovecot and Courier read.
+//!
+//! A message is written to a uniquely named file in `tmp/`, fsynced, then
+//! hard-linked into the target folder's `new/` (never replacing anything),
+//! the tmp name is removed and `new/` is fsynced. A crash at any point leaves
+//! either a complete message in exactly one `new/` or nothing outside `tmp/`.
+//! Stale `tmp/` files (older than 36 hours) are removed by later deliveries.
+//!
+//! Every directory this module writes into is opened relative to the
+//! Maildir's directory descriptor with `O_NOFOLLOW`: a symlink planted in
+//! place of the Maildir, `tmp`, `new`, `cur` or a folder is never followed.
+//! Folders are created on demand (mode 0700, with `maildirfolder`) and added
+//! to the `subscriptions` file.
+
+use crate::exit::Failure;
+use nix::errno::Errno;
+use nix::fcntl::{openat, renameat2, OFlag, RenameFlags};
+use nix::sys::stat::{fstatat, mkdirat, Mode, SFlag};
+use nix::unistd::{fsync, linkat, unlinkat, UnlinkatFlags};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How old a `tmp/` file must be before a delivery removes it.
+pub const STALE_TMP: Duration = Duration::from_secs(36 * 3600);
+
+const DIR_FLAGS: OFlag = OFlag::O_DIRECTORY
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_RDONLY)
+    .union(OFlag::O_CLOEXEC);
+
+/// A validated folder name. `None` in an `Option<FolderName>` means the Inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderName {
+    /// The IMAP name with `.` as the hierarchy separator, e.g. `Lists.rust`.
+    pub name: String,
+    /// The directory inside the Maildir, e.g. `.Lists.rust` (modified UTF-7
+    /// for non-ASCII names, as Dovecot and Courier store them).
+    pub dir: String,
+}
+
+impl FolderName {
+    /// Validates a folder name from a rule or a map. `INBOX` (any case, or an
+    /// empty name after an `INBOX.` prefix is removed) is the Inbox: `Ok(None)`.
+    /// `Lists/rust` and `Lists.rust` both name `.Lists.rust`. Refused: a
+    /// leading `.` or `/`, empty components, `..`, control characters.
+    pub fn parse(raw: &str) -> Result<Option<FolderName>, String> {
+        if raw.eq_ignore_ascii_case("INBOX") {
+            return Ok(None);
+        }
+        let mut s = raw;
+        if s.len() > 6 && s[..6].eq_ignore_ascii_case("INBOX.")
+            || s.len() > 6 && s[..6].eq_ignore_ascii_case("INBOX/")
+        {
+            s = &s[6..];
+        }
+        if s.is_empty() {
+            return Err("empty folder name".into());
+        }
+        if let Some(c) = s.chars().find(|c| c.is_control()) {
+            return Err(format!("folder name contains control character {:?}", c));
+        }
+        if s.starts_with('.') || s.starts_with('/') {
+            return Err(format!("folder name {raw:?} starts with {:?}", &s[..1]));
+        }
+        let parts: Vec<&str> = s.split(['.', '/']).collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(format!(
+                "folder name {raw:?} has an empty or '..' component"
+            ));
+        }
+        let name = parts.join(".");
+        let dir = format!(".{}", imap_utf7(&name));
+        if dir.len() > 255 {
+            return Err(format!("folder name {raw:?} is too long"));
+        }
+        Ok(Some(FolderName { name, dir }))
+    }
+}
+
+/// Modified UTF-7 (RFC 3501 5.1.3), as IMAP servers store Maildir++ names.
+pub fn imap_utf7(s: &str) -> String {
+    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+    let mut out = String::with_capacity(s.len());
+    let mut pending: Vec<u16> = Vec::new();
+    let flush = |out: &mut String, pending: &mut Vec<u16>| {
+        if pending.is_empty() {
+            return;
+        }
+        let bytes: Vec<u8> = pending.iter().flat_map(|u| u.to_be_bytes()).collect();
+        out.push('&');
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            let chars = chunk.len() + 1;
+            for i in 0..chars {
+                out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out.push('-');
+        pending.clear();
+    };
+    for c in s.chars() {
+        if (' '..='~').contains(&c) {
+            flush(&mut out, &mut pending);
+            if c == '&' {
+                out.push_str("&-");
+            } else {
+                out.push(c);
+            }
+        } else {
+            let mut buf = [0u16; 2];
+            pending.extend_from_slice(c.encode_utf16(&mut buf));
+        }
+    }
+    flush(&mut out, &mut pending);
+    out
+}
+
+/// The directory a folder's messages go to: `MAILDIR/new` or `MAILDIR/.F/new`.
+pub fn new_dir_path(maildir: &Path, folder: Option<&FolderName>) -> PathBuf {
+    match folder {
+        None => maildir.join("new"),
+        Some(f) => maildir.join(&f.dir).join("new"),
+    }
+}
+
+/// Maps an I/O error on the mailbox to a temporary failure with a fitting
+/// RFC 3463 code: mailbox full, mail system full, or mailbox unavailable.
+fn fail(what: impl std::fmt::Display, e: Errno) -> Failure {
+    let status = match e {
+        Errno::EDQUOT => "4.2.2",
+        Errno::ENOSPC => "4.3.1",
+        _ => "4.2.0",
+    };
+    Failure::temp(status, format!("{what}: {}", e.desc()))
+}
+
+fn hostname() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let h = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".into());
+        h.replace('/', "\\057").replace(':', "\\072")
+    })
+}
+
+/// `seconds.MmicrosPpidQn.host`, unique per the maildir protocol.
+fn unique_name() -> String {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{}.M{}P{}Q{}.{}",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed),
+        hostname()
+    )
+}
+
+/// Opens `name` under `dir` as a directory without following a symlink,
+/// creating it (mode 0700) when `create` is set.
+fn open_dir(dir: BorrowedFd<'_>, name: &str, create: bool) -> Result<(OwnedFd, bool), Errno> {
+    match openat(dir, name, DIR_FLAGS, Mode::empty()) {
+        Ok(fd) => Ok((fd, false)),
+        Err(Errno::ENOENT) if create => {
+            match mkdirat(dir, name, Mode::from_bits_truncate(0o700)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(e),
+            }
+            Ok((openat(dir, name, DIR_FLAGS, Mode::empty())?, true))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Describes why a directory could not be opened, naming a symlink as such.
+fn dir_error(path: &Path, e: Errno) -> String {
+    match e {
+        Errno::ELOOP | Errno::ENOTDIR => {
+            format!(
+                "{} is a symlink or not a directory; refusing to follow it",
+                path.display()
+            )
+        }
+        _ => format!("{}: {}", path.display(), e.desc()),
+    }
+}
+
+/// An open Maildir.
+#[derive(Debug)]
+pub struct Maildir {
+    path: PathBuf,
+    root: OwnedFd,
+    tmp: OwnedFd,
+}
+
+/// A message being written into `tmp/`.
+#[derive(Debug)]
+pub struct TmpFile {
+    pub name: String,
+    pub file: File,
+}
+
+impl Maildir {
+    /// Opens the Maildir at `path`, creating it and its `tmp`, `new` and `cur`
+    /// when missing. The parent directory (the home) must exist.
+    pub fn open(path: &Path) -> Result<Maildir, Failure> {
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path.file_name().ok_or_else(|| {
+            Failure::temp("4.3.5", format!("bad Maildir path {}", path.display()))
+        })?;
+        let parent_fd = nix::fcntl::open(
+            parent,
+            OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| fail(format!("cannot open {}", parent.display()), e))?;
+        let (root, created) = open_dir(parent_fd.as_fd(), &name.to_string_lossy(), true)
+            .map_err(|e| Failure::temp("4.2.0", dir_error(path, e)))?;
+        let mut made = created;
+        let mut tmp = None;
+        for sub in ["tmp", "new", "cur"] {
+            let (fd, c) = open_dir(root.as_fd(), sub, true)
+                .map_err(|e| Failure::temp("4.2.0", dir_error(&path.join(sub), e)))?;
+            made |= c;
+            if sub == "tmp" {
+                tmp = Some(fd);
+            }
+        }
+        if made {
+            fsync(&root).map_err(|e| fail(format!("fsync {}", path.display()), e))?;
+            if created {
+                let _ = fsync(&parent_fd);
+            }
+        }
+        Ok(Maildir {
+            path: path.to_path_buf(),
+            root,
+            tmp: tmp.expect("tmp opened above"),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates a new, uniquely named file in `tmp/` (mode 0600).
+    pub fn create_tmp(&self) -> Result<TmpFile, Failure> {
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let mut last = Errno::EEXIST;
+        for _ in 0..16 {
+            let name = unique_name();
+            match openat(
+                &self.tmp,
+                name.as_str(),
+                flags,
+                Mode::from_bits_truncate(0o600),
+            ) {
+                Ok(fd) => {
+                    return Ok(TmpFile {
+                        name,
+                        file: File::from(fd),
+                    })
+                }
+                Err(Errno::EEXIST) => continue,
+                Err(e) => {
+                    last = e;
+                    break;
+                }
+            }
+        }
+        Err(fail(
+            format!(
+                "cannot create a file in {}",
+                self.path.join("tmp").display()
+            ),
+            last,
+        ))
+    }
+
+    /// Opens a tmp file again for reading.
+    pub fn reopen_tmp(&self, tmp: &TmpFile) -> Result<File, Failure> {
+        openat(
+            &self.tmp,
+            tmp.name.as_str(),
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map(File::from)
+        .map_err(|e| {
+            fail(
+                format!(
+                    "cannot reopen {}",
+                    self.path.join("tmp").join(&tmp.name).display()
+                ),
+                e,
+            )
+        })
+    }
+
+    /// Removes a tmp file that will not be delivered. Best effort.
+    pub fn discard(&self, tmp: TmpFile) {
+        drop(tmp.file);
+        let _ = unlinkat(&self.tmp, tmp.name.as_str(), UnlinkatFlags::NoRemoveDir);
+    }
+
+    /// Opens (creating on demand) a folder's `new/` directory. Returns the
+    /// descriptor of `new/` and of the folder itself.
+    fn folder_new_dir(&self, folder: &FolderName) -> Result<(OwnedFd, OwnedFd), String> {
+        let fpath = self.path.join(&folder.dir);
+        let (fd, created) =
+            open_dir(self.root.as_fd(), &folder.dir, true).map_err(|e| dir_error(&fpath, e))?;
+        let mut made = false;
+        let mut new = None;
+        for sub in ["tmp", "new", "cur"] {
+            let (sfd, c) =
+                open_dir(fd.as_fd(), sub, true).map_err(|e| dir_error(&fpath.join(sub), e))?;
+            made |= c;
+            if sub == "new" {
+                new = Some(sfd);
+            }
+        }
+        if created || made {
+            let marker = openat(
+                &fd,
+                "maildirfolder",
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o600),
+            );
+            drop(marker);
+            fsync(&fd).map_err(|e| format!("fsync {}: {}", fpath.display(), e.desc()))?;
+            fsync(&self.root)
+                .map_err(|e| format!("fsync {}: {}", self.path.display(), e.desc()))?;
+        }
+        if created {
+            self.subscribe(&folder.name);
+        }
+        Ok((new.expect("new opened above"), fd))
+    }
+
+    /// Adds a folder to `subscriptions`, under an exclusive lock, once.
+    /// Dovecot's version-2 file (first line `V\t2`) gets a v2 entry.
+    fn subscribe(&self, name: &str) {
+        let Ok(fd) = openat(
+            &self.root,
+            "subscriptions",
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        ) else {
+            return;
+        };
+        let mut f = File::from(fd);
+        if f.lock().is_err() {
+            return;
+        }
+        let mut text = String::new();
+        if f.read_to_string(&mut text).is_err() {
+            return;
+        }
+        let entry = if text.starts_with("V\t2\n") {
+            name.replace('.', "\t")
+        } else {
+            name.to_string()
+        };
+        if text.lines().any(|l| l == entry) {
+            return;
+        }
+        let mut add = String::new();
+        if !text.is_empty() && !text.ends_with('\n') {
+            add.push('\n');
+        }
+        add.push_str(&entry);
+        add.push('\n');
+        let _ = f
+            .seek(SeekFrom::End(0))
+            .and_then(|_| f.write_all(add.as_bytes()))
+            .and_then(|_| f.sync_all());
+    }
+
+    /// Moves a complete, fsynced tmp file into `new/` of the folder (the Inbox
+    /// for `None`). Returns the path of the delivered file, and the folder it
+    /// actually went to: a folder that cannot be used (a symlink, a create
+    /// error) falls back to the Inbox, with the reason.
+    pub fn commit(
+        &self,
+        tmp: TmpFile,
+        folder: Option<&FolderName>,
+        size: u64,
+    ) -> Result<Delivered, Failure> {
+        let mut fallback = None;
+        let target = match folder {
+            None => None,
+            Some(f) => match self.folder_new_dir(f) {
+                Ok((new, _folder_fd)) => Some((new, f)),
+                Err(why) => {
+                    fallback = Some(why);
+                    None
+                }
+            },
+        };
+        let (new_fd, dir_path, used) = match target {
+            Some((fd, f)) => (fd, self.path.join(&f.dir).join("new"), Some(f.clone())),
+            None => {
+                let (fd, _) = open_dir(self.root.as_fd(), "new", true).map_err(|e| {
+                    self.discard_ref(&tmp);
+                    Failure::temp("4.2.0", dir_error(&self.path.join("new"), e))
+                })?;
+                (fd, self.path.join("new"), None)
+            }
+        };
+        let result = self.link_into(&tmp, &new_fd, &dir_path, size);
+        self.discard(tmp);
+        let path = result?;
+        Ok(Delivered {
+            path,
+            folder: used,
+            fallback,
+        })
+    }
+
+    fn discard_ref(&self, tmp: &TmpFile) {
+        let _ = unlinkat(&self.tmp, tmp.name.as_str(), UnlinkatFlags::NoRemoveDir);
+    }
+
+    fn link_into(
+        &self,
+        tmp: &TmpFile,
+        new_fd: &OwnedFd,
+        dir_path: &Path,
+        size: u64,
+    ) -> Result<PathBuf, Failure> {
+        let mut name = format!("{},S={}", tmp.name, size);
+        for attempt in 0..16 {
+            let r = linkat(
+                &self.tmp,
+                tmp.name.as_str(),
+                new_fd,
+                name.as_str(),
+                nix::fcntl::AtFlags::empty(),
+            );
+            let r = match r {
+                // File systems without hard links: rename, never replacing.
+                Err(Errno::EPERM | Errno::EOPNOTSUPP | Errno::ENOSYS) => renameat2(
+                    &self.tmp,
+                    tmp.name.as_str(),
+                    new_fd,
+                    name.as_str(),
+                    RenameFlags::RENAME_NOREPLACE,
+                ),
+                r => r,
+            };
+            match r {
+                Ok(()) => {
+                    if let Err(e) = fsync(new_fd) {
+                        // Not durable: take it back, so the retry does not duplicate it.
+                        let _ = unlinkat(new_fd, name.as_str(), UnlinkatFlags::NoRemoveDir);
+                        return Err(fail(format!("fsync {}", dir_path.display()), e));
+                    }
+                    return Ok(dir_path.join(name));
+                }
+                Err(Errno::EEXIST) => {
+                    name = format!("{}.{}", unique_name(), attempt) + &format!(",S={size}");
+                }
+                Err(e) => return Err(fail(format!("cannot link into {}", dir_path.display()), e)),
+            }
+        }
+        Err(Failure::temp(
+            "4.2.0",
+            format!("no unique name free in {}", dir_path.display()),
+        ))
+    }
+
+    /// Removes regular files in `tmp/` older than `STALE_TMP`. Best effort;
+    /// returns how many were removed.
+    pub fn clean_tmp(&self, now: SystemTime) -> usize {
+        let Ok(dup) = self.tmp.try_clone() else {
+            return 0;
+        };
+        let Ok(mut dir) = nix::dir::Dir::from_fd(dup) else {
+            return 0;
+        };
+        let cutoff = now
+            .checked_sub(STALE_TMP)
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok());
+        let Some(cutoff) = cutoff else { return 0 };
+        let names: Vec<std::ffi::CString> = dir
+            .iter()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_owned())
+            .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+            .collect();
+        let mut removed = 0;
+        for n in names {
+            let Ok(st) = fstatat(
+                &self.tmp,
+                n.as_c_str(),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            ) else {
+                continue;
+            };
+            let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+            if kind != SFlag::S_IFREG && kind != SFlag::S_IFLNK {
+                continue;
+            }
+            if (st.st_mtime as u64) < cutoff.as_secs()
+                && unlinkat(&self.tmp, n.as_c_str(), UnlinkatFlags::NoRemoveDir).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        removed
+    }
+}
+
+/// Where a message went.
+#[derive(Debug)]
+pub struct Delivered {
+    pub path: PathBuf,
+    /// The folder used; `None` is the Inbox.
+    pub folder: Option<FolderName>,
+    /// Why the requested folder was not used, when it fell back to the Inbox.
+    pub fallback: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_names() {
+        let f = |s: &str| FolderName::parse(s);
+        assert_eq!(f("INBOX").unwrap(), None);
+        assert_eq!(f("inbox").unwrap(), None);
+        assert_eq!(f("Junk").unwrap().unwrap().dir, ".Junk");
+        assert_eq!(f("Lists/rust").unwrap().unwrap().dir, ".Lists.rust");
+        assert_eq!(f("Lists.rust").unwrap().unwrap().name, "Lists.rust");
+        assert_eq!(f("INBOX.Junk").unwrap().unwrap().dir, ".Junk");
+        for bad in [
+            "", "..", "../x", "a/../b", ".hidden", "/abs", "a//b", "a.", "x\0y", "x\ny", "a\u{7f}",
+        ] {
+            assert!(f(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(f(&"x".repeat(300)).is_err());
+    }
+
+    #[test]
+    fn utf7() {
+        assert_eq!(imap_utf7("Entwürfe"), "Entw&APw-rfe");
+        assert_eq!(imap_utf7("a&b"), "a&-b");
+        assert_eq!(imap_utf7("台北"), "&U,BTFw-");
+        assert_eq!(imap_utf7("plain"), "plain");
+    }
+
+    #[test]
+    fn name_has_no_separator_chars() {
+        let n = unique_name();
+        assert!(!n.contains('/'));
+        assert!(!n.contains(':'));
+    }
+}

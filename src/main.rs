@@ -1,0 +1,195 @@
+//! The `deliver` command: CLI parsing and the exit-status boundary. All
+//! behaviour lives in the library; this file turns results into exit codes.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use deliver::envelope::Flags;
+use deliver::exit::{self, Failure};
+use deliver::log::Logger;
+use deliver::{check, report, run};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default)]
+enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A local delivery agent for Postfix: access maps, header/score rules,
+/// spam-header routing, durable Maildir delivery.
+#[derive(Debug, Parser)]
+#[command(name = "deliver", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Envelope sender ("" or <> for the null sender).
+    #[arg(short = 'f', value_name = "SENDER", allow_hyphen_values = true)]
+    sender: Option<String>,
+    /// Envelope recipient.
+    #[arg(short = 'a', value_name = "RECIPIENT")]
+    recipient: Option<String>,
+    /// Deliver as USER (requires running as root).
+    #[arg(short = 'd', value_name = "USER")]
+    user: Option<String>,
+    /// Maildir to deliver into (default: ~/Maildir).
+    #[arg(long, value_name = "DIR")]
+    maildir: Option<PathBuf>,
+    /// System rules file (default: /etc/deliver/rules.toml).
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
+    /// Per-user rules file (default: ~/.config/deliver/rules.toml).
+    #[arg(long = "user-rules", value_name = "FILE")]
+    user_rules: Option<PathBuf>,
+    /// Dry run: show every decision, write nothing.
+    #[arg(long)]
+    test: bool,
+    /// Output format of --test.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+    /// Client address, as Postfix's CLIENT_ADDRESS.
+    #[arg(long = "client-address", value_name = "ADDR")]
+    client_address: Option<String>,
+    /// Client hostname, as Postfix's CLIENT_HOSTNAME.
+    #[arg(long = "client-hostname", value_name = "NAME")]
+    client_hostname: Option<String>,
+    /// HELO name, as Postfix's CLIENT_HELO.
+    #[arg(long, value_name = "NAME")]
+    helo: Option<String>,
+    /// Also write log lines to stderr.
+    #[arg(long = "log-stderr")]
+    log_stderr: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate rules files and the maps they name, without reading a message.
+    Check {
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+        #[arg(long = "user-rules", value_name = "FILE")]
+        user_rules: Option<PathBuf>,
+        /// Print nothing; the exit status tells.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+}
+
+fn options(cli: &Cli) -> run::Options {
+    run::Options {
+        envelope: Flags {
+            sender: cli.sender.clone(),
+            recipient: cli.recipient.clone(),
+            client_address: cli.client_address.clone(),
+            client_hostname: cli.client_hostname.clone(),
+            helo: cli.helo.clone(),
+        },
+        user: cli.user.clone(),
+        maildir: cli.maildir.clone(),
+        rules: cli.rules.clone(),
+        user_rules: cli.user_rules.clone(),
+        log_stderr: cli.log_stderr,
+    }
+}
+
+/// Prints a failure's status line for Postfix and returns its exit code.
+fn report_failure(f: &Failure, log: &Logger) -> u8 {
+    log.warn(&format!("{}", f));
+    let _ = writeln!(std::io::stderr(), "{}", f.status_line());
+    f.exit_code() as u8
+}
+
+fn real_main(log_stderr_hint: bool) -> u8 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            let _ = e.print();
+            return 0;
+        }
+        Err(e) => {
+            // A usage error is the admin's to fix: defer, never bounce.
+            let msg = e.to_string();
+            let first = msg
+                .lines()
+                .next()
+                .unwrap_or("usage error")
+                .trim_start_matches("error: ");
+            let f = Failure::temp("4.3.5", format!("deliver: {first} (see deliver(1))"));
+            return report_failure(&f, &Logger::new(log_stderr_hint));
+        }
+    };
+    if let Some(Command::Check {
+        rules,
+        user_rules,
+        quiet,
+    }) = &cli.command
+    {
+        let user = run::user_rules_path(user_rules.as_deref(), None);
+        let diags = check::check(rules.as_deref(), user.as_deref(), run::uid());
+        if !quiet {
+            for d in &diags {
+                println!("{d}");
+            }
+        }
+        return if diags.is_empty() { 0 } else { 1 };
+    }
+    let opts = options(&cli);
+    if cli.test {
+        return match run::dry_run(&opts, std::io::stdin().lock()) {
+            Ok(dr) => {
+                let out = match cli.format {
+                    Format::Text => report::text(&dr),
+                    Format::Json => report::json(&dr),
+                };
+                let _ = std::io::stdout().write_all(out.as_bytes());
+                if matches!(cli.format, Format::Json) {
+                    println!();
+                }
+                0
+            }
+            Err(f) => {
+                let _ = writeln!(std::io::stderr(), "deliver --test: {}", f.status_line());
+                1
+            }
+        };
+    }
+    let log = Logger::new(cli.log_stderr);
+    #[cfg(debug_assertions)]
+    if std::env::var_os("DELIVER_TEST_PANIC").is_some() {
+        panic!("test-only panic trigger (debug builds)");
+    }
+    match run::deliver(&opts, std::io::stdin().lock(), &log) {
+        Ok(()) => 0,
+        Err(f) => report_failure(&f, &log),
+    }
+}
+
+fn main() -> ExitCode {
+    // A panic is our fault, never the sender's: defer (75) with a status line.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let f = Failure::temp("4.3.0", format!("deliver: internal error: {msg}{at}"));
+        let _ = writeln!(std::io::stderr(), "{}", f.status_line());
+        Logger::new(false).warn(&f.status_line());
+    }));
+    let hint = std::env::args().any(|a| a == "--log-stderr");
+    match std::panic::catch_unwind(|| real_main(hint)) {
+        Ok(code) => ExitCode::from(code),
+        Err(_) => ExitCode::from(exit::TEMPFAIL as u8),
+    }
+}

@@ -1,0 +1,152 @@
+//! Output of `deliver --test`: a text report for a person, or one JSON
+//! object with stable keys (documented in deliver(1)).
+
+use crate::decide::Decision;
+use crate::envelope::Field;
+use crate::maildir::new_dir_path;
+use crate::run::DryRun;
+use serde_json::json;
+use std::fmt::Write;
+
+/// The directory the message would be written into (`.../new`), if any.
+pub fn target_path(dr: &DryRun) -> Option<std::path::PathBuf> {
+    let d = &dr.decision;
+    match d.action {
+        crate::decide::Action::Inbox
+        | crate::decide::Action::Junk
+        | crate::decide::Action::Folder => dr
+            .maildir
+            .as_ref()
+            .map(|m| new_dir_path(m, d.folder.as_ref())),
+        _ => None,
+    }
+}
+
+fn field(out: &mut String, label: &str, f: &Field) {
+    let v = if f.is_set() && f.value.is_empty() && label == "sender" {
+        "<>"
+    } else {
+        f.value.as_str()
+    };
+    if f.is_set() {
+        let _ = writeln!(out, "  {label:<16} {v}  ({})", f.source);
+    } else {
+        let _ = writeln!(out, "  {label:<16} -  (not given)");
+    }
+}
+
+fn what_happens(d: &Decision, path: Option<&std::path::Path>) -> String {
+    match (d.status_line(), path) {
+        (Some(s), _) => format!("would print \"{s}\""),
+        (None, Some(p)) => format!("would write into {}", p.display()),
+        (None, None) => "would write nothing (discard)".into(),
+    }
+}
+
+pub fn text(dr: &DryRun) -> String {
+    let mut out = String::new();
+    let e = &dr.envelope;
+    out.push_str("Envelope\n");
+    field(&mut out, "sender", &e.sender);
+    field(&mut out, "recipient", &e.recipient);
+    field(&mut out, "client address", &e.client_address);
+    field(&mut out, "client hostname", &e.client_hostname);
+    field(&mut out, "helo", &e.client_helo);
+    let _ = writeln!(out, "  {:<16} {}", "size", dr.spooled.size);
+    if let Some(f) = &dr.spooled.head.from_line {
+        let _ = writeln!(out, "  {:<16} {}", "From_ line", crate::log::sanitize(f));
+    }
+
+    out.push_str("\nRules\n");
+    let layers = &dr.layers;
+    let _ = writeln!(out, "  system  {}", layers.system.describe());
+    match (&layers.user, &layers.user_ignored, &layers.user_path) {
+        (Some(u), _, _) => {
+            let _ = writeln!(out, "  user    {}", u.describe());
+        }
+        (None, Some(why), _) => {
+            let _ = writeln!(out, "  user    IGNORED: {why}");
+        }
+        (None, None, Some(p)) => {
+            let _ = writeln!(out, "  user    none ({} does not exist)", p.display());
+        }
+        _ => out.push_str("  user    none\n"),
+    }
+    for l in std::iter::once(&layers.system).chain(layers.user.as_ref()) {
+        let a = &l.access;
+        for t in a
+            .client
+            .iter()
+            .chain(&a.helo)
+            .chain(&a.sender)
+            .chain(&a.recipient)
+        {
+            if let Some(n) = t.note() {
+                let _ = writeln!(out, "  note    {n}");
+            }
+        }
+    }
+
+    out.push_str("\nTrace\n");
+    for s in &dr.decision.trace {
+        let key = s
+            .key
+            .as_deref()
+            .map(|k| format!(" [{}]", crate::log::sanitize(k)))
+            .unwrap_or_default();
+        let score = s
+            .score
+            .map(|v| format!("  (score {v:+})"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {:<6} {:<9} {}{} -> {}{}",
+            s.layer, s.kind, s.name, key, s.result, score
+        );
+    }
+    for l in &dr.decision.log {
+        let _ = writeln!(out, "  log: {}", crate::log::sanitize(l));
+    }
+    for h in &dr.decision.add_headers {
+        let _ = writeln!(out, "  would add header: {}", crate::log::sanitize(h));
+    }
+
+    let d = &dr.decision;
+    let path = target_path(dr);
+    out.push_str("\nDecision\n");
+    let _ = writeln!(out, "  action     {}", d.action.as_str());
+    let _ = writeln!(
+        out,
+        "  folder     {}",
+        d.folder.as_ref().map_or("-", |f| f.name.as_str())
+    );
+    let _ = writeln!(out, "  score      {:.2}", d.score);
+    let _ = writeln!(out, "  reason     {}", crate::log::sanitize(&d.reason));
+    let _ = writeln!(out, "  result     {}", what_happens(d, path.as_deref()));
+    let _ = writeln!(out, "  exit       {}", d.exit_code());
+    out
+}
+
+pub fn json(dr: &DryRun) -> String {
+    let d = &dr.decision;
+    let path = target_path(dr);
+    let v = json!({
+        "action": d.action,
+        "folder": d.folder.as_ref().map(|f| f.name.clone()),
+        "path": path.map(|p| p.display().to_string()),
+        "score": d.score,
+        "exit_code": d.exit_code(),
+        "status_line": d.status_line(),
+        "reason": d.reason,
+        "add_headers": d.add_headers,
+        "log": d.log,
+        "envelope": dr.envelope,
+        "rules": {
+            "system": dr.layers.system.describe(),
+            "user": dr.layers.user.as_ref().map(|u| u.describe()),
+            "user_ignored": dr.layers.user_ignored,
+        },
+        "trace": d.trace,
+    });
+    serde_json::to_string_pretty(&v).expect("JSON values serialize")
+}

@@ -1,0 +1,910 @@
+//! Rules: loading the system and per-user TOML files into compiled form.
+//!
+//! Loading is where every error is found: TOML syntax, unknown keys, regex
+//! syntax, folder names, maps that do not open or parse. Each problem is a
+//! `Diag` with `file:line:col`. Loading is the only I/O here; the compiled
+//! `Layer` is then used by the pure `crate::decide::decide`.
+//!
+//! The format is documented in deliver.rules(5).
+
+pub mod model;
+
+use crate::maildir::FolderName;
+use crate::maps::{self, MapError, OpenOptions, Table};
+use crate::message::Limits;
+use model::{CondSpec, FileSpec, RuleSpec};
+use regex::{Regex, RegexBuilder};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// The rules used when no system file exists: spam-flagged mail goes to
+/// Junk, virus-flagged mail is discarded.
+pub const DEFAULT_RULES: &str = include_str!("../../rules/default.toml");
+
+/// The default system rules file.
+pub const SYSTEM_RULES: &str = "/etc/deliver/rules.toml";
+
+/// Size limits for compiled regexes, so that a hostile pattern in a user's
+/// file cannot exhaust memory (the regex crate already matches in linear time).
+const REGEX_SIZE_LIMIT: usize = 4 << 20;
+const REGEX_DFA_LIMIT: usize = 4 << 20;
+
+/// One problem in a rules file or map, compiler style.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diag {
+    pub file: PathBuf,
+    pub line: usize,
+    pub col: usize,
+    pub msg: String,
+}
+
+impl fmt::Display for Diag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file.display(), self.msg)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.col.max(1),
+                self.msg
+            )
+        }
+    }
+}
+
+impl From<MapError> for Diag {
+    fn from(e: MapError) -> Self {
+        Diag {
+            file: e.file,
+            line: e.line,
+            col: e.col,
+            msg: e.msg,
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Which layer a file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    System,
+    User,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Origin::System => "system",
+            Origin::User => "user",
+        })
+    }
+}
+
+/// System-wide settings (from the system file only).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub recipient_delimiter: String,
+    pub parent_domain_matches_subdomains: bool,
+    pub quarantine_folder: FolderName,
+    pub limits: Limits,
+    pub map_cache_dir: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            recipient_delimiter: "+".into(),
+            parent_domain_matches_subdomains: true,
+            quarantine_folder: FolderName::parse("Quarantine").unwrap().unwrap(),
+            limits: Limits::default(),
+            map_cache_dir: None,
+        }
+    }
+}
+
+/// What to do with a message an upstream virus scanner flagged.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VirusAction {
+    Discard,
+    Junk,
+    Folder(FolderName),
+}
+
+/// A custom spam header: a regex whose first group is the score.
+#[derive(Debug, Clone)]
+pub struct CustomDialect {
+    pub header: String,
+    pub score: Regex,
+    pub flag: Option<Regex>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SpamConfig {
+    pub junk_threshold: Option<f64>,
+    pub discard_threshold: Option<f64>,
+    pub junk_folder: Option<FolderName>,
+    pub virus: VirusAction,
+    pub spamassassin: bool,
+    pub amavis: bool,
+    pub rspamd: bool,
+    pub trust_negative_scores: bool,
+    pub user_junk_threshold_min: Option<f64>,
+    pub user_junk_threshold_max: Option<f64>,
+    pub custom: Vec<CustomDialect>,
+}
+
+impl Default for SpamConfig {
+    fn default() -> Self {
+        SpamConfig {
+            junk_threshold: None,
+            discard_threshold: None,
+            junk_folder: None,
+            virus: VirusAction::Discard,
+            spamassassin: true,
+            amavis: true,
+            rspamd: true,
+            trust_negative_scores: false,
+            user_junk_threshold_min: None,
+            user_junk_threshold_max: None,
+            custom: Vec::new(),
+        }
+    }
+}
+
+/// The four access map lists, in smtpd's order of evaluation.
+#[derive(Debug, Default)]
+pub struct Access {
+    pub client: Vec<Box<dyn Table>>,
+    pub helo: Vec<Box<dyn Table>>,
+    pub sender: Vec<Box<dyn Table>>,
+    pub recipient: Vec<Box<dyn Table>>,
+}
+
+impl Access {
+    pub fn is_empty(&self) -> bool {
+        self.client.is_empty()
+            && self.helo.is_empty()
+            && self.sender.is_empty()
+            && self.recipient.is_empty()
+    }
+}
+
+/// A compiled condition.
+#[derive(Debug, Clone)]
+pub enum Cond {
+    /// Any occurrence of the header matches (or exists, without a regex).
+    Header(String, Option<Regex>),
+    Sender(Regex),
+    Recipient(Regex),
+    ClientAddress(Regex),
+    ClientHostname(Regex),
+    Helo(Regex),
+    Body(Regex),
+    SizeOver(u64),
+    SizeUnder(u64),
+    All(Vec<Cond>),
+    Any(Vec<Cond>),
+    Not(Box<Cond>),
+}
+
+impl Cond {
+    pub fn uses_body(&self) -> bool {
+        match self {
+            Cond::Body(_) => true,
+            Cond::All(v) | Cond::Any(v) => v.iter().any(Cond::uses_body),
+            Cond::Not(c) => c.uses_body(),
+            _ => false,
+        }
+    }
+}
+
+/// A rule's terminal action.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuleAction {
+    Folder(FolderName),
+    Junk,
+    Discard,
+    Inbox,
+    Reject { status: String, text: String },
+    Defer { status: String, text: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub cond: Cond,
+    pub score: f64,
+    pub action: Option<RuleAction>,
+}
+
+/// One loaded layer: the system file (or the embedded default) or a user's.
+#[derive(Debug)]
+pub struct Layer {
+    pub origin: Origin,
+    /// The file it came from; `None` for the embedded default.
+    pub path: Option<PathBuf>,
+    pub settings: Settings,
+    pub spam: SpamConfig,
+    pub access: Access,
+    pub rules: Vec<Rule>,
+}
+
+impl Layer {
+    pub fn uses_body(&self) -> bool {
+        self.rules.iter().any(|r| r.cond.uses_body())
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => "embedded default rules".into(),
+        }
+    }
+}
+
+/// Splits an optional leading RFC 3463 code off a reply text.
+pub fn split_status(text: &str, class: char, default: &str) -> (String, String) {
+    let t = text.trim();
+    let (first, rest) = t.split_once(char::is_whitespace).unwrap_or((t, ""));
+    if crate::exit::valid_status(first, class) {
+        (first.to_string(), rest.trim().to_string())
+    } else {
+        (default.to_string(), t.to_string())
+    }
+}
+
+/// Collects diagnostics while compiling a file.
+struct Loader<'a> {
+    file: &'a Path,
+    text: &'a str,
+    origin: Origin,
+    diags: Vec<Diag>,
+}
+
+impl Loader<'_> {
+    fn diag_at(&mut self, offset: usize, msg: impl Into<String>) {
+        let (line, col) = line_col(self.text, offset);
+        self.diags.push(Diag {
+            file: self.file.to_path_buf(),
+            line,
+            col,
+            msg: msg.into(),
+        });
+    }
+
+    fn regex(&mut self, s: &Spanned<String>, what: &str) -> Option<Regex> {
+        match RegexBuilder::new(s.get_ref())
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(REGEX_DFA_LIMIT)
+            .build()
+        {
+            Ok(r) => Some(r),
+            Err(e) => {
+                let msg = match e {
+                    regex::Error::CompiledTooBig(n) => {
+                        format!("{what}: regex too big (over {n} bytes compiled)")
+                    }
+                    e => format!(
+                        "{what}: bad regex: {}",
+                        e.to_string()
+                            .replace('\n', " ")
+                            .split_whitespace()
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ),
+                };
+                self.diag_at(s.span().start, msg);
+                None
+            }
+        }
+    }
+
+    fn folder(&mut self, s: &Spanned<String>) -> Option<Option<FolderName>> {
+        match FolderName::parse(s.get_ref()) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                self.diag_at(s.span().start, format!("refused folder name: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Compiles the condition keys of a table into a conjunction.
+    #[allow(clippy::too_many_arguments)]
+    fn cond_parts(
+        &mut self,
+        header: &Option<Spanned<String>>,
+        pattern: &Option<Spanned<String>>,
+        regexes: [(&Option<Spanned<String>>, fn(Regex) -> Cond, &str); 6],
+        size_over: Option<u64>,
+        size_under: Option<u64>,
+        all: &Option<Vec<CondSpec>>,
+        any: &Option<Vec<CondSpec>>,
+        not: &Option<Box<CondSpec>>,
+        at: usize,
+    ) -> Vec<Cond> {
+        let mut parts = Vec::new();
+        match (header, pattern) {
+            (Some(h), p) => {
+                let name = h.get_ref().trim();
+                if name.is_empty()
+                    || name.contains(|c: char| c == ':' || c.is_whitespace() || c.is_control())
+                {
+                    self.diag_at(h.span().start, format!("bad header name {:?}", h.get_ref()));
+                }
+                let re = p.as_ref().and_then(|p| self.regex(p, "match"));
+                if p.is_some() && re.is_none() {
+                    parts.push(Cond::Not(Box::new(Cond::All(vec![])))); // never matches; error reported
+                } else {
+                    parts.push(Cond::Header(name.to_string(), re));
+                }
+            }
+            (None, Some(p)) => self.diag_at(p.span().start, "'match' needs 'header'"),
+            (None, None) => {}
+        }
+        for (spec, make, what) in regexes {
+            if let Some(s) = spec {
+                match self.regex(s, what) {
+                    Some(r) => parts.push(make(r)),
+                    None => parts.push(Cond::Any(vec![])),
+                }
+            }
+        }
+        if let Some(n) = size_over {
+            parts.push(Cond::SizeOver(n));
+        }
+        if let Some(n) = size_under {
+            parts.push(Cond::SizeUnder(n));
+        }
+        if let Some(v) = all {
+            let c = v.iter().map(|c| self.cond(c, at)).collect();
+            parts.push(Cond::All(c));
+        }
+        if let Some(v) = any {
+            if v.is_empty() {
+                self.diag_at(at, "'any' is empty: it can never match");
+            }
+            let c = v.iter().map(|c| self.cond(c, at)).collect();
+            parts.push(Cond::Any(c));
+        }
+        if let Some(c) = not {
+            let c = self.cond(c, at);
+            parts.push(Cond::Not(Box::new(c)));
+        }
+        parts
+    }
+
+    fn cond(&mut self, c: &CondSpec, at: usize) -> Cond {
+        let at = c.header.as_ref().map_or(at, |h| h.span().start);
+        let parts = self.cond_parts(
+            &c.header,
+            &c.pattern,
+            [
+                (&c.sender, Cond::Sender, "sender"),
+                (&c.recipient, Cond::Recipient, "recipient"),
+                (&c.client_address, Cond::ClientAddress, "client_address"),
+                (&c.client_hostname, Cond::ClientHostname, "client_hostname"),
+                (&c.helo, Cond::Helo, "helo"),
+                (&c.body, Cond::Body, "body"),
+            ],
+            c.size_over,
+            c.size_under,
+            &c.all,
+            &c.any,
+            &c.not,
+            at,
+        );
+        if parts.is_empty() {
+            self.diag_at(at, "empty condition: it would always match");
+        }
+        Cond::All(parts)
+    }
+
+    fn rule(&mut self, index: usize, r: &RuleSpec) -> Option<Rule> {
+        let at = r
+            .name
+            .as_ref()
+            .map(|n| n.span().start)
+            .or_else(|| r.header.as_ref().map(|h| h.span().start))
+            .unwrap_or(0);
+        let name = r
+            .name
+            .as_ref()
+            .map_or_else(|| format!("rule#{}", index + 1), |n| n.get_ref().clone());
+        let parts = self.cond_parts(
+            &r.header,
+            &r.pattern,
+            [
+                (&r.sender, Cond::Sender, "sender"),
+                (&r.recipient, Cond::Recipient, "recipient"),
+                (&r.client_address, Cond::ClientAddress, "client_address"),
+                (&r.client_hostname, Cond::ClientHostname, "client_hostname"),
+                (&r.helo, Cond::Helo, "helo"),
+                (&r.body, Cond::Body, "body"),
+            ],
+            r.size_over,
+            r.size_under,
+            &r.all,
+            &r.any,
+            &r.not,
+            at,
+        );
+        if parts.is_empty() {
+            self.diag_at(at, format!("rule {name:?} has no condition"));
+        }
+        let mut actions = Vec::new();
+        if let Some(f) = &r.folder {
+            if let Some(folder) = self.folder(f) {
+                actions.push(match folder {
+                    Some(f) => RuleAction::Folder(f),
+                    None => RuleAction::Inbox,
+                });
+            }
+        }
+        for (flag, action, key) in [
+            (&r.junk, RuleAction::Junk, "junk"),
+            (&r.discard, RuleAction::Discard, "discard"),
+            (&r.inbox, RuleAction::Inbox, "inbox"),
+        ] {
+            if let Some(b) = flag {
+                if *b.get_ref() {
+                    actions.push(action);
+                } else {
+                    self.diag_at(
+                        b.span().start,
+                        format!("'{key} = false' means nothing; remove it"),
+                    );
+                }
+            }
+        }
+        if let Some(t) = &r.reject {
+            let (status, text) = split_status(t.get_ref(), '5', "5.7.1");
+            if t.get_ref().trim().starts_with('4') {
+                self.diag_at(
+                    t.span().start,
+                    "reject text starts with a 4.x.x code; use 'defer' for that",
+                );
+            }
+            actions.push(RuleAction::Reject { status, text });
+        }
+        if let Some(t) = &r.defer {
+            let (status, text) = split_status(t.get_ref(), '4', "4.7.1");
+            actions.push(RuleAction::Defer { status, text });
+        }
+        if actions.len() > 1 {
+            self.diag_at(
+                at,
+                format!(
+                    "rule {name:?} has {} terminal actions; give one",
+                    actions.len()
+                ),
+            );
+        }
+        let score = r.score.unwrap_or(0.0);
+        if !score.is_finite() {
+            self.diag_at(at, format!("rule {name:?}: score must be a finite number"));
+        }
+        if r.score.is_none() && actions.is_empty() {
+            self.diag_at(
+                at,
+                format!("rule {name:?} has neither a score nor an action"),
+            );
+        }
+        Some(Rule {
+            name,
+            cond: Cond::All(parts),
+            score,
+            action: actions.into_iter().next(),
+        })
+    }
+
+    fn maps(&mut self, specs: &[Spanned<String>], opts: &OpenOptions) -> Vec<Box<dyn Table>> {
+        let mut out = Vec::new();
+        for s in specs {
+            match maps::open(s.get_ref(), opts) {
+                Ok(t) => out.push(t),
+                Err(e) => {
+                    // A missing file is reported where the rules file names it;
+                    // a problem inside the map at the map's own line and column.
+                    if e.line == 0 {
+                        self.diag_at(s.span().start, format!("{}: {}", s.get_ref(), e));
+                    } else {
+                        self.diags.push(e.into());
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Where a user may not go: keys only the system file may set.
+fn user_forbidden(spec: &FileSpec) -> Vec<(usize, &'static str)> {
+    let mut v = Vec::new();
+    if spec.settings.is_some() {
+        v.push((0, "[settings] may only be set in the system file"));
+    }
+    if let Some(s) = &spec.spam {
+        let sys_only: [(&Option<Spanned<f64>>, &str); 3] = [
+            (&s.discard_threshold, "discard_threshold"),
+            (&s.user_junk_threshold_min, "user_junk_threshold_min"),
+            (&s.user_junk_threshold_max, "user_junk_threshold_max"),
+        ];
+        for (k, name) in sys_only {
+            if let Some(k) = k {
+                v.push((k.span().start, leak_msg(name)));
+            }
+        }
+        if let Some(k) = &s.virus {
+            v.push((k.span().start, "'virus' may only be set in the system file"));
+        }
+        if let Some(k) = &s.dialects {
+            v.push((
+                k.span().start,
+                "'dialects' may only be set in the system file",
+            ));
+        }
+        if let Some(k) = &s.trust_negative_scores {
+            v.push((
+                k.span().start,
+                "'trust_negative_scores' may only be set in the system file",
+            ));
+        }
+        if s.custom.is_some() {
+            v.push((0, "[[spam.custom]] may only be set in the system file"));
+        }
+    }
+    v
+}
+
+fn leak_msg(name: &str) -> &'static str {
+    match name {
+        "discard_threshold" => "'discard_threshold' may only be set in the system file",
+        "user_junk_threshold_min" => "'user_junk_threshold_min' may only be set in the system file",
+        _ => "'user_junk_threshold_max' may only be set in the system file",
+    }
+}
+
+/// Parses and compiles one rules file. All problems are returned together.
+pub fn load_str(
+    text: &str,
+    file: &Path,
+    origin: Origin,
+    opts: &OpenOptions,
+) -> Result<Layer, Vec<Diag>> {
+    let spec: FileSpec = match toml::from_str(text) {
+        Ok(s) => s,
+        Err(e) => {
+            let (line, col) = e.span().map_or((0, 0), |s| line_col(text, s.start));
+            return Err(vec![Diag {
+                file: file.to_path_buf(),
+                line,
+                col,
+                msg: e.message().trim().to_string(),
+            }]);
+        }
+    };
+    let mut l = Loader {
+        file,
+        text,
+        origin,
+        diags: Vec::new(),
+    };
+    if l.origin == Origin::User {
+        for (at, msg) in user_forbidden(&spec) {
+            l.diag_at(at, msg);
+        }
+    }
+
+    let mut settings = Settings::default();
+    if let Some(s) = &spec.settings {
+        if let Some(d) = &s.recipient_delimiter {
+            settings.recipient_delimiter = d.get_ref().clone();
+        }
+        if let Some(b) = s.parent_domain_matches_subdomains {
+            settings.parent_domain_matches_subdomains = b;
+        }
+        if let Some(q) = &s.quarantine_folder {
+            match l.folder(q) {
+                Some(Some(f)) => settings.quarantine_folder = f,
+                Some(None) => {
+                    l.diag_at(q.span().start, "the quarantine folder cannot be the Inbox")
+                }
+                None => {}
+            }
+        }
+        if let Some(n) = s.max_header_bytes {
+            settings.limits.max_header_bytes = n.max(1024);
+        }
+        if let Some(n) = s.max_headers {
+            settings.limits.max_headers = n.max(1);
+        }
+        if let Some(n) = s.body_window {
+            settings.limits.body_window = n;
+        }
+        if let Some(d) = &s.map_cache_dir {
+            settings.map_cache_dir = Some(PathBuf::from(d.get_ref()));
+        }
+    }
+
+    let mut spam = SpamConfig::default();
+    if let Some(s) = &spec.spam {
+        spam.junk_threshold = s.junk_threshold.as_ref().map(|v| *v.get_ref());
+        spam.discard_threshold = s.discard_threshold.as_ref().map(|v| *v.get_ref());
+        if let Some(f) = &s.junk_folder {
+            match l.folder(f) {
+                Some(Some(f)) => spam.junk_folder = Some(f),
+                Some(None) => l.diag_at(f.span().start, "the junk folder cannot be the Inbox"),
+                None => {}
+            }
+        }
+        if let Some(v) = &s.virus {
+            spam.virus = match v.get_ref().as_str() {
+                "discard" => VirusAction::Discard,
+                "junk" => VirusAction::Junk,
+                other => match l.folder(v) {
+                    Some(Some(f)) => VirusAction::Folder(f),
+                    Some(None) => {
+                        l.diag_at(
+                            v.span().start,
+                            format!("virus = {other:?}: virus-flagged mail cannot go to the Inbox"),
+                        );
+                        VirusAction::Discard
+                    }
+                    None => VirusAction::Discard,
+                },
+            };
+        }
+        if let Some(d) = &s.dialects {
+            spam.spamassassin = false;
+            spam.amavis = false;
+            spam.rspamd = false;
+            for name in d.get_ref() {
+                match name.as_str() {
+                    "spamassassin" => spam.spamassassin = true,
+                    "amavis" => spam.amavis = true,
+                    "rspamd" => spam.rspamd = true,
+                    other => l.diag_at(
+                        d.span().start,
+                        format!(
+                            "unknown spam dialect {other:?} (known: spamassassin, amavis, rspamd)"
+                        ),
+                    ),
+                }
+            }
+        }
+        spam.trust_negative_scores = s
+            .trust_negative_scores
+            .as_ref()
+            .is_some_and(|b| *b.get_ref());
+        spam.user_junk_threshold_min = s.user_junk_threshold_min.as_ref().map(|v| *v.get_ref());
+        spam.user_junk_threshold_max = s.user_junk_threshold_max.as_ref().map(|v| *v.get_ref());
+        for (k, v) in [
+            ("junk_threshold", &s.junk_threshold),
+            ("discard_threshold", &s.discard_threshold),
+            ("user_junk_threshold_min", &s.user_junk_threshold_min),
+            ("user_junk_threshold_max", &s.user_junk_threshold_max),
+        ] {
+            if let Some(v) = v {
+                if !v.get_ref().is_finite() {
+                    l.diag_at(v.span().start, format!("{k} must be a finite number"));
+                }
+            }
+        }
+        if let (Some(j), Some(d)) = (&s.junk_threshold, &s.discard_threshold) {
+            if d.get_ref() < j.get_ref() {
+                l.diag_at(d.span().start, "discard_threshold is below junk_threshold");
+            }
+        }
+        for c in s.custom.iter().flatten() {
+            let score = l.regex(&c.pattern, "spam.custom match");
+            if let Some(r) = &score {
+                if r.captures_len() < 2 {
+                    l.diag_at(
+                        c.pattern.span().start,
+                        "spam.custom match needs a capture group for the score",
+                    );
+                }
+            }
+            let flag = c.flag.as_ref().and_then(|f| l.regex(f, "spam.custom flag"));
+            if let Some(score) = score {
+                spam.custom.push(CustomDialect {
+                    header: c.header.get_ref().clone(),
+                    score,
+                    flag,
+                });
+            }
+        }
+    }
+
+    let opts = OpenOptions {
+        cache_dir: settings
+            .map_cache_dir
+            .clone()
+            .or_else(|| opts.cache_dir.clone()),
+    };
+    let mut access = Access::default();
+    if let Some(a) = &spec.access {
+        access.client = l.maps(&a.client, &opts);
+        access.helo = l.maps(&a.helo, &opts);
+        access.sender = l.maps(&a.sender, &opts);
+        access.recipient = l.maps(&a.recipient, &opts);
+    }
+
+    let mut rules = Vec::new();
+    for (i, r) in spec.rule.iter().enumerate() {
+        if let Some(rule) = l.rule(i, r) {
+            rules.push(rule);
+        }
+    }
+
+    if !l.diags.is_empty() {
+        return Err(l.diags);
+    }
+    Ok(Layer {
+        origin,
+        path: Some(file.to_path_buf()),
+        settings,
+        spam,
+        access,
+        rules,
+    })
+}
+
+/// The embedded default layer.
+pub fn default_layer() -> Layer {
+    let mut l = load_str(
+        DEFAULT_RULES,
+        Path::new("(default rules)"),
+        Origin::System,
+        &OpenOptions::default(),
+    )
+    .expect("the embedded default rules are valid");
+    l.path = None;
+    l
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, origin: Origin) -> Result<Layer, Vec<Diag>> {
+        load_str(text, Path::new("r.toml"), origin, &OpenOptions::default())
+    }
+
+    fn err(text: &str, origin: Origin) -> String {
+        load(text, origin)
+            .unwrap_err()
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn default_is_valid() {
+        let l = default_layer();
+        assert_eq!(l.spam.virus, VirusAction::Discard);
+        assert_eq!(l.spam.junk_folder.as_ref().unwrap().name, "Junk");
+    }
+
+    #[test]
+    fn issue_example_loads() {
+        let t = r#"
+[spam]
+junk_threshold = 5.0
+discard_threshold = 15.0
+junk_folder = "Junk"
+virus = "discard"
+
+[[rule]]
+name   = "pills"
+header = "Subject"
+match  = "(?i)v[i1]agra"
+score  = 3.0
+
+[[rule]]
+name   = "rust-list"
+header = "List-Id"
+match  = "rust-users\\.lists\\.example\\.org"
+folder = "Lists.rust"
+"#;
+        let l = load(t, Origin::System).unwrap();
+        assert_eq!(l.rules.len(), 2);
+        assert_eq!(
+            l.rules[1].action,
+            Some(RuleAction::Folder(
+                FolderName::parse("Lists.rust").unwrap().unwrap()
+            ))
+        );
+    }
+
+    #[test]
+    fn errors_have_positions() {
+        assert_eq!(
+            err("[spam]\njunk_treshold = 5\n", Origin::System)
+                .split(": ")
+                .next()
+                .unwrap(),
+            "r.toml:2:1"
+        );
+        let e = err(
+            "[[rule]]\nheader = \"Subject\"\nmatch = \"(unclosed\"\nscore = 1\n",
+            Origin::System,
+        );
+        assert!(e.starts_with("r.toml:3:9: match: bad regex"), "{e}");
+        let e = err(
+            "[[rule]]\nheader = \"S\"\nmatch = \"x\"\nfolder = \"../etc\"\n",
+            Origin::System,
+        );
+        assert!(e.starts_with("r.toml:4:10: refused folder name"), "{e}");
+        let e = err("[spam\n", Origin::System);
+        assert!(e.starts_with("r.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn rule_checks() {
+        let e = err(
+            "[[rule]]\nname = \"x\"\nheader = \"S\"\nmatch = \"x\"\n",
+            Origin::System,
+        );
+        assert!(e.contains("neither a score nor an action"), "{e}");
+        let e = err(
+            "[[rule]]\nname = \"x\"\nheader = \"S\"\nmatch = \"x\"\njunk = true\ndiscard = true\n",
+            Origin::System,
+        );
+        assert!(e.contains("2 terminal actions"), "{e}");
+        let e = err("[[rule]]\nname = \"x\"\nscore = 1\n", Origin::System);
+        assert!(e.contains("no condition"), "{e}");
+        let e = err(
+            "[[rule]]\nname = \"x\"\nmatch = \"y\"\nscore = 1\n",
+            Origin::System,
+        );
+        assert!(e.contains("'match' needs 'header'"), "{e}");
+    }
+
+    #[test]
+    fn user_may_not_set_system_keys() {
+        let e = err("[spam]\nvirus = \"junk\"\n", Origin::User);
+        assert!(e.contains("only be set in the system file"), "{e}");
+        assert!(load("[spam]\njunk_threshold = 8.0\n", Origin::User).is_ok());
+    }
+
+    #[test]
+    fn reject_status() {
+        let l = load("[[rule]]\nheader=\"S\"\nmatch=\"x\"\nreject=\"5.7.26 go away\"\n[[rule]]\nheader=\"S\"\nmatch=\"y\"\ndefer=\"later\"\n", Origin::System).unwrap();
+        assert_eq!(
+            l.rules[0].action,
+            Some(RuleAction::Reject {
+                status: "5.7.26".into(),
+                text: "go away".into()
+            })
+        );
+        assert_eq!(
+            l.rules[1].action,
+            Some(RuleAction::Defer {
+                status: "4.7.1".into(),
+                text: "later".into()
+            })
+        );
+    }
+
+    #[test]
+    fn line_col_counts_chars() {
+        assert_eq!(line_col("ab\ncdé f", 8), (2, 5));
+        assert_eq!(line_col("x", 0), (1, 1));
+    }
+}

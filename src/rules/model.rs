@@ -1,0 +1,119 @@
+//! The rules file as written (serde model). Every value that can be wrong
+//! keeps its span, so problems are reported as `file:line:col`.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Declares the condition keys once, for `[[rule]]` tables and for the
+/// nested `all`/`any`/`not` tables, which cannot use `#[serde(flatten)]`
+/// together with `deny_unknown_fields`.
+macro_rules! condition_struct {
+    ($(#[$m:meta])* pub struct $name:ident { $($extra:tt)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Deserialize, Default, Clone)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            /// Header name; with `match`, any occurrence's decoded value must
+            /// match; alone, the header must exist.
+            pub header: Option<Spanned<String>>,
+            #[serde(rename = "match")]
+            pub pattern: Option<Spanned<String>>,
+            pub sender: Option<Spanned<String>>,
+            pub recipient: Option<Spanned<String>>,
+            pub client_address: Option<Spanned<String>>,
+            pub client_hostname: Option<Spanned<String>>,
+            pub helo: Option<Spanned<String>>,
+            pub body: Option<Spanned<String>>,
+            pub size_over: Option<u64>,
+            pub size_under: Option<u64>,
+            pub all: Option<Vec<CondSpec>>,
+            pub any: Option<Vec<CondSpec>>,
+            pub not: Option<Box<CondSpec>>,
+            $($extra)*
+        }
+    };
+}
+
+condition_struct! {
+    /// A nested condition table.
+    pub struct CondSpec {}
+}
+
+condition_struct! {
+    /// One `[[rule]]`.
+    pub struct RuleSpec {
+        pub name: Option<Spanned<String>>,
+        pub score: Option<f64>,
+        pub folder: Option<Spanned<String>>,
+        pub junk: Option<Spanned<bool>>,
+        pub discard: Option<Spanned<bool>>,
+        pub inbox: Option<Spanned<bool>>,
+        pub reject: Option<Spanned<String>>,
+        pub defer: Option<Spanned<String>>,
+    }
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CustomSpamSpec {
+    pub header: Spanned<String>,
+    /// Regex whose first capture group is the score.
+    #[serde(rename = "match")]
+    pub pattern: Spanned<String>,
+    /// Optional regex that, when it matches, flags the message as spam.
+    pub flag: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SpamSpec {
+    pub junk_threshold: Option<Spanned<f64>>,
+    pub discard_threshold: Option<Spanned<f64>>,
+    pub junk_folder: Option<Spanned<String>>,
+    pub virus: Option<Spanned<String>>,
+    /// Enabled dialects: "spamassassin", "amavis", "rspamd".
+    pub dialects: Option<Spanned<Vec<String>>>,
+    /// Let an upstream score below zero lower the total (default false).
+    pub trust_negative_scores: Option<Spanned<bool>>,
+    /// Bounds the system puts on a user's junk_threshold.
+    pub user_junk_threshold_min: Option<Spanned<f64>>,
+    pub user_junk_threshold_max: Option<Spanned<f64>>,
+    pub custom: Option<Vec<CustomSpamSpec>>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AccessSpec {
+    #[serde(default)]
+    pub client: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub helo: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub sender: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub recipient: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsSpec {
+    pub recipient_delimiter: Option<Spanned<String>>,
+    pub parent_domain_matches_subdomains: Option<bool>,
+    pub quarantine_folder: Option<Spanned<String>>,
+    pub max_header_bytes: Option<usize>,
+    pub max_headers: Option<usize>,
+    pub body_window: Option<usize>,
+    /// Where compiled indexes of large maps are cached (default:
+    /// `$XDG_CACHE_HOME/deliver` or `~/.cache/deliver`).
+    pub map_cache_dir: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    pub settings: Option<SettingsSpec>,
+    pub spam: Option<SpamSpec>,
+    pub access: Option<AccessSpec>,
+    #[serde(default)]
+    pub rule: Vec<RuleSpec>,
+}

@@ -1,0 +1,412 @@
+//! The delivery shell: load the rules, read the message, spool it into the
+//! Maildir's tmp/, decide, then file, discard, reject or defer. All I/O of a
+//! delivery happens here; the decision itself is `crate::decide::decide`.
+
+use crate::decide::{decide, Action, Decision, Input};
+use crate::envelope::{Envelope, Flags};
+use crate::exit::Failure;
+use crate::log::{Line, Logger};
+use crate::maildir::{self, Maildir};
+use crate::maps::OpenOptions;
+use crate::message::{self, Head, Limits};
+use crate::privs::{self, Recipient};
+use crate::rules::{self, Diag, Layer, Origin};
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What the command line asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub envelope: Flags,
+    pub user: Option<String>,
+    pub maildir: Option<PathBuf>,
+    pub rules: Option<PathBuf>,
+    pub user_rules: Option<PathBuf>,
+    pub log_stderr: bool,
+}
+
+/// The loaded layers, and what happened to the user's file.
+pub struct Layers {
+    pub system: Layer,
+    pub user: Option<Layer>,
+    /// Why the user's file was not used, when it exists but was ignored.
+    pub user_ignored: Option<String>,
+    pub user_path: Option<PathBuf>,
+}
+
+fn read_env(name: &str) -> Option<String> {
+    std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+}
+
+/// The cache directory for compiled map indexes: `~/.cache/deliver`.
+fn cache_dir(home: Option<&Path>) -> Option<PathBuf> {
+    home.map(|h| h.join(".cache").join("deliver"))
+}
+
+/// Loads the system layer. A missing default file means the embedded
+/// default; any other problem is a temporary failure (75) naming the file,
+/// line and column, so mail waits until the admin fixes it.
+pub fn load_system(path: Option<&Path>, cache: Option<PathBuf>) -> Result<Layer, Failure> {
+    let (path, explicit) = match path {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from(rules::SYSTEM_RULES), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !explicit => {
+            return Ok(rules::default_layer())
+        }
+        Err(e) => {
+            return Err(Failure::temp(
+                "4.3.5",
+                format!("system rules {}: {e}", path.display()),
+            ))
+        }
+    };
+    rules::load_str(
+        &text,
+        &path,
+        Origin::System,
+        &OpenOptions { cache_dir: cache },
+    )
+    .map_err(|diags| {
+        let more = if diags.len() > 1 {
+            format!(" (and {} more)", diags.len() - 1)
+        } else {
+            String::new()
+        };
+        Failure::temp("4.3.5", format!("system rules: {}{more}", diags[0]))
+    })
+}
+
+/// Checks that a user's rules file belongs to the user and is not writable
+/// by group or others. Returns the file's text.
+pub fn read_user_file(path: &Path, uid: u32) -> Result<Option<String>, String> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let md = f
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if !md.is_file() {
+        return Err(format!("{}: not a regular file", path.display()));
+    }
+    if md.uid() != uid {
+        return Err(format!(
+            "{}: owned by uid {}, not by the recipient (uid {uid})",
+            path.display(),
+            md.uid()
+        ));
+    }
+    if md.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{}: writable by group or others (mode {:o})",
+            path.display(),
+            md.mode() & 0o7777
+        ));
+    }
+    let mut text = String::new();
+    f.read_to_string(&mut text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Some(text))
+}
+
+/// The user's rules file: `--user-rules` or `~/.config/deliver/rules.toml`.
+pub fn user_rules_path(opt: Option<&Path>, home: Option<&Path>) -> Option<PathBuf> {
+    opt.map(Path::to_path_buf)
+        .or_else(|| home.map(|h| h.join(".config").join("deliver").join("rules.toml")))
+}
+
+/// Loads both layers. The user's file is ignored (and the reason kept) when
+/// it has a bad owner or mode or does not load: a user never loses mail to
+/// their own typo.
+pub fn load_layers(opts: &Options, who: &Recipient) -> Result<Layers, Failure> {
+    let cache = cache_dir(who.home.as_deref());
+    let system = load_system(opts.rules.as_deref(), cache.clone())?;
+    let user_path = user_rules_path(opts.user_rules.as_deref(), who.home.as_deref());
+    let mut layers = Layers {
+        system,
+        user: None,
+        user_ignored: None,
+        user_path: user_path.clone(),
+    };
+    let Some(path) = user_path else {
+        return Ok(layers);
+    };
+    match read_user_file(&path, who.uid) {
+        Ok(None) => {}
+        Ok(Some(text)) => match rules::load_str(
+            &text,
+            &path,
+            Origin::User,
+            &OpenOptions { cache_dir: cache },
+        ) {
+            Ok(l) => layers.user = Some(l),
+            Err(diags) => layers.user_ignored = Some(format_diags(&diags)),
+        },
+        Err(why) => layers.user_ignored = Some(why),
+    }
+    Ok(layers)
+}
+
+pub fn format_diags(diags: &[Diag]) -> String {
+    diags
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The Maildir: `--maildir` or `~/Maildir`.
+pub fn maildir_path(opts: &Options, who: &Recipient) -> Result<PathBuf, Failure> {
+    if let Some(m) = &opts.maildir {
+        return Ok(m.clone());
+    }
+    match &who.home {
+        Some(h) => Ok(h.join("Maildir")),
+        None => Err(Failure::temp(
+            "4.3.5",
+            format!("no home directory known for {}", who.name),
+        )),
+    }
+}
+
+/// A message read and spooled, ready for the decision.
+pub struct Spooled {
+    pub head: Head,
+    pub window: Vec<u8>,
+    pub size: u64,
+}
+
+/// Reads stdin, writing it to `sink` (a tmp file, or nothing for --test).
+pub fn read_message<W: Write>(
+    input: impl Read,
+    limits: &Limits,
+    sink: &mut W,
+) -> Result<Spooled, Failure> {
+    let mut r = BufReader::with_capacity(64 * 1024, input);
+    let head =
+        message::read_head(&mut r, limits).map_err(|e| Failure::io("reading the message", e))?;
+    let mut window = Vec::new();
+    let size = message::spool(&mut r, &head, sink, &mut window, limits.body_window)
+        .map_err(|e| Failure::io("spooling the message", e))?;
+    Ok(Spooled { head, window, size })
+}
+
+/// Runs the decision over a spooled message.
+pub fn decide_for(sp: &Spooled, envelope: &Envelope, layers: &Layers) -> Decision {
+    let input = Input {
+        envelope,
+        headers: &sp.head.headers,
+        header_block: &sp.head.bytes[..sp.head.header_len],
+        body_window: &sp.window,
+        size: sp.size,
+        limit_hit: sp.head.limit_hit.as_deref(),
+    };
+    decide(&input, &layers.system, layers.user.as_ref())
+}
+
+/// Line ending used by the message's header block.
+fn eol(head: &Head) -> &'static str {
+    let block = &head.bytes[..head.header_len];
+    match block.iter().position(|&b| b == b'\n') {
+        Some(i) if i > 0 && block[i - 1] == b'\r' => "\r\n",
+        _ => "\n",
+    }
+}
+
+/// Rewrites the spooled tmp file with header lines in front of it.
+fn prepend_headers(
+    md: &Maildir,
+    tmp: maildir::TmpFile,
+    lines: &[String],
+    eol: &str,
+) -> Result<(maildir::TmpFile, u64), Failure> {
+    let mut src = md.reopen_tmp(&tmp)?;
+    let mut out = md.create_tmp()?;
+    let mut size = 0u64;
+    let mut res = (|| -> io::Result<()> {
+        for l in lines {
+            let line = format!("{l}{eol}");
+            out.file.write_all(line.as_bytes())?;
+            size += line.len() as u64;
+        }
+        size += io::copy(&mut src, &mut out.file)?;
+        out.file.sync_all()
+    })();
+    md.discard(tmp);
+    if let Err(e) = res.as_mut() {
+        let f = crate::exit::Failure::io("adding headers", &*e);
+        md.discard(out);
+        return Err(f);
+    }
+    Ok((out, size))
+}
+
+/// The one log line for a delivery.
+fn log_line(
+    env: &Envelope,
+    sp: &Spooled,
+    d: &Decision,
+    folder: Option<&str>,
+    start: Instant,
+) -> String {
+    let msgid = sp.head.headers.first("Message-ID").unwrap_or_default();
+    let mut l = Line::new()
+        .kv("from", format!("<{}>", env.sender.value))
+        .kv("to", format!("<{}>", env.recipient.value))
+        .kv(
+            "msgid",
+            if msgid.is_empty() {
+                "<>".to_string()
+            } else {
+                msgid
+            },
+        )
+        .kv("size", sp.size)
+        .kv("action", d.action.as_str());
+    if let Some(f) = folder {
+        l = l.kv("folder", f);
+    }
+    l = l
+        .kv("score", format!("{:.2}", d.score))
+        .kv("rule", d.reason.replace(' ', "_"));
+    if let Some(s) = d.status_line() {
+        l = l.kv("status", s.replace(' ', "_"));
+    }
+    l.kv("delay", format!("{:.3}", start.elapsed().as_secs_f64()))
+        .finish()
+}
+
+/// Real delivery. Returns Ok for 0; every failure is a `Failure`.
+pub fn deliver(opts: &Options, input: impl Read, log: &Logger) -> Result<(), Failure> {
+    let start = Instant::now();
+    let who = privs::become_recipient(
+        opts.user.as_deref(),
+        read_env("HOME").map(PathBuf::from),
+        false,
+    )?;
+    let layers = load_layers(opts, &who)?;
+    if let Some(why) = &layers.user_ignored {
+        log.warn(&format!("ignoring user rules: {why}"));
+    }
+    let limits = layers.system.settings.limits;
+    let md_path = maildir_path(opts, &who)?;
+    let md = Maildir::open(&md_path)?;
+    let mut tmp = md.create_tmp()?;
+    let spooled = read_message(input, &limits, &mut tmp.file).and_then(|sp| {
+        tmp.file
+            .sync_all()
+            .map_err(|e| Failure::io(format!("fsync {}", md_path.join("tmp").display()), e))?;
+        Ok(sp)
+    });
+    let sp = match spooled {
+        Ok(sp) => sp,
+        Err(f) => {
+            md.discard(tmp);
+            return Err(f);
+        }
+    };
+    let env = Envelope::resolve(
+        &opts.envelope,
+        &read_env,
+        sp.head.from_line.as_deref(),
+        &sp.head.headers,
+    );
+    let d = decide_for(&sp, &env, &layers);
+    for l in &d.log {
+        log.info(l);
+    }
+    let result = match d.action {
+        Action::Inbox | Action::Junk | Action::Folder => {
+            let (tmp, size) = if d.add_headers.is_empty() {
+                (tmp, sp.size)
+            } else {
+                prepend_headers(&md, tmp, &d.add_headers, eol(&sp.head))?
+            };
+            let delivered = md.commit(tmp, d.folder.as_ref(), size)?;
+            if let Some(why) = &delivered.fallback {
+                log.warn(&format!(
+                    "folder {} unusable, delivered to the Inbox: {why}",
+                    d.folder.as_ref().map_or("", |f| f.name.as_str())
+                ));
+            }
+            let folder = delivered.folder.as_ref().map(|f| f.name.as_str());
+            log.info(&log_line(
+                &env,
+                &sp,
+                &d,
+                Some(folder.unwrap_or("INBOX")),
+                start,
+            ));
+            Ok(())
+        }
+        Action::Discard => {
+            md.discard(tmp);
+            log.info(&log_line(&env, &sp, &d, None, start));
+            Ok(())
+        }
+        Action::Reject | Action::Defer => {
+            md.discard(tmp);
+            log.info(&log_line(&env, &sp, &d, None, start));
+            let status = d.status.clone().unwrap_or_default();
+            let text = d.text.clone().unwrap_or_default();
+            Err(if d.action == Action::Reject {
+                Failure::Perm { status, text }
+            } else {
+                Failure::Temp { status, text }
+            })
+        }
+    };
+    md.clean_tmp(std::time::SystemTime::now());
+    result
+}
+
+/// Everything `--test` computed.
+pub struct DryRun {
+    pub who: Recipient,
+    pub layers: Layers,
+    pub envelope: Envelope,
+    pub spooled: Spooled,
+    pub decision: Decision,
+    pub maildir: Option<PathBuf>,
+}
+
+/// The dry run: the same loading and decision as delivery, writing nothing.
+/// As root without -d it evaluates as root (nothing is written anyway).
+pub fn dry_run(opts: &Options, input: impl Read) -> Result<DryRun, Failure> {
+    let who = privs::become_recipient(
+        opts.user.as_deref(),
+        read_env("HOME").map(PathBuf::from),
+        true,
+    )?;
+    let layers = load_layers(opts, &who)?;
+    let limits = layers.system.settings.limits;
+    let spooled = read_message(input, &limits, &mut io::sink())?;
+    let envelope = Envelope::resolve(
+        &opts.envelope,
+        &read_env,
+        spooled.head.from_line.as_deref(),
+        &spooled.head.headers,
+    );
+    let decision = decide_for(&spooled, &envelope, &layers);
+    let maildir = maildir_path(opts, &who).ok();
+    Ok(DryRun {
+        who,
+        layers,
+        envelope,
+        spooled,
+        decision,
+        maildir,
+    })
+}
+
+/// The uid whose files we own now (for `check`'s owner test).
+pub fn uid() -> u32 {
+    privs::current_uid()
+}

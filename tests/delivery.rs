@@ -1,0 +1,511 @@
+//! Delivery against the real binary and real Maildirs.
+
+mod util;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use util::*;
+
+fn corpus() -> Vec<(&'static str, Vec<u8>)> {
+    let mut big_body = String::new();
+    for i in 0..5000 {
+        big_body.push_str(&format!(
+            "line {i} of a longer body, with some text to fill it\n"
+        ));
+    }
+    vec![
+        ("plain", msg("Subject: hello\nFrom: a@example.org\n", "body\n")),
+        ("crlf", b"From x@y  Sat Nov 21 10:00:00 2026\r\nSubject: crlf\r\nTo: b@c\r\n\r\nline one\r\nline two\r\n".to_vec()),
+        ("no trailing newline", msg("Subject: x\n", "last line without newline")),
+        ("folded", msg("Subject: a folded\n\tsubject line\nReceived: from a\n  by b\n  for c\n", "b\n")),
+        ("8-bit", msg("Subject: caf\u{e9} cr\u{e8}me\nX-Latin1: \u{ff}\n", "\u{e9}t\u{e9} \u{20ac}\n")),
+        (
+            "invalid utf-8",
+            [b"From a@b  Sat Nov 21 10:00:00 2026\nSubject: bad \xff\xfe bytes\n\n\x80\x81 body\n".as_slice()].concat(),
+        ),
+        (
+            "mime",
+            msg(
+                "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"XX\"\nSubject: =?UTF-8?B?w6lsw6h2ZQ==?=\n",
+                "--XX\nContent-Type: text/plain\n\nhi\n--XX\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\nAAECAwQF\n--XX--\n",
+            ),
+        ),
+        ("nul bytes", msg("Subject: nul\n", "a\0b\0c\n")),
+        ("bare cr", b"From a@b  Sat Nov 21 10:00:00 2026\nSubject: cr\r\rbody\rmore\n".to_vec()),
+        ("no separator", msg("Subject: x", "not a header line\nmore\n")),
+        ("no from line", b"Subject: none\n\nbody\n".to_vec()),
+        ("empty", Vec::new()),
+        ("only from line", b"From a@b  Sat Nov 21 10:00:00 2026\n".to_vec()),
+        ("continuation first", msg(" leading continuation\nSubject: x\n", "b\n")),
+        ("larger", msg("Subject: big\n", &big_body)),
+    ]
+}
+
+#[test]
+fn delivered_bytes_equal_input_minus_from_line() {
+    for (name, input) in corpus() {
+        let h = Home::new();
+        let r = h.deliver(&input);
+        assert_eq!(r.code, 0, "{name}: {}", r.stderr);
+        assert!(
+            r.stderr.is_empty(),
+            "{name}: stderr must stay empty on success: {}",
+            r.stderr
+        );
+        let d = h.delivered();
+        let inbox = d
+            .get("")
+            .unwrap_or_else(|| panic!("{name}: nothing in the Inbox: {d:?}"));
+        assert_eq!(inbox.len(), 1, "{name}");
+        assert_eq!(inbox[0], without_from(&input), "{name}: bytes differ");
+        assert!(h.files_in("tmp").is_empty(), "{name}: tmp/ not empty");
+    }
+}
+
+#[test]
+fn file_name_follows_the_maildir_protocol() {
+    let h = Home::new();
+    let input = msg("Subject: x\n", "body\n");
+    assert_eq!(h.deliver(&input).code, 0);
+    let files = h.files_in("new");
+    let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+    let size = without_from(&input).len();
+    assert!(name.ends_with(&format!(",S={size}")), "{name}");
+    let parts: Vec<&str> = name.splitn(3, '.').collect();
+    assert!(parts[0].parse::<u64>().is_ok(), "{name}");
+    assert!(
+        parts[1].starts_with('M') && parts[1].contains('P'),
+        "{name}"
+    );
+    assert!(!name.contains('/') && !name.contains(':'));
+    let md = fs::metadata(&files[0]).unwrap();
+    assert_eq!(md.mode() & 0o777, 0o600);
+    assert_eq!(md.uid(), h.uid);
+    for sub in ["tmp", "new", "cur"] {
+        let m = fs::metadata(h.maildir.join(sub)).unwrap();
+        assert!(m.is_dir());
+        assert_eq!(m.mode() & 0o777, 0o700, "{sub}");
+    }
+}
+
+#[test]
+fn spam_flag_goes_to_junk_and_creates_the_folder() {
+    let h = Home::new();
+    let input = msg("Subject: buy\nX-Spam-Flag: YES\n", "spam\n");
+    assert_eq!(h.deliver(&input).code, 0);
+    let d = h.delivered();
+    assert_eq!(d.keys().collect::<Vec<_>>(), vec!["Junk"]);
+    assert_eq!(d["Junk"][0], without_from(&input));
+    let junk = h.maildir.join(".Junk");
+    assert_eq!(fs::metadata(&junk).unwrap().mode() & 0o777, 0o700);
+    assert!(junk.join("maildirfolder").exists());
+    for sub in ["tmp", "new", "cur"] {
+        assert!(junk.join(sub).is_dir());
+    }
+    let subs = fs::read_to_string(h.maildir.join("subscriptions")).unwrap();
+    assert_eq!(subs, "Junk\n");
+    // A second delivery does not subscribe twice.
+    assert_eq!(h.deliver(&input).code, 0);
+    assert_eq!(
+        fs::read_to_string(h.maildir.join("subscriptions")).unwrap(),
+        "Junk\n"
+    );
+    assert_eq!(h.delivered()["Junk"].len(), 2);
+}
+
+#[test]
+fn virus_is_discarded_by_default() {
+    let h = Home::new();
+    let r = h.deliver(&msg(
+        "Subject: x\nX-Amavis-Alert: INFECTED, message contains virus: Eicar\n",
+        "x\n",
+    ));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(h.count(), 0);
+    assert!(h.files_in("tmp").is_empty());
+}
+
+#[test]
+fn rule_actions_and_exit_codes() {
+    let mut h = Home::new();
+    h.system(
+        r#"
+[[rule]]
+name = "bounce"
+header = "Subject"
+match = "^reject me$"
+reject = "go away"
+
+[[rule]]
+name = "bounce-code"
+header = "Subject"
+match = "^reject code$"
+reject = "5.7.26 unauthenticated"
+
+[[rule]]
+name = "later"
+header = "Subject"
+match = "^defer me$"
+defer = "try later"
+
+[[rule]]
+name = "drop"
+header = "Subject"
+match = "^drop me$"
+discard = true
+
+[[rule]]
+name = "list"
+header = "List-Id"
+match = "rust-users\\.lists\\.example\\.org"
+folder = "Lists/rust"
+"#,
+    );
+    let r = h.deliver(&msg("Subject: reject me\n", "x\n"));
+    assert_eq!(r.code, 77);
+    assert_eq!(r.first_line(), "5.7.1 go away");
+    let r = h.deliver(&msg("Subject: reject code\n", "x\n"));
+    assert_eq!((r.code, r.first_line()), (77, "5.7.26 unauthenticated"));
+    let r = h.deliver(&msg("Subject: defer me\n", "x\n"));
+    assert_eq!((r.code, r.first_line()), (75, "4.7.1 try later"));
+    let r = h.deliver(&msg("Subject: drop me\n", "x\n"));
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(h.count(), 0);
+    assert!(h.files_in("tmp").is_empty());
+    let r = h.deliver(&msg(
+        "List-Id: Rust <rust-users.lists.example.org>\n",
+        "x\n",
+    ));
+    assert_eq!(r.code, 0);
+    assert_eq!(h.delivered().keys().collect::<Vec<_>>(), vec!["Lists.rust"]);
+}
+
+#[test]
+fn unwritable_maildir_defers() {
+    if !is_root() {
+        // Permission checks do not bind root; as non-root the test works directly.
+    }
+    let h = Home::new();
+    fs::create_dir_all(h.maildir.join("new")).unwrap();
+    fs::create_dir_all(h.maildir.join("tmp")).unwrap();
+    fs::create_dir_all(h.maildir.join("cur")).unwrap();
+    chown_tree(&h.maildir, 0, 0);
+    fs::set_permissions(h.maildir.join("tmp"), fs::Permissions::from_mode(0o755)).unwrap();
+    if !is_root() {
+        fs::set_permissions(h.maildir.join("tmp"), fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    let r = h.deliver(&msg("Subject: x\n", "x\n"));
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    assert!(r.first_line().starts_with("4.2.0 "), "{}", r.stderr);
+    assert!(r.first_line().contains("tmp"), "{}", r.stderr);
+    assert_eq!(h.count(), 0);
+}
+
+#[test]
+fn missing_home_defers() {
+    let mut h = Home::new();
+    h.maildir = h.home.join("gone/Maildir");
+    let r = h.deliver(&msg("Subject: x\n", "x\n"));
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    assert!(
+        r.first_line().starts_with("4.2.0 cannot open "),
+        "{}",
+        r.stderr
+    );
+    assert!(r.first_line().contains("gone"), "{}", r.stderr);
+}
+
+#[test]
+fn broken_system_rules_defer_with_position() {
+    let mut h = Home::new();
+    h.system(
+        "[spam]\njunk_threshold = 5.0\n[[rule]]\nheader = \"Subject\"\nmatch = \"(\"\nscore = 1\n",
+    );
+    let r = h.deliver(&msg("Subject: x\n", "x\n"));
+    assert_eq!(r.code, 75);
+    assert!(
+        r.first_line().starts_with("4.3.5 system rules: "),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.first_line().contains("system.toml:5:9: match: bad regex"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(h.count(), 0);
+    assert!(h.files_in("tmp").is_empty());
+}
+
+#[test]
+fn unreadable_or_missing_explicit_system_rules_defer() {
+    let mut h = Home::new();
+    h.system("");
+    let p = h.system_rules.clone().unwrap();
+    fs::remove_file(&p).unwrap();
+    let r = h.deliver(&msg("Subject: x\n", "x\n"));
+    assert_eq!(r.code, 75);
+    assert!(r.first_line().contains("system rules"), "{}", r.stderr);
+    fs::write(&p, "").unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o000)).unwrap();
+    if is_root() {
+        // deliver runs as nobody: the root-owned 0000 file is unreadable.
+        let r = h.deliver(&msg("Subject: x\n", "x\n"));
+        assert_eq!(r.code, 75);
+        assert!(r.first_line().contains("Permission denied"), "{}", r.stderr);
+    }
+}
+
+#[test]
+fn user_rules_with_errors_or_bad_mode_are_ignored() {
+    let h = Home::new();
+    h.user("[[rule]]\nheader = \"Subject\"\nmatch = \"x\"\nfolder = \"Mine\"\n");
+    assert_eq!(h.deliver(&msg("Subject: x\n", "x\n")).code, 0);
+    assert_eq!(h.delivered().keys().collect::<Vec<_>>(), vec!["Mine"]);
+
+    // A typo: ignored, mail delivered by the system rules (Inbox).
+    let h = Home::new();
+    h.user("[[rule]\nheader = \"Subject\"\n");
+    let r = h.run(&["-f", "a@b", "--log-stderr"], &msg("Subject: x\n", "x\n"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("ignoring user rules"), "{}", r.stderr);
+    assert!(r.stderr.contains("rules.toml:1:"), "{}", r.stderr);
+    assert_eq!(h.delivered().keys().collect::<Vec<_>>(), vec![""]);
+
+    // Group-writable: ignored.
+    let h = Home::new();
+    h.user("[[rule]]\nheader = \"Subject\"\nmatch = \"x\"\nfolder = \"Mine\"\n");
+    fs::set_permissions(&h.user_rules, fs::Permissions::from_mode(0o664)).unwrap();
+    let r = h.run(&["--log-stderr"], &msg("Subject: x\n", "x\n"));
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stderr.contains("writable by group or others"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(h.delivered().keys().collect::<Vec<_>>(), vec![""]);
+
+    // Owned by someone else: ignored.
+    if is_root() {
+        let h = Home::new();
+        h.user("[[rule]]\nheader = \"Subject\"\nmatch = \"x\"\nfolder = \"Mine\"\n");
+        chown_tree(&h.user_rules, 0, 0);
+        fs::set_permissions(&h.user_rules, fs::Permissions::from_mode(0o644)).unwrap();
+        let r = h.run(&["--log-stderr"], &msg("Subject: x\n", "x\n"));
+        assert_eq!(r.code, 0);
+        assert!(r.stderr.contains("owned by uid 0"), "{}", r.stderr);
+        assert_eq!(h.delivered().keys().collect::<Vec<_>>(), vec![""]);
+    }
+}
+
+#[test]
+fn symlinked_maildir_parts_are_not_followed() {
+    let outside = tempfile::tempdir().unwrap();
+    fs::set_permissions(outside.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    for sub in ["tmp", "new", "cur"] {
+        fs::create_dir(outside.path().join(sub)).unwrap();
+        fs::set_permissions(outside.path().join(sub), fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let count_outside = || {
+        ["tmp", "new", "cur"]
+            .iter()
+            .map(|s| fs::read_dir(outside.path().join(s)).unwrap().count())
+            .sum::<usize>()
+    };
+
+    // The Maildir itself.
+    let h = Home::new();
+    std::os::unix::fs::symlink(outside.path(), &h.maildir).unwrap();
+    let r = h.deliver(&msg("Subject: x\n", "x\n"));
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    assert!(r.first_line().contains("symlink"), "{}", r.stderr);
+
+    // new/ and tmp/.
+    for part in ["new", "tmp"] {
+        let h = Home::new();
+        assert_eq!(h.deliver(&msg("Subject: x\n", "x\n")).code, 0);
+        let p = h.maildir.join(part);
+        fs::remove_dir_all(&p).unwrap();
+        std::os::unix::fs::symlink(outside.path().join(part), &p).unwrap();
+        let r = h.deliver(&msg("Subject: x\n", "x\n"));
+        assert_eq!(r.code, 75, "{part}: {}", r.stderr);
+    }
+
+    // A folder: falls back to the Inbox, nothing written outside.
+    let h = Home::new();
+    assert_eq!(h.deliver(&msg("Subject: x\n", "x\n")).code, 0);
+    std::os::unix::fs::symlink(outside.path(), h.maildir.join(".Junk")).unwrap();
+    let r = h.run(&["--log-stderr"], &msg("X-Spam-Flag: YES\n", "x\n"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("unusable"), "{}", r.stderr);
+    assert_eq!(h.files_in("new").len(), 2);
+    assert_eq!(
+        count_outside(),
+        0,
+        "something was written outside the Maildir"
+    );
+}
+
+#[test]
+fn refused_folder_names_fall_back_or_fail_check() {
+    // A rules file naming a bad folder does not load (system: defer).
+    let mut h = Home::new();
+    h.system("[[rule]]\nheader = \"Subject\"\nmatch = \"x\"\nfolder = \"../../etc\"\n");
+    let r = h.deliver(&msg("Subject: x\n", "x\n"));
+    assert_eq!(r.code, 75);
+    assert!(
+        r.first_line().contains("refused folder name"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn concurrent_deliveries_lose_nothing() {
+    let h = std::sync::Arc::new(Home::new());
+    let n = 32;
+    let threads: Vec<_> = (0..n)
+        .map(|i| {
+            let h = h.clone();
+            std::thread::spawn(move || {
+                let spam = if i % 2 == 0 { "X-Spam-Flag: YES\n" } else { "" };
+                let input = msg(
+                    &format!("Subject: message {i}\n{spam}"),
+                    &format!("body {i}\n"),
+                );
+                let r = h.deliver(&input);
+                (r.code, r.stderr, input)
+            })
+        })
+        .collect();
+    let mut expected = Vec::new();
+    for t in threads {
+        let (code, err, input) = t.join().unwrap();
+        assert_eq!(code, 0, "{err}");
+        expected.push(without_from(&input).to_vec());
+    }
+    let d = h.delivered();
+    assert_eq!(d[""].len(), n / 2);
+    assert_eq!(d["Junk"].len(), n / 2);
+    let mut got: Vec<Vec<u8>> = d.values().flatten().cloned().collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+    assert_eq!(
+        fs::read_to_string(h.maildir.join("subscriptions")).unwrap(),
+        "Junk\n"
+    );
+}
+
+#[test]
+fn header_limits_deliver_unchanged_to_inbox() {
+    let mut h = Home::new();
+    h.system("[settings]\nmax_headers = 5\n[[rule]]\nheader = \"Subject\"\nmatch = \"x\"\ndiscard = true\n");
+    let input = msg("Subject: x\nA: 1\nB: 2\nC: 3\nD: 4\nE: 5\nF: 6\n", "body\n");
+    let r = h.run(&["--log-stderr"], &input);
+    assert_eq!(r.code, 0);
+    assert!(r.stderr.contains("limit reached"), "{}", r.stderr);
+    assert_eq!(h.delivered()[""][0], without_from(&input));
+
+    let mut h = Home::new();
+    h.system("[settings]\nmax_header_bytes = 2048\n");
+    let long = format!("Subject: {}\n", "y".repeat(100_000));
+    let input = msg(&long, "body\n");
+    assert_eq!(h.deliver(&input).code, 0);
+    assert_eq!(h.delivered()[""][0], without_from(&input));
+}
+
+#[test]
+fn stale_tmp_files_are_cleaned() {
+    let h = Home::new();
+    assert_eq!(h.deliver(&msg("Subject: x\n", "x\n")).code, 0);
+    let old = h.maildir.join("tmp/1.stale.host");
+    let fresh = h.maildir.join("tmp/2.fresh.host");
+    fs::write(&old, "partial").unwrap();
+    fs::write(&fresh, "in progress").unwrap();
+    let t = std::time::SystemTime::now() - std::time::Duration::from_secs(37 * 3600);
+    fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+    assert_eq!(h.deliver(&msg("Subject: y\n", "y\n")).code, 0);
+    assert!(!old.exists(), "stale tmp file kept");
+    assert!(fresh.exists(), "fresh tmp file removed");
+}
+
+#[test]
+fn root_needs_dash_d_and_files_belong_to_the_user() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let h = Home::new();
+    let mut c = std::process::Command::new(BIN);
+    c.arg("--maildir").arg(&h.maildir).env_clear();
+    let r = run_cmd(c, &msg("Subject: x\n", "x\n"));
+    assert_eq!(r.code, 75);
+    assert!(r.first_line().contains("-d USER"), "{}", r.stderr);
+    assert_eq!(h.count(), 0);
+
+    let mut c = std::process::Command::new(BIN);
+    c.args(["-d", "nobody", "--maildir"])
+        .arg(&h.maildir)
+        .env_clear();
+    let r = run_cmd(c, &msg("Subject: x\nX-Spam-Flag: YES\n", "x\n"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    for p in [
+        h.maildir.clone(),
+        h.maildir.join(".Junk"),
+        h.maildir.join("subscriptions"),
+        h.delivered_path("Junk"),
+    ] {
+        assert_eq!(h.owner_of(&p), nobody, "{}", p.display());
+    }
+}
+
+#[test]
+fn usage_errors_and_panics_defer() {
+    let h = Home::new();
+    let r = h.run(&["--no-such-flag"], b"Subject: x\n\n");
+    assert_eq!(r.code, 75);
+    assert!(r.first_line().starts_with("4.3.5 "), "{}", r.stderr);
+
+    let mut c = h.command(&[]);
+    c.env("DELIVER_TEST_PANIC", "1");
+    let r = run_cmd(c, &msg("Subject: x\n", "x\n"));
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .lines()
+            .next()
+            .unwrap()
+            .starts_with("4.3.0 deliver: internal error"),
+        "{}",
+        r.stderr
+    );
+}
+
+trait DeliveredPath {
+    fn delivered_path(&self, folder: &str) -> std::path::PathBuf;
+}
+
+impl DeliveredPath for Home {
+    fn delivered_path(&self, folder: &str) -> std::path::PathBuf {
+        let rel = if folder.is_empty() {
+            "new".to_string()
+        } else {
+            format!(".{folder}/new")
+        };
+        self.files_in(&rel)
+            .into_iter()
+            .next()
+            .expect("a delivered file")
+    }
+}

@@ -1,0 +1,230 @@
+//! Test harness: a temporary home with a Maildir, the real `deliver` binary,
+//! and a few readable helpers. When the tests run as root, deliveries run as
+//! `nobody` (deliver refuses to deliver as root), in a home owned by nobody.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_deliver");
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The uid/gid deliveries run as.
+pub fn runner() -> (u32, u32) {
+    if is_root() {
+        let u = nix::unistd::User::from_name("nobody")
+            .unwrap()
+            .expect("user nobody exists");
+        (u.uid.as_raw(), u.gid.as_raw())
+    } else {
+        (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        )
+    }
+}
+
+pub fn chown_tree(p: &Path, uid: u32, gid: u32) {
+    if !is_root() {
+        return;
+    }
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid)).unwrap();
+    if p.is_dir() && !p.is_symlink() {
+        for e in fs::read_dir(p).unwrap() {
+            chown_tree(&e.unwrap().path(), uid, gid);
+        }
+    }
+}
+
+pub struct Home {
+    pub _dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub maildir: PathBuf,
+    pub system_rules: Option<PathBuf>,
+    pub user_rules: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn first_line(&self) -> &str {
+        self.stderr
+            .lines()
+            .find(|l| !l.starts_with("deliver: "))
+            .unwrap_or("")
+    }
+}
+
+impl Home {
+    pub fn new() -> Home {
+        let dir = tempfile::Builder::new()
+            .prefix("deliver-test")
+            .tempdir_in(std::env::temp_dir())
+            .unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let home = dir.path().join("home");
+        fs::create_dir(&home).unwrap();
+        let (uid, gid) = runner();
+        chown_tree(&home, uid, gid);
+        Home {
+            maildir: home.join("Maildir"),
+            user_rules: home.join("rules.toml"),
+            home,
+            _dir: dir,
+            system_rules: None,
+            uid,
+            gid,
+        }
+    }
+
+    /// Writes a system rules file (owned by root, as an admin's would be).
+    pub fn system(&mut self, text: &str) -> &mut Self {
+        let p = self._dir.path().join("system.toml");
+        fs::write(&p, text).unwrap();
+        self.system_rules = Some(p);
+        self
+    }
+
+    /// Writes a file beside the system rules and returns its path.
+    pub fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self._dir.path().join(name);
+        fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Writes the user's rules file, owned by the user, mode 0600.
+    pub fn user(&self, text: &str) -> &Self {
+        fs::write(&self.user_rules, text).unwrap();
+        fs::set_permissions(&self.user_rules, fs::Permissions::from_mode(0o600)).unwrap();
+        chown_tree(&self.user_rules, self.uid, self.gid);
+        self
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args);
+        c.arg("--maildir").arg(&self.maildir);
+        c.arg("--user-rules").arg(&self.user_rules);
+        let rules = self
+            .system_rules
+            .clone()
+            .unwrap_or_else(|| self._dir.path().join("no-system-rules.toml"));
+        if self.system_rules.is_some() {
+            c.arg("--rules").arg(rules);
+        }
+        c.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &self.home);
+        c.current_dir("/");
+        if is_root() {
+            c.uid(self.uid).gid(self.gid);
+        }
+        c
+    }
+
+    /// Runs one delivery with `input` on stdin.
+    pub fn run(&self, args: &[&str], input: &[u8]) -> Run {
+        run_cmd(self.command(args), input)
+    }
+
+    pub fn deliver(&self, input: &[u8]) -> Run {
+        self.run(
+            &["-f", "sender@example.org", "-a", "user@example.com"],
+            input,
+        )
+    }
+
+    /// Every file under the Maildir's `new/` directories, keyed by folder
+    /// ("" for the Inbox), with contents.
+    pub fn delivered(&self) -> BTreeMap<String, Vec<Vec<u8>>> {
+        let mut out = BTreeMap::new();
+        if !self.maildir.exists() {
+            return out;
+        }
+        let mut dirs = vec![(String::new(), self.maildir.join("new"))];
+        for e in fs::read_dir(&self.maildir).unwrap() {
+            let e = e.unwrap();
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with('.') && e.file_type().unwrap().is_dir() {
+                dirs.push((n[1..].to_string(), e.path().join("new")));
+            }
+        }
+        for (name, d) in dirs {
+            let Ok(rd) = fs::read_dir(&d) else { continue };
+            let mut files: Vec<_> = rd.map(|e| e.unwrap().path()).collect();
+            files.sort();
+            let v: Vec<Vec<u8>> = files.iter().map(|p| fs::read(p).unwrap()).collect();
+            if !v.is_empty() {
+                out.insert(name, v);
+            }
+        }
+        out
+    }
+
+    pub fn files_in(&self, rel: &str) -> Vec<PathBuf> {
+        match fs::read_dir(self.maildir.join(rel)) {
+            Ok(rd) => rd.map(|e| e.unwrap().path()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Total number of files in all new/ dirs.
+    pub fn count(&self) -> usize {
+        self.delivered().values().map(Vec::len).sum()
+    }
+
+    pub fn owner_of(&self, p: &Path) -> u32 {
+        fs::symlink_metadata(p).unwrap().uid()
+    }
+}
+
+pub fn run_cmd(mut c: Command, input: &[u8]) -> Run {
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn deliver");
+    let mut stdin = child.stdin.take().unwrap();
+    let data = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out: Output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A message as local(8) hands it over: From_ line, then the message.
+pub fn msg(headers: &str, body: &str) -> Vec<u8> {
+    format!("From sender@example.org  Sat Nov 21 10:00:00 2026\n{headers}\n{body}").into_bytes()
+}
+
+/// The part of a local(8) input that must be delivered: all but the From_ line.
+pub fn without_from(input: &[u8]) -> &[u8] {
+    if input.starts_with(b"From ") {
+        let i = input
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(input.len(), |i| i + 1);
+        &input[i..]
+    } else {
+        input
+    }
+}
