@@ -324,7 +324,13 @@ pub fn spool<R: BufRead, W: Write>(
 pub fn body_text(header_block: &[u8], window: &[u8]) -> String {
     let mut msg = Vec::with_capacity(header_block.len() + window.len() + 2);
     msg.extend_from_slice(header_block);
-    if header_block.is_empty() || !header_block.ends_with(b"\n") {
+    // The block ends with the blank line, unless the message had no
+    // separator (the body began at a non-header line): then add one, so that
+    // the body is never parsed as headers.
+    if !header_block.ends_with(b"\n\n") && !header_block.ends_with(b"\n\r\n") {
+        if !header_block.is_empty() && !header_block.ends_with(b"\n") {
+            msg.extend_from_slice(b"\n");
+        }
         msg.extend_from_slice(b"\n");
     }
     msg.extend_from_slice(window);
@@ -429,6 +435,12 @@ mod tests {
         let mut win = Vec::new();
         spool(&mut c, &head, &mut io::sink(), &mut win, 8).unwrap();
         assert_eq!(win, b"01234567");
+    }
+
+    #[test]
+    fn body_text_without_separator_is_not_read_as_headers() {
+        let t = body_text(b"Subject: x\n", b"a discount for you\n");
+        assert!(t.contains("a discount"), "{t:?}");
     }
 
     #[test]
