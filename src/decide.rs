@@ -8,7 +8,9 @@
 //! 2. System access maps (client, helo, sender, recipient), then the virus
 //!    verdict, then system rules. REJECT, DEFER, DISCARD, HOLD and a virus
 //!    verdict are final. OK, JUNK, FOLDER and a rule's filing action are
-//!    provisional: the user's layer may replace them.
+//!    provisional: the user's layer may replace them. As in smtpd, the first
+//!    access result that decides ends the system layer: after a system OK,
+//!    JUNK or FOLDER no system rule runs (not even a reject rule).
 //! 3. The user's access maps and rules. Their first terminal result is
 //!    final; a user OK overrides the system's spam routing for that sender.
 //! 4. The system's provisional result, if any.
@@ -21,7 +23,7 @@ use crate::access::{self, AccessOptions, Action as AccessAction, Hit, Probe};
 use crate::envelope::Envelope;
 use crate::maildir::FolderName;
 use crate::message::{self, Headers};
-use crate::rules::{Cond, Layer, Origin, RuleAction, VirusAction};
+use crate::rules::{Cond, Layer, Origin, RuleAction, Settings, VirusAction};
 use crate::spam;
 use serde::Serialize;
 use std::cell::OnceCell;
@@ -136,8 +138,6 @@ struct Verdict {
     status: Option<String>,
     text: Option<String>,
     reason: String,
-    /// An OK/inbox verdict that also suspends spam routing.
-    allow: bool,
     /// HOLD and virus verdicts: final although they file the message.
     hard: bool,
 }
@@ -150,7 +150,6 @@ impl Verdict {
             status: None,
             text: None,
             reason,
-            allow: false,
             hard: false,
         }
     }
@@ -225,15 +224,17 @@ impl Ctx<'_> {
     }
 
     /// Turns an access-map hit into a verdict, or records it and goes on.
-    fn access_hit(&mut self, layer: &Layer, what: &str, hit: &Hit) -> Option<Verdict> {
+    fn access_hit(
+        &mut self,
+        layer: &Layer,
+        settings: &Settings,
+        what: &str,
+        hit: &Hit,
+    ) -> Option<Verdict> {
         let lname = layer.origin.to_string();
         let reason = format!("access {what} {} key {}: {}", hit.table, hit.key, hit.raw);
         match &hit.action {
-            AccessAction::Ok => {
-                let mut v = Verdict::simple(Action::Inbox, None, reason);
-                v.allow = true;
-                Some(v)
-            }
+            AccessAction::Ok => Some(Verdict::simple(Action::Inbox, None, reason)),
             AccessAction::Dunno => None,
             AccessAction::Reject { status, text, .. } => Some(Verdict {
                 action: Action::Reject,
@@ -241,7 +242,6 @@ impl Ctx<'_> {
                 status: Some(status.clone()),
                 text: Some(smtpd_text(self.input.envelope, what, text)),
                 reason,
-                allow: false,
                 hard: false,
             }),
             AccessAction::Defer { status, text, .. } => Some(Verdict {
@@ -250,14 +250,13 @@ impl Ctx<'_> {
                 status: Some(status.clone()),
                 text: Some(smtpd_text(self.input.envelope, what, text)),
                 reason,
-                allow: false,
                 hard: false,
             }),
             AccessAction::Discard(_) => Some(Verdict::simple(Action::Discard, None, reason)),
             AccessAction::Hold(_) => {
                 let mut v = Verdict::simple(
                     Action::Folder,
-                    Some(layer.settings.quarantine_folder.clone()),
+                    Some(settings.quarantine_folder.clone()),
                     format!("{reason} (HOLD: quarantine)"),
                 );
                 v.hard = true;
@@ -311,12 +310,12 @@ impl Ctx<'_> {
     }
 
     /// Runs one layer's access maps in smtpd's order. The first verdict wins.
-    fn access(&mut self, layer: &Layer) -> Option<Verdict> {
+    /// `s` is always the system's settings: a user's file has none.
+    fn access(&mut self, layer: &Layer, s: &Settings) -> Option<Verdict> {
         if layer.access.is_empty() {
             return None;
         }
         let env = self.input.envelope;
-        let s = &layer.settings;
         let opts = AccessOptions {
             recipient_delimiter: s.recipient_delimiter.clone(),
             parent_domain_matches_subdomains: s.parent_domain_matches_subdomains,
@@ -381,7 +380,7 @@ impl Ctx<'_> {
             match hits {
                 Ok(hits) => {
                     for hit in &hits {
-                        if let Some(v) = self.access_hit(layer, what, hit) {
+                        if let Some(v) = self.access_hit(layer, s, what, hit) {
                             return Some(v);
                         }
                     }
@@ -397,7 +396,6 @@ impl Ctx<'_> {
                             status: Some("4.3.0".into()),
                             text: Some(format!("map lookup failed: {e}")),
                             reason: format!("access {what} lookup error"),
-                            allow: false,
                             hard: false,
                         });
                     }
@@ -438,7 +436,6 @@ impl Ctx<'_> {
                         text.clone()
                     }),
                     reason,
-                    allow: false,
                     hard: false,
                 }),
                 Some(RuleAction::Defer { status, text }) => Some(Verdict {
@@ -451,7 +448,6 @@ impl Ctx<'_> {
                         text.clone()
                     }),
                     reason,
-                    allow: false,
                     hard: false,
                 }),
             };
@@ -562,7 +558,7 @@ pub fn decide(input: &Input, system: &Layer, user: Option<&Layer>) -> Decision {
 
     // 2. System layer: access maps, virus, rules.
     let verdict = spam::read(input.headers, &system.spam);
-    let mut provisional = cx.access(system);
+    let mut provisional = cx.access(system, &system.settings);
     if let Some(v) = &provisional {
         if v.is_hard() {
             let v = v.clone();
@@ -590,6 +586,18 @@ pub fn decide(input: &Input, system: &Layer, user: Option<&Layer>) -> Decision {
         cx.step("system", "virus", h, None, v.action.as_str(), None);
         return finish(cx, v, system);
     }
+    if let Some(s) = verdict.score {
+        cx.score += s;
+        let h = verdict.score_header.as_deref().unwrap_or("score");
+        cx.step(
+            "system",
+            "spam",
+            h,
+            None,
+            format!("upstream score {s}"),
+            Some(s),
+        );
+    }
     if provisional.is_none() {
         provisional = cx.rules(system);
         if let Some(v) = &provisional {
@@ -602,7 +610,7 @@ pub fn decide(input: &Input, system: &Layer, user: Option<&Layer>) -> Decision {
 
     // 3. User layer: its first verdict is final.
     if let Some(u) = user {
-        if let Some(v) = cx.access(u) {
+        if let Some(v) = cx.access(u, &system.settings) {
             return finish(cx, v, system);
         }
         if let Some(v) = cx.rules(u) {
@@ -616,17 +624,6 @@ pub fn decide(input: &Input, system: &Layer, user: Option<&Layer>) -> Decision {
     }
 
     // 5. Spam routing.
-    if let Some(s) = verdict.score {
-        cx.score += s;
-        cx.step(
-            "system",
-            "spam",
-            verdict.score_header.as_deref().unwrap_or("score"),
-            None,
-            format!("upstream score {s}"),
-            Some(s),
-        );
-    }
     let sys_junk = system.spam.junk_threshold;
     let junk_threshold = match user.and_then(|u| u.spam.junk_threshold) {
         Some(t) => {

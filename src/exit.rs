@@ -51,6 +51,17 @@ impl Failure {
         Failure::temp("4.3.0", format!("{what}: {err}"))
     }
 
+    /// An I/O error while writing mail: `4.3.1` when the disk is full,
+    /// `4.2.2` over quota, `4.3.0` otherwise.
+    pub fn from_io(what: impl fmt::Display, err: &std::io::Error) -> Self {
+        let status = match err.raw_os_error() {
+            Some(libc_enospc) if libc_enospc == nix::libc::ENOSPC => "4.3.1",
+            Some(edquot) if edquot == nix::libc::EDQUOT => "4.2.2",
+            _ => "4.3.0",
+        };
+        Failure::temp(status, format!("{what}: {err}"))
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
             Failure::Temp { .. } => TEMPFAIL,

@@ -95,8 +95,8 @@ fn options(cli: &Cli) -> run::Options {
 
 /// Prints a failure's status line for Postfix and returns its exit code.
 fn report_failure(f: &Failure, log: &Logger) -> u8 {
-    log.warn(&format!("{}", f));
     let _ = writeln!(std::io::stderr(), "{}", f.status_line());
+    log.warn(&format!("{}", f));
     f.exit_code() as u8
 }
 
@@ -130,7 +130,11 @@ fn real_main(log_stderr_hint: bool) -> u8 {
         quiet,
     }) = &cli.command
     {
-        let user = run::user_rules_path(user_rules.as_deref(), None);
+        // Without --user-rules, the running user's own file, when it exists.
+        let user = match user_rules {
+            Some(p) => Some(p.clone()),
+            None => run::user_rules_path(None, run::own_home().as_deref()).filter(|p| p.exists()),
+        };
         let diags = check::check(rules.as_deref(), user.as_deref(), run::uid());
         if !quiet {
             for d in &diags {

@@ -194,7 +194,7 @@ pub fn read_message<W: Write>(
         message::read_head(&mut r, limits).map_err(|e| Failure::io("reading the message", e))?;
     let mut window = Vec::new();
     let size = message::spool(&mut r, &head, sink, &mut window, limits.body_window)
-        .map_err(|e| Failure::io("spooling the message", e))?;
+        .map_err(|e| Failure::from_io("spooling the message", &e))?;
     Ok(Spooled { head, window, size })
 }
 
@@ -241,7 +241,7 @@ fn prepend_headers(
     })();
     md.discard(tmp);
     if let Err(e) = res.as_mut() {
-        let f = crate::exit::Failure::io("adding headers", &*e);
+        let f = Failure::from_io("adding headers", e);
         md.discard(out);
         return Err(f);
     }
@@ -300,9 +300,9 @@ pub fn deliver(opts: &Options, input: impl Read, log: &Logger) -> Result<(), Fai
     let md = Maildir::open(&md_path)?;
     let mut tmp = md.create_tmp()?;
     let spooled = read_message(input, &limits, &mut tmp.file).and_then(|sp| {
-        tmp.file
-            .sync_all()
-            .map_err(|e| Failure::io(format!("fsync {}", md_path.join("tmp").display()), e))?;
+        tmp.file.sync_all().map_err(|e| {
+            Failure::from_io(format!("fsync {}", md_path.join("tmp").display()), &e)
+        })?;
         Ok(sp)
     });
     let sp = match spooled {
@@ -404,6 +404,14 @@ pub fn dry_run(opts: &Options, input: impl Read) -> Result<DryRun, Failure> {
         decision,
         maildir,
     })
+}
+
+/// The running user's home, from the password entry (for `check`).
+pub fn own_home() -> Option<PathBuf> {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.dir)
 }
 
 /// The uid whose files we own now (for `check`'s owner test).

@@ -241,10 +241,10 @@ pub fn read(headers: &Headers, cfg: &SpamConfig) -> Verdict {
         }
     }
 
-    if scores.is_empty() {
-        if let Some(l) = level {
-            scores.push(l);
-        }
+    // The level is a floor of the score: it takes part in the maximum, so a
+    // forged numeric header cannot replace it with something lower.
+    if let Some(l) = level {
+        scores.push(l);
     }
     if let Some((s, h)) = scores.into_iter().max_by(|a, b| a.0.total_cmp(&b.0)) {
         let s = if s < 0.0 && !cfg.trust_negative_scores {
@@ -314,6 +314,9 @@ mod tests {
         // A lone forged negative score counts as zero.
         let v = verdict("X-Spam-Score: -100\n\n");
         assert_eq!(v.score, Some(0.0));
+        // A filter that writes only X-Spam-Level; a forged score below it.
+        let v = verdict("X-Spam-Level: ********\nX-Spam-Score: 0\n\n");
+        assert_eq!(v.score, Some(8.0));
     }
 
     #[test]

@@ -509,3 +509,45 @@ impl DeliveredPath for Home {
             .expect("a delivered file")
     }
 }
+
+#[test]
+fn disk_full_defers_and_leaves_nothing() {
+    if !is_root() {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    let mut h = Home::new();
+    let mnt = h.home.join("small");
+    fs::create_dir(&mnt).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k,mode=0777", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs failed");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    h.maildir = mnt.join("Maildir");
+    // Fits: delivered.
+    assert_eq!(h.deliver(&msg("Subject: small\n", "x\n")).code, 0);
+    // Does not fit: ENOSPC while spooling.
+    let big = msg("Subject: big\n", &"0123456789abcdef\n".repeat(40_000));
+    let r = h.deliver(&big);
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    assert!(r.first_line().starts_with("4.3.1 "), "{}", r.stderr);
+    assert!(
+        r.first_line().contains("No space left on device"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(h.count(), 1, "only the small message is visible");
+    assert!(
+        h.files_in("tmp").is_empty(),
+        "the partial file was not removed"
+    );
+}

@@ -419,3 +419,17 @@ fn check_flags_a_user_file_with_bad_mode() {
         r.stdout
     );
 }
+
+#[test]
+fn check_reads_the_running_users_own_file_by_default() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run as a user with a home of ours");
+        return;
+    }
+    // `nobody` has no usable home, so check runs as root with HOME of root's
+    // password entry: only exercise the default path when it is absent.
+    let h = Home::new();
+    let sys = h.file("sys.toml", "");
+    let r = check(&h, &["--rules", sys.to_str().unwrap()]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, ""), "{}", r.stderr);
+}

@@ -370,6 +370,9 @@ impl Loader<'_> {
             parts.push(Cond::SizeUnder(n));
         }
         if let Some(v) = all {
+            if v.is_empty() {
+                self.diag_at(at, "'all' is empty: it would always match");
+            }
             let c = v.iter().map(|c| self.cond(c, at)).collect();
             parts.push(Cond::All(c));
         }
@@ -481,6 +484,12 @@ impl Loader<'_> {
             actions.push(RuleAction::Reject { status, text });
         }
         if let Some(t) = &r.defer {
+            if t.get_ref().trim().starts_with('5') {
+                self.diag_at(
+                    t.span().start,
+                    "defer text starts with a 5.x.x code; use 'reject' for that",
+                );
+            }
             let (status, text) = split_status(t.get_ref(), '4', "4.7.1");
             actions.push(RuleAction::Defer { status, text });
         }
@@ -511,16 +520,29 @@ impl Loader<'_> {
         })
     }
 
+    /// A relative table path is relative to the rules file's directory.
+    fn resolve_spec(&self, spec: &str) -> String {
+        match spec.split_once(':') {
+            Some((kind, path))
+                if !path.is_empty() && !path.starts_with('/') && !path.contains(':') =>
+            {
+                let dir = self.file.parent().unwrap_or(Path::new(""));
+                format!("{kind}:{}", dir.join(path).display())
+            }
+            _ => spec.to_string(),
+        }
+    }
+
     fn maps(&mut self, specs: &[Spanned<String>], opts: &OpenOptions) -> Vec<Box<dyn Table>> {
         let mut out = Vec::new();
         for s in specs {
-            match maps::open(s.get_ref(), opts) {
+            match maps::open(&self.resolve_spec(s.get_ref()), opts) {
                 Ok(t) => out.push(t),
                 Err(e) => {
                     // A missing file is reported where the rules file names it;
                     // a problem inside the map at the map's own line and column.
                     if e.line == 0 {
-                        self.diag_at(s.span().start, format!("{}: {}", s.get_ref(), e));
+                        self.diag_at(s.span().start, format!("{}: {}", s.get_ref(), e.msg));
                     } else {
                         self.diags.push(e.into());
                     }
@@ -704,6 +726,14 @@ pub fn load_str(
                 }
             }
         }
+        if let (Some(lo), Some(hi)) = (&s.user_junk_threshold_min, &s.user_junk_threshold_max) {
+            if lo.get_ref() > hi.get_ref() {
+                l.diag_at(
+                    hi.span().start,
+                    "user_junk_threshold_max is below user_junk_threshold_min",
+                );
+            }
+        }
         if let (Some(j), Some(d)) = (&s.junk_threshold, &s.discard_threshold) {
             if d.get_ref() < j.get_ref() {
                 l.diag_at(d.span().start, "discard_threshold is below junk_threshold");
@@ -874,6 +904,21 @@ folder = "Lists.rust"
             Origin::System,
         );
         assert!(e.contains("'match' needs 'header'"), "{e}");
+        let e = err(
+            "[[rule]]\nname = \"x\"\nall = []\nscore = 1\n",
+            Origin::System,
+        );
+        assert!(e.contains("'all' is empty"), "{e}");
+        let e = err(
+            "[[rule]]\nname = \"x\"\nheader = \"S\"\ndefer = \"5.7.1 no\"\n",
+            Origin::System,
+        );
+        assert!(e.contains("use 'reject'"), "{e}");
+        let e = err(
+            "[spam]\nuser_junk_threshold_min = 8\nuser_junk_threshold_max = 4\n",
+            Origin::System,
+        );
+        assert!(e.contains("below user_junk_threshold_min"), "{e}");
     }
 
     #[test]

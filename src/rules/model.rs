@@ -103,8 +103,8 @@ pub struct SettingsSpec {
     pub max_header_bytes: Option<usize>,
     pub max_headers: Option<usize>,
     pub body_window: Option<usize>,
-    /// Where compiled indexes of large maps are cached (default:
-    /// `$XDG_CACHE_HOME/deliver` or `~/.cache/deliver`).
+    /// Where compiled indexes of large maps are cached (default: the
+    /// recipient's `~/.cache/deliver`).
     pub map_cache_dir: Option<Spanned<String>>,
 }
 
