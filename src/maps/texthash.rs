@@ -1,0 +1,331 @@
+//! `texthash:` tables: the postmap(1) source format, read at open time.
+//!
+//! Promises, each checked against postmap 3.7 (see `tests/postmap_diff.rs`):
+//! - Logical lines as in `source.rs`: `#` comments, blank lines, and
+//!   continuation lines (leading whitespace) joined without the newline.
+//! - `key whitespace value`. The key ends at the first whitespace that is not
+//!   inside double quotes and not escaped by a backslash; quotes and
+//!   backslashes stay part of the key (`"a b" v` has the key `"a b"`,
+//!   `k\ y v` the key `k\ y`), exactly as postmap stores them. The value is
+//!   the rest, without surrounding whitespace.
+//! - Keys are folded like Postfix with `smtputf8_enable = yes` (ASCII lower
+//!   case plus Unicode full case folding, `STRAßE` = `strasse`), both in the
+//!   file and at lookup.
+//! - Duplicate keys: the FIRST entry wins, later ones are ignored, as postmap
+//!   does ("duplicate entry" warning); each duplicate becomes a note.
+//! - A key ending in `:` gets postmap's "is this an alias file?" note.
+//! - Refused with a [`MapError`] (postmap warns and drops the line): a line
+//!   without a value, an unbalanced `"`, text that is not UTF-8.
+//!
+//! Large files: with `OpenOptions::cache_dir` set and a source larger than
+//! [`super::index::THRESHOLD`], the parsed table is stored once as a cdb
+//! index and later opens map that index instead of parsing (see
+//! [`super::index`]); the answers are the same either way.
+
+use super::cdb::{Cdb, CdbTable};
+use super::source::{for_each_logical_line, is_space, LogicalLine};
+use super::{file_err, fold_key, index, join_notes, MapError, OpenOptions, Table};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// At most this many notes are kept; the rest are counted.
+const MAX_NOTES: usize = 50;
+
+#[derive(Debug)]
+enum Store {
+    Memory(HashMap<String, String>),
+    Index(Cdb),
+}
+
+/// A `texthash:` table (also the storage behind `hash:`, `btree:`, `lmdb:`).
+#[derive(Debug)]
+pub struct TextHash {
+    spec: String,
+    path: PathBuf,
+    store: Store,
+    notes: Vec<String>,
+}
+
+/// The parsed content of a source file.
+pub(crate) struct Parsed {
+    pub map: HashMap<String, String>,
+    pub notes: Vec<String>,
+}
+
+/// Parse postmap source text. `path` is only used in messages.
+pub(crate) fn parse(path: &Path, data: &[u8]) -> Result<Parsed, MapError> {
+    let mut notes = Vec::new();
+    let mut extra_notes = 0usize;
+    let mut map: HashMap<String, String> = HashMap::new();
+    let mut reader_notes = Vec::new();
+    for_each_logical_line(path, data, &mut reader_notes, |l: &LogicalLine| {
+        let (key, value) = split_entry(path, l)?;
+        let mut note = |s: String| {
+            if notes.len() < MAX_NOTES {
+                notes.push(s);
+            } else {
+                extra_notes += 1;
+            }
+        };
+        if key.ends_with(':') {
+            note(format!(
+                "{}, line {}: record is in \"key: value\" format; is this an alias file?",
+                path.display(),
+                l.line()
+            ));
+        }
+        let key = fold_key(key).into_owned();
+        match map.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => note(format!(
+                "{}, line {}: duplicate entry: \"{}\" (the first one is used)",
+                path.display(),
+                l.line(),
+                e.key()
+            )),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(value.to_string());
+            }
+        }
+        Ok(())
+    })?;
+    reader_notes.append(&mut notes);
+    if extra_notes > 0 {
+        reader_notes.push(format!("{extra_notes} more warnings not shown"));
+    }
+    Ok(Parsed {
+        map,
+        notes: reader_notes,
+    })
+}
+
+/// Split a logical line into key and value, the way postmap does.
+fn split_entry<'a>(path: &Path, l: &'a LogicalLine) -> Result<(&'a str, &'a str), MapError> {
+    let t = &l.text;
+    let b = t.as_bytes();
+    let mut in_quotes = false;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => {
+                if i + 1 >= b.len() {
+                    i += 1;
+                    break;
+                }
+                i += 2;
+                continue;
+            }
+            b'"' => in_quotes = !in_quotes,
+            c if is_space(c) && !in_quotes => break,
+            _ => {}
+        }
+        i += 1;
+    }
+    let i = i.min(b.len());
+    if in_quotes {
+        return Err(l.err(
+            path,
+            0,
+            format!(
+                "unbalanced '\"' in '{}' (postmap ignores this line)",
+                super::source::truncate_for_msg(t, 60)
+            ),
+        ));
+    }
+    let key = &t[..i];
+    let value = super::source::trim_start_space(&t[i..]);
+    if value.is_empty() {
+        return Err(l.err(
+            path,
+            i,
+            "expected format: key whitespace value (postmap ignores this line)",
+        ));
+    }
+    Ok((key, value))
+}
+
+/// Read a file through one descriptor and report whether it stayed the same
+/// file with the same size and mtime while it was read.
+pub(crate) fn read_stable(path: &Path) -> Result<(Vec<u8>, std::fs::Metadata, bool), MapError> {
+    let mut f = File::open(path).map_err(|e| file_err(path, format!("open: {e}")))?;
+    let before = f
+        .metadata()
+        .map_err(|e| file_err(path, format!("fstat: {e}")))?;
+    let mut data = Vec::with_capacity(before.len() as usize);
+    f.read_to_end(&mut data)
+        .map_err(|e| file_err(path, format!("read: {e}")))?;
+    let after = f
+        .metadata()
+        .map_err(|e| file_err(path, format!("fstat: {e}")))?;
+    let stable = index::SourceId::of(&before) == index::SourceId::of(&after)
+        && data.len() as u64 == after.len();
+    Ok((data, before, stable))
+}
+
+impl TextHash {
+    /// Open `path` as a texthash table shown as `spec`.
+    pub fn open(spec: &str, path: &Path, opts: &OpenOptions) -> Result<TextHash, MapError> {
+        let mut notes = Vec::new();
+        if let Some(dir) = &opts.cache_dir {
+            let meta = std::fs::metadata(path).map_err(|e| file_err(path, format!("open: {e}")))?;
+            if meta.is_file() && meta.len() > index::THRESHOLD {
+                match index::open_index(dir, path, &meta) {
+                    Ok(Some((cdb, mut inotes))) => {
+                        notes.append(&mut inotes);
+                        return Ok(TextHash {
+                            spec: spec.to_string(),
+                            path: path.to_path_buf(),
+                            store: Store::Index(cdb),
+                            notes,
+                        });
+                    }
+                    Ok(None) => {
+                        let (data, meta, stable) = read_stable(path)?;
+                        let parsed = parse(path, &data)?;
+                        drop(data);
+                        notes.extend(parsed.notes.iter().cloned());
+                        if !stable {
+                            notes.push(format!(
+                                "{} changed while it was read; index not written",
+                                path.display()
+                            ));
+                        } else if let Err(why) =
+                            index::write_index(dir, path, &meta, &parsed.map, &parsed.notes)
+                        {
+                            notes.push(format!("index cache not used: {why}"));
+                        }
+                        return Ok(TextHash {
+                            spec: spec.to_string(),
+                            path: path.to_path_buf(),
+                            store: Store::Memory(parsed.map),
+                            notes,
+                        });
+                    }
+                    Err(why) => notes.push(format!("index cache not used: {why}")),
+                }
+            }
+        }
+        let data = super::read_source(path)?;
+        let mut parsed = parse(path, &data)?;
+        notes.append(&mut parsed.notes);
+        Ok(TextHash {
+            spec: spec.to_string(),
+            path: path.to_path_buf(),
+            store: Store::Memory(parsed.map),
+            notes,
+        })
+    }
+
+    /// True when lookups are answered from a cached cdb index.
+    pub fn is_indexed(&self) -> bool {
+        matches!(self.store, Store::Index(_))
+    }
+
+    /// The source file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn notes(&self) -> &[String] {
+        &self.notes
+    }
+}
+
+impl Table for TextHash {
+    fn spec(&self) -> &str {
+        &self.spec
+    }
+    fn is_pattern(&self) -> bool {
+        false
+    }
+    fn lookup(&self, key: &str) -> Result<Option<String>, MapError> {
+        let key = fold_key(key);
+        match &self.store {
+            Store::Memory(m) => Ok(m.get(key.as_ref()).cloned()),
+            Store::Index(cdb) => {
+                if key.as_bytes().first() == Some(&0) {
+                    // Index metadata records start with NUL; no real key can.
+                    return Ok(None);
+                }
+                CdbTable::get_folded(cdb, &key)
+            }
+        }
+    }
+    fn note(&self) -> Option<String> {
+        join_notes(&self.notes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(text: &str) -> Result<TextHash, MapError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        std::fs::write(&p, text).unwrap();
+        TextHash::open("texthash:t", &p, &OpenOptions::default())
+    }
+
+    fn get(t: &TextHash, k: &str) -> Option<String> {
+        t.lookup(k).unwrap()
+    }
+
+    #[test]
+    fn format_as_postmap_reads_it() {
+        let t = table(
+            "Foo  bar\nfoo second\nBAZ qux\n  continued here\n# comment\n   # indented\n\n\
+             key1\tval with  spaces   \n\"quoted key\" v\n\"a\\\"b\" v2\nk3 v3\n\n  cont after blank\n\
+             k\\ y v7\nkey: v8\nSTRAßE v9\n",
+        )
+        .unwrap();
+        assert_eq!(get(&t, "foo").as_deref(), Some("bar"));
+        assert_eq!(get(&t, "FOO").as_deref(), Some("bar"));
+        assert_eq!(get(&t, "baz").as_deref(), Some("qux  continued here"));
+        assert_eq!(get(&t, "key1").as_deref(), Some("val with  spaces"));
+        assert_eq!(get(&t, "\"quoted key\"").as_deref(), Some("v"));
+        assert_eq!(get(&t, "quoted key"), None);
+        assert_eq!(get(&t, "\"a\\\"b\"").as_deref(), Some("v2"));
+        assert_eq!(get(&t, "k3").as_deref(), Some("v3  cont after blank"));
+        assert_eq!(get(&t, "k\\ y").as_deref(), Some("v7"));
+        assert_eq!(get(&t, "key:").as_deref(), Some("v8"));
+        assert_eq!(get(&t, "strasse").as_deref(), Some("v9"));
+        assert_eq!(get(&t, "Straße").as_deref(), Some("v9"));
+        let note = t.note().unwrap();
+        assert!(note.contains("line 2: duplicate entry: \"foo\""), "{note}");
+        assert!(note.contains("alias file"), "{note}");
+        assert!(!t.is_pattern());
+    }
+
+    #[test]
+    fn syntax_errors_have_line_and_column() {
+        let e = table("a 1\nnovalue\n").unwrap_err();
+        assert_eq!((e.line, e.col), (2, 8), "{e}");
+        assert!(e.msg.contains("expected format: key whitespace value"));
+        let e = table("a 1\n\n\"unterminated key v\n").unwrap_err();
+        assert_eq!((e.line, e.col), (3, 1), "{e}");
+        assert!(e.msg.contains("unbalanced"));
+        let e = table("  leading v\n").unwrap_err();
+        assert_eq!((e.line, e.col), (1, 1), "{e}");
+        let e = table("ok 1\nbad\u{1} v\n").err();
+        assert!(e.is_none(), "control characters are fine");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        std::fs::write(&p, b"ok 1\nab \xff\n").unwrap();
+        let e = TextHash::open("texthash:t", &p, &OpenOptions::default()).unwrap_err();
+        assert_eq!((e.line, e.col), (2, 4), "{e}");
+        assert!(e.msg.contains("non-UTF-8"));
+    }
+
+    #[test]
+    fn missing_file() {
+        let e = TextHash::open(
+            "texthash:/nonexistent",
+            Path::new("/nonexistent"),
+            &OpenOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.file, PathBuf::from("/nonexistent"));
+    }
+}
