@@ -1,8 +1,10 @@
 //! `deliver check`: validate the rules files without reading a message.
 //! Each problem is one line, `file:line:col: message`.
 
-use crate::maps::OpenOptions;
-use crate::rules::{self, Diag, Origin};
+use crate::access::{parse_action, Action};
+use crate::maildir::FolderName;
+use crate::maps::{OpenOptions, Table};
+use crate::rules::{self, Diag, Layer, Origin};
 use crate::run;
 use std::path::{Path, PathBuf};
 
@@ -16,10 +18,9 @@ pub fn check(system: Option<&Path>, user: Option<&Path>, uid: u32) -> Vec<Diag> 
     };
     match std::fs::read_to_string(&sys_path) {
         Ok(text) => {
-            if let Err(d) =
-                rules::load_str(&text, &sys_path, Origin::System, &OpenOptions::default())
-            {
-                diags.extend(d);
+            match rules::load_str(&text, &sys_path, Origin::System, &OpenOptions::default()) {
+                Ok(layer) => diags.extend(map_results(&layer)),
+                Err(d) => diags.extend(d),
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {}
@@ -33,8 +34,9 @@ pub fn check(system: Option<&Path>, user: Option<&Path>, uid: u32) -> Vec<Diag> 
     if let Some(p) = user {
         match run::read_user_file(p, uid) {
             Ok(Some(text)) => {
-                if let Err(d) = rules::load_str(&text, p, Origin::User, &OpenOptions::default()) {
-                    diags.extend(d);
+                match rules::load_str(&text, p, Origin::User, &OpenOptions::default()) {
+                    Ok(layer) => diags.extend(map_results(&layer)),
+                    Err(d) => diags.extend(d),
                 }
             }
             Ok(None) => diags.push(Diag {
@@ -55,4 +57,55 @@ pub fn check(system: Option<&Path>, user: Option<&Path>, uid: u32) -> Vec<Diag> 
         }
     }
     diags
+}
+
+/// The file a table spec names: the part after the last `type:` prefix.
+fn table_file(t: &dyn Table) -> PathBuf {
+    let spec = t.spec();
+    let mut rest = spec;
+    while let Some((kind, path)) = rest.split_once(':') {
+        if kind.contains('/') {
+            break;
+        }
+        rest = path;
+    }
+    PathBuf::from(rest)
+}
+
+/// Results in a layer's maps that delivery cannot honour as written.
+fn map_results(layer: &Layer) -> Vec<Diag> {
+    let a = &layer.access;
+    let mut out = Vec::new();
+    for t in a
+        .client
+        .iter()
+        .chain(&a.helo)
+        .chain(&a.sender)
+        .chain(&a.recipient)
+    {
+        let file = table_file(t.as_ref());
+        for (line, text) in t.results() {
+            let msg = match parse_action(&text) {
+                Action::Ignored(raw) => Some(format!(
+                    "result {raw:?} cannot be honoured after queueing; delivery treats it as DUNNO"
+                )),
+                Action::Folder(name) => FolderName::parse(&name).err().map(|e| {
+                    format!("FOLDER {name:?} would be refused ({e}); delivery uses the Inbox")
+                }),
+                Action::Prepend(h) if !crate::decide::valid_header_line(&h) => Some(format!(
+                    "PREPEND {h:?} is not a valid header line; delivery ignores it"
+                )),
+                _ => None,
+            };
+            if let Some(msg) = msg {
+                out.push(Diag {
+                    file: file.clone(),
+                    line,
+                    col: 1,
+                    msg,
+                });
+            }
+        }
+    }
+    out
 }

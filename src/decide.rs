@@ -494,7 +494,7 @@ fn smtpd_text(env: &Envelope, what: &str, text: &str) -> String {
 }
 
 /// `Name: value`, one line, printable: the only PREPEND we will write.
-fn valid_header_line(h: &str) -> bool {
+pub fn valid_header_line(h: &str) -> bool {
     let Some((name, _)) = h.split_once(':') else {
         return false;
     };

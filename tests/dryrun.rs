@@ -433,3 +433,59 @@ fn check_reads_the_running_users_own_file_by_default() {
     let r = check(&h, &["--rules", sys.to_str().unwrap()]);
     assert_eq!((r.code, r.stdout.as_str()), (0, ""), "{}", r.stderr);
 }
+
+#[test]
+fn check_flags_map_results_delivery_cannot_honour() {
+    let h = Home::new();
+    let sender = h.file("sender_access", "a.example OK\nb.example BCC archive@example.com\n# comment\nc.example FOLDER ../../etc\nd.example permit_mynetworks\ne.example PREPEND not a header\n");
+    let cidr = h.file(
+        "client.cidr",
+        "192.0.2.0/24 OK\n198.51.100.0/24 REDIRECT x@example.com\n",
+    );
+    let re = h.file(
+        "helo.re",
+        "/^ok$/ OK\n/^f(.*)$/ FILTER smtp:[127.0.0.1]:$1\n",
+    );
+    let rules = h.file(
+        "sys.toml",
+        &format!(
+            "[access]\nsender = [\"texthash:{}\"]\nclient = [\"cidr:{}\"]\nhelo = [\"regexp:{}\"]\n",
+            sender.display(),
+            cidr.display(),
+            re.display()
+        ),
+    );
+    let r = check(&h, &["--rules", rules.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    let expect = [
+        (format!("{}:2:1:", cidr.display()), "REDIRECT x@example.com"),
+        (
+            format!("{}:2:1:", re.display()),
+            "FILTER smtp:[127.0.0.1]:$1",
+        ),
+        (
+            format!("{}:2:1:", sender.display()),
+            "BCC archive@example.com",
+        ),
+        (
+            format!("{}:4:1:", sender.display()),
+            "FOLDER \"../../etc\" would be refused",
+        ),
+        (format!("{}:5:1:", sender.display()), "permit_mynetworks"),
+        (
+            format!("{}:6:1:", sender.display()),
+            "\"PREPEND not a header\" cannot be honoured",
+        ),
+    ];
+    for (pos, what) in expect {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&pos) && l.contains(what)),
+            "missing {pos} {what} in:\n{}",
+            r.stdout
+        );
+    }
+    assert_eq!(lines.len(), 6, "{}", r.stdout);
+}

@@ -57,6 +57,7 @@ enum Rule {
     Match {
         net: Net,
         value: String,
+        line: usize,
     },
     If {
         net: Net,
@@ -311,6 +312,7 @@ impl Cidr {
                 Pat::Net(net) => rules.push(Rule::Match {
                     net,
                     value: value.to_string(),
+                    line: lineno,
                 }),
                 Pat::HostBits(m) => notes.push(format!(
                     "{}, line {lineno}: {m}: skipping this rule",
@@ -356,7 +358,7 @@ impl Table for Cidr {
         let mut i = 0;
         while i < self.rules.len() {
             match &self.rules[i] {
-                Rule::Match { net, value } => {
+                Rule::Match { net, value, .. } => {
                     if net.matches(family, addr) {
                         return Ok(Some(value.clone()));
                     }
@@ -374,6 +376,15 @@ impl Table for Cidr {
             i += 1;
         }
         Ok(None)
+    }
+    fn results(&self) -> Vec<(usize, String)> {
+        self.rules
+            .iter()
+            .filter_map(|r| match r {
+                Rule::Match { value, line, .. } => Some((*line, value.clone())),
+                _ => None,
+            })
+            .collect()
     }
     fn note(&self) -> Option<String> {
         join_notes(&self.notes)

@@ -98,6 +98,9 @@ impl Table for DbSource {
     fn lookup(&self, key: &str) -> Result<Option<String>, MapError> {
         self.inner.lookup(key)
     }
+    fn results(&self) -> Vec<(usize, String)> {
+        self.inner.results()
+    }
     fn note(&self) -> Option<String> {
         let mut all = vec![self.note.clone()];
         all.extend(self.inner.notes().iter().cloned());

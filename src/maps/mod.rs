@@ -77,6 +77,12 @@ pub trait Table: Send + Sync + fmt::Debug {
     fn note(&self) -> Option<String> {
         None
     }
+    /// Every result the table can return, with the 1-based line it is
+    /// written on, for `deliver check`. Templates with `$n` are given as
+    /// written. Empty for tables that cannot list them (cdb).
+    fn results(&self) -> Vec<(usize, String)> {
+        Vec::new()
+    }
 }
 
 /// Where compiled indexes of large text tables may be cached.

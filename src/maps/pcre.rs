@@ -72,6 +72,9 @@ impl Table for Pcre {
     fn note(&self) -> Option<String> {
         self.0.note()
     }
+    fn results(&self) -> Vec<(usize, String)> {
+        self.0.results()
+    }
 }
 
 fn compile(raw: &RawPattern<'_>, notes: &mut Vec<String>) -> Result<Compiled, CompileError> {

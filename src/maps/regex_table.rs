@@ -243,6 +243,8 @@ enum Rule {
         first_positive: bool,
         second: Option<(Compiled, bool)>,
         result: Replacement,
+        /// The result as written, for `deliver check`.
+        text: String,
         line: usize,
     },
     If {
@@ -445,6 +447,7 @@ impl RegexTable {
                     first_positive: positive,
                     second,
                     result,
+                    text: rtext.to_string(),
                     line: lineno,
                 });
                 return Ok(());
@@ -513,6 +516,15 @@ impl RegexTable {
 }
 
 impl Table for RegexTable {
+    fn results(&self) -> Vec<(usize, String)> {
+        self.rules
+            .iter()
+            .filter_map(|r| match r {
+                Rule::Match { text, line, .. } => Some((*line, text.clone())),
+                _ => None,
+            })
+            .collect()
+    }
     fn spec(&self) -> &str {
         &self.spec
     }
@@ -530,6 +542,7 @@ impl Table for RegexTable {
                     second,
                     result,
                     line,
+                    ..
                 } => {
                     let value = if result.max_sub > 0 {
                         // Only positive rules carry $n (checked at parse).

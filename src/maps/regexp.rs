@@ -78,6 +78,9 @@ impl Table for Regexp {
     fn note(&self) -> Option<String> {
         self.0.note()
     }
+    fn results(&self) -> Vec<(usize, String)> {
+        self.0.results()
+    }
 }
 
 fn compile(raw: &RawPattern<'_>, _notes: &mut Vec<String>) -> Result<Compiled, CompileError> {

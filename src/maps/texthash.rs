@@ -255,6 +255,20 @@ impl Table for TextHash {
     fn note(&self) -> Option<String> {
         join_notes(&self.notes)
     }
+    /// Reads the source again (the parsed or indexed form keeps no lines).
+    fn results(&self) -> Vec<(usize, String)> {
+        let Ok(data) = std::fs::read(&self.path) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let _ = for_each_logical_line(&self.path, &data, &mut Vec::new(), |l: &LogicalLine| {
+            if let Ok((_, value)) = split_entry(&self.path, l) {
+                out.push((l.line(), value.to_string()));
+            }
+            Ok(())
+        });
+        out
+    }
 }
 
 #[cfg(test)]

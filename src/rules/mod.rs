@@ -12,7 +12,7 @@ pub mod model;
 use crate::maildir::FolderName;
 use crate::maps::{self, MapError, OpenOptions, Table};
 use crate::message::Limits;
-use model::{CondSpec, FileSpec, RuleSpec};
+use model::{CondRef, CondSpec, FileSpec, RuleSpec};
 use regex::{Regex, RegexBuilder};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -323,21 +323,9 @@ impl Loader<'_> {
     }
 
     /// Compiles the condition keys of a table into a conjunction.
-    #[allow(clippy::too_many_arguments)]
-    fn cond_parts(
-        &mut self,
-        header: &Option<Spanned<String>>,
-        pattern: &Option<Spanned<String>>,
-        regexes: [(&Option<Spanned<String>>, fn(Regex) -> Cond, &str); 6],
-        size_over: Option<u64>,
-        size_under: Option<u64>,
-        all: &Option<Vec<CondSpec>>,
-        any: &Option<Vec<CondSpec>>,
-        not: &Option<Box<CondSpec>>,
-        at: usize,
-    ) -> Vec<Cond> {
+    fn cond_parts(&mut self, c: CondRef<'_>, at: usize) -> Vec<Cond> {
         let mut parts = Vec::new();
-        match (header, pattern) {
+        match (c.header, c.pattern) {
             (Some(h), p) => {
                 let name = h.get_ref().trim();
                 if name.is_empty()
@@ -347,7 +335,7 @@ impl Loader<'_> {
                 }
                 let re = p.as_ref().and_then(|p| self.regex(p, "match"));
                 if p.is_some() && re.is_none() {
-                    parts.push(Cond::Not(Box::new(Cond::All(vec![])))); // never matches; error reported
+                    parts.push(Cond::Any(vec![])); // never matches; the error is reported
                 } else {
                     parts.push(Cond::Header(name.to_string(), re));
                 }
@@ -355,35 +343,43 @@ impl Loader<'_> {
             (None, Some(p)) => self.diag_at(p.span().start, "'match' needs 'header'"),
             (None, None) => {}
         }
-        for (spec, make, what) in regexes {
+        for (spec, what) in c.regexes {
             if let Some(s) = spec {
-                match self.regex(s, what) {
-                    Some(r) => parts.push(make(r)),
-                    None => parts.push(Cond::Any(vec![])),
-                }
+                let Some(r) = self.regex(s, what) else {
+                    parts.push(Cond::Any(vec![]));
+                    continue;
+                };
+                parts.push(match what {
+                    "sender" => Cond::Sender(r),
+                    "recipient" => Cond::Recipient(r),
+                    "client_address" => Cond::ClientAddress(r),
+                    "client_hostname" => Cond::ClientHostname(r),
+                    "helo" => Cond::Helo(r),
+                    _ => Cond::Body(r),
+                });
             }
         }
-        if let Some(n) = size_over {
+        if let Some(n) = c.size_over {
             parts.push(Cond::SizeOver(n));
         }
-        if let Some(n) = size_under {
+        if let Some(n) = c.size_under {
             parts.push(Cond::SizeUnder(n));
         }
-        if let Some(v) = all {
+        if let Some(v) = c.all {
             if v.is_empty() {
                 self.diag_at(at, "'all' is empty: it would always match");
             }
             let c = v.iter().map(|c| self.cond(c, at)).collect();
             parts.push(Cond::All(c));
         }
-        if let Some(v) = any {
+        if let Some(v) = c.any {
             if v.is_empty() {
                 self.diag_at(at, "'any' is empty: it can never match");
             }
             let c = v.iter().map(|c| self.cond(c, at)).collect();
             parts.push(Cond::Any(c));
         }
-        if let Some(c) = not {
+        if let Some(c) = c.not {
             let c = self.cond(c, at);
             parts.push(Cond::Not(Box::new(c)));
         }
@@ -392,24 +388,7 @@ impl Loader<'_> {
 
     fn cond(&mut self, c: &CondSpec, at: usize) -> Cond {
         let at = c.header.as_ref().map_or(at, |h| h.span().start);
-        let parts = self.cond_parts(
-            &c.header,
-            &c.pattern,
-            [
-                (&c.sender, Cond::Sender, "sender"),
-                (&c.recipient, Cond::Recipient, "recipient"),
-                (&c.client_address, Cond::ClientAddress, "client_address"),
-                (&c.client_hostname, Cond::ClientHostname, "client_hostname"),
-                (&c.helo, Cond::Helo, "helo"),
-                (&c.body, Cond::Body, "body"),
-            ],
-            c.size_over,
-            c.size_under,
-            &c.all,
-            &c.any,
-            &c.not,
-            at,
-        );
+        let parts = self.cond_parts(c.cond(), at);
         if parts.is_empty() {
             self.diag_at(at, "empty condition: it would always match");
         }
@@ -427,24 +406,7 @@ impl Loader<'_> {
             .name
             .as_ref()
             .map_or_else(|| format!("rule#{}", index + 1), |n| n.get_ref().clone());
-        let parts = self.cond_parts(
-            &r.header,
-            &r.pattern,
-            [
-                (&r.sender, Cond::Sender, "sender"),
-                (&r.recipient, Cond::Recipient, "recipient"),
-                (&r.client_address, Cond::ClientAddress, "client_address"),
-                (&r.client_hostname, Cond::ClientHostname, "client_hostname"),
-                (&r.helo, Cond::Helo, "helo"),
-                (&r.body, Cond::Body, "body"),
-            ],
-            r.size_over,
-            r.size_under,
-            &r.all,
-            &r.any,
-            &r.not,
-            at,
-        );
+        let parts = self.cond_parts(r.cond(), at);
         if parts.is_empty() {
             self.diag_at(at, format!("rule {name:?} has no condition"));
         }

@@ -31,7 +31,43 @@ macro_rules! condition_struct {
             pub not: Option<Box<CondSpec>>,
             $($extra)*
         }
+
+        impl $name {
+            /// The condition keys, borrowed.
+            pub fn cond(&self) -> CondRef<'_> {
+                CondRef {
+                    header: &self.header,
+                    pattern: &self.pattern,
+                    regexes: [
+                        (&self.sender, "sender"),
+                        (&self.recipient, "recipient"),
+                        (&self.client_address, "client_address"),
+                        (&self.client_hostname, "client_hostname"),
+                        (&self.helo, "helo"),
+                        (&self.body, "body"),
+                    ],
+                    size_over: self.size_over,
+                    size_under: self.size_under,
+                    all: &self.all,
+                    any: &self.any,
+                    not: &self.not,
+                }
+            }
+        }
     };
+}
+
+/// The condition keys of a `[[rule]]` or a nested table, borrowed.
+pub struct CondRef<'a> {
+    pub header: &'a Option<Spanned<String>>,
+    pub pattern: &'a Option<Spanned<String>>,
+    /// The regex-valued keys with their names, in the order above.
+    pub regexes: [(&'a Option<Spanned<String>>, &'static str); 6],
+    pub size_over: Option<u64>,
+    pub size_under: Option<u64>,
+    pub all: &'a Option<Vec<CondSpec>>,
+    pub any: &'a Option<Vec<CondSpec>>,
+    pub not: &'a Option<Box<CondSpec>>,
 }
 
 condition_struct! {
