@@ -15,6 +15,7 @@ pub mod log;
 pub mod maildir;
 pub mod maps;
 pub mod message;
+pub mod pattern;
 pub mod privs;
 pub mod report;
 pub mod rules;

@@ -12,6 +12,7 @@ pub mod model;
 use crate::maildir::FolderName;
 use crate::maps::{self, MapError, OpenOptions, Table};
 use crate::message::Limits;
+use crate::pattern::Pattern;
 use model::{CondRef, CondSpec, FileSpec, RuleSpec};
 use regex::{Regex, RegexBuilder};
 use std::fmt;
@@ -185,14 +186,14 @@ impl Access {
 /// A compiled condition.
 #[derive(Debug, Clone)]
 pub enum Cond {
-    /// Any occurrence of the header matches (or exists, without a regex).
-    Header(String, Option<Regex>),
-    Sender(Regex),
-    Recipient(Regex),
-    ClientAddress(Regex),
-    ClientHostname(Regex),
-    Helo(Regex),
-    Body(Regex),
+    /// Any occurrence of the header matches (or exists, without a pattern).
+    Header(String, Option<Pattern>),
+    Sender(Pattern),
+    Recipient(Pattern),
+    ClientAddress(Pattern),
+    ClientHostname(Pattern),
+    Helo(Pattern),
+    Body(Pattern),
     SizeOver(u64),
     SizeUnder(u64),
     All(Vec<Cond>),
@@ -312,6 +313,16 @@ impl Loader<'_> {
         }
     }
 
+    fn pattern(&mut self, s: &Spanned<String>, what: &str) -> Option<Pattern> {
+        match Pattern::new(s.get_ref()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.diag_at(s.span().start, format!("{what}: {}", e.0));
+                None
+            }
+        }
+    }
+
     fn folder(&mut self, s: &Spanned<String>) -> Option<Option<FolderName>> {
         match FolderName::parse(s.get_ref()) {
             Ok(f) => Some(f),
@@ -333,7 +344,7 @@ impl Loader<'_> {
                 {
                     self.diag_at(h.span().start, format!("bad header name {:?}", h.get_ref()));
                 }
-                let re = p.as_ref().and_then(|p| self.regex(p, "match"));
+                let re = p.as_ref().and_then(|p| self.pattern(p, "match"));
                 if p.is_some() && re.is_none() {
                     parts.push(Cond::Any(vec![])); // never matches; the error is reported
                 } else {
@@ -345,7 +356,7 @@ impl Loader<'_> {
         }
         for (spec, what) in c.regexes {
             if let Some(s) = spec {
-                let Some(r) = self.regex(s, what) else {
+                let Some(r) = self.pattern(s, what) else {
                     parts.push(Cond::Any(vec![]));
                     continue;
                 };
