@@ -328,6 +328,9 @@ impl Maildir {
         let fpath = self.path.join(&folder.dir);
         let (fd, created) =
             open_dir(self.root.as_fd(), &folder.dir, true).map_err(|e| dir_error(&fpath, e))?;
+        if created {
+            crate::testhook::pause("folder-mkdir");
+        }
         let mut made = false;
         let mut new = None;
         for sub in ["tmp", "new", "cur"] {
@@ -350,6 +353,7 @@ impl Maildir {
             fsync(&self.root)
                 .map_err(|e| format!("fsync {}: {}", self.path.display(), e.desc()))?;
         }
+        crate::testhook::pause("folder-ready");
         if created {
             self.subscribe(&folder.name);
         }
@@ -469,11 +473,13 @@ impl Maildir {
             };
             match r {
                 Ok(()) => {
+                    crate::testhook::pause("linked");
                     if let Err(e) = fsync(new_fd) {
                         // Not durable: take it back, so the retry does not duplicate it.
                         let _ = unlinkat(new_fd, name.as_str(), UnlinkatFlags::NoRemoveDir);
                         return Err(fail(format!("fsync {}", dir_path.display()), e));
                     }
+                    crate::testhook::pause("new-synced");
                     return Ok(dir_path.join(name));
                 }
                 Err(Errno::EEXIST) => {

@@ -11,6 +11,7 @@ use crate::maps::OpenOptions;
 use crate::message::{self, Head, Limits};
 use crate::privs::{self, Recipient};
 use crate::rules::{self, Diag, Layer, Origin};
+use crate::testhook;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::MetadataExt;
@@ -298,13 +299,18 @@ pub fn deliver(opts: &Options, input: impl Read, log: &Logger) -> Result<(), Fai
     let limits = layers.system.settings.limits;
     let md_path = maildir_path(opts, &who)?;
     let md = Maildir::open(&md_path)?;
+    testhook::pause("maildir-open");
     let mut tmp = md.create_tmp()?;
-    let spooled = read_message(input, &limits, &mut tmp.file).and_then(|sp| {
-        tmp.file.sync_all().map_err(|e| {
-            Failure::from_io(format!("fsync {}", md_path.join("tmp").display()), &e)
-        })?;
-        Ok(sp)
-    });
+    testhook::pause("tmp-created");
+    let spooled = read_message(input, &limits, &mut testhook::Partial::new(&mut tmp.file))
+        .and_then(|sp| {
+            testhook::pause("tmp-written");
+            tmp.file.sync_all().map_err(|e| {
+                Failure::from_io(format!("fsync {}", md_path.join("tmp").display()), &e)
+            })?;
+            testhook::pause("tmp-synced");
+            Ok(sp)
+        });
     let sp = match spooled {
         Ok(sp) => sp,
         Err(f) => {
@@ -327,9 +333,12 @@ pub fn deliver(opts: &Options, input: impl Read, log: &Logger) -> Result<(), Fai
             let (tmp, size) = if d.add_headers.is_empty() {
                 (tmp, sp.size)
             } else {
-                prepend_headers(&md, tmp, &d.add_headers, eol(&sp.head))?
+                let p = prepend_headers(&md, tmp, &d.add_headers, eol(&sp.head))?;
+                testhook::pause("prepended");
+                p
             };
             let delivered = md.commit(tmp, d.folder.as_ref(), size)?;
+            testhook::pause("delivered");
             if let Some(why) = &delivered.fallback {
                 log.warn(&format!(
                     "folder {} unusable, delivered to the Inbox: {why}",
