@@ -341,43 +341,53 @@ impl Maildir {
                 new = Some(sfd);
             }
         }
-        if created || made {
-            let marker = openat(
-                &fd,
-                "maildirfolder",
-                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::from_bits_truncate(0o600),
-            );
-            drop(marker);
+        // The `maildirfolder` marker is written last: a folder without it
+        // was not finished (a crash between mkdir and subscribing), and
+        // whoever delivers into it next finishes it. Its presence also says
+        // that the folder's entries were fsynced.
+        let finished = !matches!(
+            fstatat(&fd, "maildirfolder", nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW),
+            Err(Errno::ENOENT)
+        );
+        if created || made || !finished {
             fsync(&fd).map_err(|e| format!("fsync {}: {}", fpath.display(), e.desc()))?;
             fsync(&self.root)
                 .map_err(|e| format!("fsync {}: {}", self.path.display(), e.desc()))?;
-        }
-        crate::testhook::pause("folder-ready");
-        if created {
-            self.subscribe(&folder.name);
+            crate::testhook::pause("folder-ready");
+            if self.subscribe(&folder.name) {
+                let marker = openat(
+                    &fd,
+                    "maildirfolder",
+                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::from_bits_truncate(0o600),
+                );
+                if marker.is_ok() {
+                    let _ = fsync(&fd);
+                }
+            }
         }
         Ok((new.expect("new opened above"), fd))
     }
 
     /// Adds a folder to `subscriptions`, under an exclusive lock, once.
     /// Dovecot's version-2 file (first line `V\t2`) gets a v2 entry.
-    fn subscribe(&self, name: &str) {
+    /// Returns whether the folder is listed (and the file fsynced) now.
+    fn subscribe(&self, name: &str) -> bool {
         let Ok(fd) = openat(
             &self.root,
             "subscriptions",
             OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(0o600),
         ) else {
-            return;
+            return false;
         };
         let mut f = File::from(fd);
         if f.lock().is_err() {
-            return;
+            return false;
         }
         let mut text = String::new();
         if f.read_to_string(&mut text).is_err() {
-            return;
+            return false;
         }
         let entry = if text.starts_with("V\t2\n") {
             name.replace('.', "\t")
@@ -385,7 +395,7 @@ impl Maildir {
             name.to_string()
         };
         if text.lines().any(|l| l == entry) {
-            return;
+            return true;
         }
         let mut add = String::new();
         if !text.is_empty() && !text.ends_with('\n') {
@@ -393,10 +403,10 @@ impl Maildir {
         }
         add.push_str(&entry);
         add.push('\n');
-        let _ = f
-            .seek(SeekFrom::End(0))
+        f.seek(SeekFrom::End(0))
             .and_then(|_| f.write_all(add.as_bytes()))
-            .and_then(|_| f.sync_all());
+            .and_then(|_| f.sync_all())
+            .is_ok()
     }
 
     /// Moves a complete, fsynced tmp file into `new/` of the folder (the Inbox
