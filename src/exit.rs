@@ -93,6 +93,27 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
+/// Whether an errno is a resource or I/O problem of the system that a retry
+/// could fix (out of descriptors or memory, an I/O error, a full disk), as
+/// opposed to a problem with the file itself (permissions, a symlink, ...).
+pub fn is_transient(errno: i32) -> bool {
+    use nix::libc::*;
+    matches!(
+        errno,
+        EMFILE | ENFILE | ENOMEM | ENOBUFS | EIO | EAGAIN | EINTR | ENOSPC | EDQUOT | ESTALE
+    )
+}
+
+/// Finds an `(os error N)` that std's `io::Error` wrote into `text` and
+/// tells whether N is transient (see `is_transient`).
+pub fn mentions_transient_error(text: &str) -> bool {
+    text.match_indices("(os error ").any(|(i, m)| {
+        let rest = &text[i + m.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        rest[digits.len()..].starts_with(')') && digits.parse().is_ok_and(is_transient)
+    })
+}
+
 /// Checks that a status code has the shape `C.S.D` with the class digit the
 /// exit status needs (4 for 75, 5 for 77).
 pub fn valid_status(status: &str, class: char) -> bool {
@@ -124,6 +145,16 @@ mod tests {
         let f = Failure::perm("5.7.1", "evil\r\nX-Injected: yes");
         assert_eq!(f.status_line().lines().count(), 1);
         assert!(f.status_line().starts_with("5.7.1 evil"));
+    }
+
+    #[test]
+    fn transient_errors() {
+        let e = std::io::Error::from_raw_os_error(nix::libc::EMFILE);
+        assert!(mentions_transient_error(&format!("x: open: {e}")));
+        let e = std::io::Error::from_raw_os_error(nix::libc::EACCES);
+        assert!(!mentions_transient_error(&format!("x: open: {e}")));
+        assert!(!mentions_transient_error("(os error 24"));
+        assert!(!mentions_transient_error("(os error x)"));
     }
 
     #[test]

@@ -137,12 +137,15 @@ pub fn new_dir_path(maildir: &Path, folder: Option<&FolderName>) -> PathBuf {
 /// Maps an I/O error on the mailbox to a temporary failure with a fitting
 /// RFC 3463 code: mailbox full, mail system full, or mailbox unavailable.
 fn fail(what: impl std::fmt::Display, e: Errno) -> Failure {
-    let status = match e {
+    Failure::temp(status_of(e), format!("{what}: {}", e.desc()))
+}
+
+fn status_of(e: Errno) -> &'static str {
+    match e {
         Errno::EDQUOT => "4.2.2",
         Errno::ENOSPC => "4.3.1",
         _ => "4.2.0",
-    };
-    Failure::temp(status, format!("{what}: {}", e.desc()))
+    }
 }
 
 fn hostname() -> &'static str {
@@ -323,19 +326,19 @@ impl Maildir {
     }
 
     /// Opens (creating on demand) a folder's `new/` directory. Returns the
-    /// descriptor of `new/` and of the folder itself.
-    fn folder_new_dir(&self, folder: &FolderName) -> Result<(OwnedFd, OwnedFd), String> {
+    /// descriptor of `new/` and of the folder itself, or why not.
+    fn folder_new_dir(&self, folder: &FolderName) -> Result<(OwnedFd, OwnedFd), (String, Errno)> {
         let fpath = self.path.join(&folder.dir);
-        let (fd, created) =
-            open_dir(self.root.as_fd(), &folder.dir, true).map_err(|e| dir_error(&fpath, e))?;
+        let (fd, created) = open_dir(self.root.as_fd(), &folder.dir, true)
+            .map_err(|e| (dir_error(&fpath, e), e))?;
         if created {
             crate::testhook::pause("folder-mkdir");
         }
         let mut made = false;
         let mut new = None;
         for sub in ["tmp", "new", "cur"] {
-            let (sfd, c) =
-                open_dir(fd.as_fd(), sub, true).map_err(|e| dir_error(&fpath.join(sub), e))?;
+            let (sfd, c) = open_dir(fd.as_fd(), sub, true)
+                .map_err(|e| (dir_error(&fpath.join(sub), e), e))?;
             made |= c;
             if sub == "new" {
                 new = Some(sfd);
@@ -350,9 +353,9 @@ impl Maildir {
             Err(Errno::ENOENT)
         );
         if created || made || !finished {
-            fsync(&fd).map_err(|e| format!("fsync {}: {}", fpath.display(), e.desc()))?;
+            fsync(&fd).map_err(|e| (format!("fsync {}: {}", fpath.display(), e.desc()), e))?;
             fsync(&self.root)
-                .map_err(|e| format!("fsync {}: {}", self.path.display(), e.desc()))?;
+                .map_err(|e| (format!("fsync {}: {}", self.path.display(), e.desc()), e))?;
             crate::testhook::pause("folder-ready");
             if self.subscribe(&folder.name) {
                 let marker = openat(
@@ -411,8 +414,11 @@ impl Maildir {
 
     /// Moves a complete, fsynced tmp file into `new/` of the folder (the Inbox
     /// for `None`). Returns the path of the delivered file, and the folder it
-    /// actually went to: a folder that cannot be used (a symlink, a create
-    /// error) falls back to the Inbox, with the reason.
+    /// actually went to: a folder that cannot be used (a symlink, a bad
+    /// owner or mode) falls back to the Inbox, with the reason. A failure a
+    /// retry could fix (out of descriptors or memory, an I/O error, a full
+    /// disk) is a temporary failure instead, so that the retry files the
+    /// message where the rules say.
     pub fn commit(
         &self,
         tmp: TmpFile,
@@ -424,7 +430,11 @@ impl Maildir {
             None => None,
             Some(f) => match self.folder_new_dir(f) {
                 Ok((new, _folder_fd)) => Some((new, f)),
-                Err(why) => {
+                Err((why, e)) if crate::exit::is_transient(e as i32) => {
+                    self.discard(tmp);
+                    return Err(Failure::temp(status_of(e), why));
+                }
+                Err((why, _)) => {
                     fallback = Some(why);
                     None
                 }

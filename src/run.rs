@@ -139,19 +139,32 @@ pub fn load_layers(opts: &Options, who: &Recipient) -> Result<Layers, Failure> {
     let Some(path) = user_path else {
         return Ok(layers);
     };
-    match read_user_file(&path, who.uid) {
-        Ok(None) => {}
+    let ignored = match read_user_file(&path, who.uid) {
+        Ok(None) => None,
         Ok(Some(text)) => match rules::load_str(
             &text,
             &path,
             Origin::User,
             &OpenOptions { cache_dir: cache },
         ) {
-            Ok(l) => layers.user = Some(l),
-            Err(diags) => layers.user_ignored = Some(format_diags(&diags)),
+            Ok(l) => {
+                layers.user = Some(l);
+                None
+            }
+            Err(diags) => Some(format_diags(&diags)),
         },
-        Err(why) => layers.user_ignored = Some(why),
+        Err(why) => Some(why),
+    };
+    // The user's file (or a table it names) could not be read because the
+    // system is short of descriptors or memory, or the disk failed: not the
+    // user's doing, and a retry will read it. Ignoring the file would file
+    // or keep mail against the user's rules.
+    if let Some(why) = &ignored {
+        if crate::exit::mentions_transient_error(why) {
+            return Err(Failure::temp("4.3.0", format!("user rules: {why}")));
+        }
     }
+    layers.user_ignored = ignored;
     Ok(layers)
 }
 
