@@ -47,8 +47,9 @@ fn parse_f64(s: &str) -> Option<f64> {
 
 fn yes(v: &str) -> bool {
     let w = v.trim_start();
-    w.len() >= 3 && w[..3].eq_ignore_ascii_case("yes")
-        || w.len() >= 4 && w[..4].eq_ignore_ascii_case("true")
+    let b = w.as_bytes();
+    b.get(..3).is_some_and(|p| p.eq_ignore_ascii_case(b"yes"))
+        || b.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"true"))
 }
 
 /// `... score=12.3 ...` or `... hits=12.3 ...` (old SpamAssassin).
