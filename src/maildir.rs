@@ -54,8 +54,10 @@ impl FolderName {
             return Ok(None);
         }
         let mut s = raw;
-        if s.len() > 6 && s[..6].eq_ignore_ascii_case("INBOX.")
-            || s.len() > 6 && s[..6].eq_ignore_ascii_case("INBOX/")
+        if s.len() > 6
+            && s.get(..6).is_some_and(|p| {
+                p.eq_ignore_ascii_case("INBOX.") || p.eq_ignore_ascii_case("INBOX/")
+            })
         {
             s = &s[6..];
         }
@@ -579,6 +581,7 @@ mod tests {
         assert_eq!(f("Lists/rust").unwrap().unwrap().dir, ".Lists.rust");
         assert_eq!(f("Lists.rust").unwrap().unwrap().name, "Lists.rust");
         assert_eq!(f("INBOX.Junk").unwrap().unwrap().dir, ".Junk");
+        assert_eq!(f("INBOX\u{e9}").unwrap().unwrap().dir, ".INBOX&AOk-");
         for bad in [
             "", "..", "../x", "a/../b", ".hidden", "/abs", "a//b", "a.", "x\0y", "x\ny", "a\u{7f}",
         ] {

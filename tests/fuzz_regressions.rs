@@ -27,3 +27,20 @@ fn spam_flag_value_with_multibyte_character() {
         }
     }
 }
+
+/// A FOLDER name with a multibyte character across byte 6 ("INBOXé")
+/// panicked where the INBOX. prefix is removed. A regexp table can build
+/// the name from the sender's address, so a sender could trigger it.
+#[test]
+fn folder_name_with_multibyte_character_after_inbox() {
+    let mut h = Home::new();
+    let m = h.file("sender_access.regexp", "/^([^@]+)@folder\\.example$/ FOLDER $1\n");
+    h.system(&format!(
+        "[access]\nsender = [\"regexp:{}\"]\n",
+        m.display()
+    ));
+    let input = msg("Subject: x\n", "x\n");
+    let r = h.run(&["-f", "INBOX\u{e9}@folder.example"], &input);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(h.delivered()["INBOX&AOk-"][0], without_from(&input));
+}
