@@ -485,7 +485,7 @@ fn normalize_addr(s: &str) -> Option<String> {
     if let Some(inner) = t.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
         t = inner;
     }
-    if t.len() > 5 && t[..5].eq_ignore_ascii_case("ipv6:") {
+    if t.len() > 5 && t.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("ipv6:")) {
         t = &t[5..];
     }
     if let Ok(v4) = t.parse::<Ipv4Addr>() {

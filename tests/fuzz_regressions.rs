@@ -44,3 +44,21 @@ fn folder_name_with_multibyte_character_after_inbox() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(h.delivered()["INBOX&AOk-"][0], without_from(&input));
 }
+
+/// A client address with a multibyte character across byte 5 panicked
+/// where an "IPv6:" prefix is removed.
+#[test]
+fn client_address_with_multibyte_character() {
+    let mut h = Home::new();
+    let m = h.file("client_access.cidr", "192.0.2.0/24 REJECT\n");
+    h.system(&format!(
+        "[access]\nclient = [\"cidr:{}\"]\n",
+        m.display()
+    ));
+    let input = msg("Subject: x\n", "x\n");
+    for addr in ["1234\u{e9}5", "IPv6\u{e9}::1", "[abcd\u{1F600}]"] {
+        let r = h.run(&["-f", "a@b", "--client-address", addr], &input);
+        assert_eq!(r.code, 0, "{addr}: {}", r.stderr);
+    }
+    assert_eq!(h.count(), 3);
+}
