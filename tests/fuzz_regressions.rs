@@ -62,3 +62,33 @@ fn client_address_with_multibyte_character() {
     }
     assert_eq!(h.count(), 3);
 }
+
+/// fuzz/map_regexp, map_pcre, access: a regexp: or pcre: line that starts
+/// with a null byte panicked while the table loaded. A user's table could
+/// then defer all of the user's mail; now it is a load error, with the
+/// policy of every other one (system file: defer; user file: ignored).
+#[test]
+fn table_line_starting_with_a_null_byte() {
+    for kind in ["regexp", "pcre"] {
+        let mut h = Home::new();
+        let m = h.file("t", "/x/ OK\n\0/y/ REJECT\n");
+        h.system(&format!("[access]\nsender = [\"{kind}:{}\"]\n", m.display()));
+        let r = h.deliver(&msg("Subject: x\n", "x\n"));
+        assert_eq!(r.code, 75, "{kind}: {}", r.stderr);
+        assert!(
+            r.first_line().starts_with("4.3.5 system rules: ")
+                && r.first_line().contains(":2:1: no pattern before a null byte"),
+            "{kind}: {}",
+            r.stderr
+        );
+
+        let h = Home::new();
+        let m = h.file("t", "\0/y/ REJECT\n");
+        h.user(&format!("[access]\nsender = [\"{kind}:{}\"]\n", m.display()));
+        let input = msg("Subject: x\n", "x\n");
+        let r = h.run(&["-f", "a@b", "--log-stderr"], &input);
+        assert_eq!(r.code, 0, "{kind}: {}", r.stderr);
+        assert!(r.stderr.contains("ignoring user rules"), "{}", r.stderr);
+        assert_eq!(h.delivered()[""][0], without_from(&input));
+    }
+}

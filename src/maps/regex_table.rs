@@ -401,6 +401,10 @@ impl RegexTable {
             let lineno = l.line();
             let b = t.as_bytes();
             let here = format!("{}, line {lineno}", path.display());
+            if b.is_empty() {
+                // Only a line that starts with a null byte is empty here.
+                return Err(l.err(path, 0, "no pattern before a null byte"));
+            }
             if !b[0].is_ascii_alphanumeric() {
                 let (positive, first, mut p) = get_pattern(path, l, 0, dialect)?;
                 let mut second_raw = None;
