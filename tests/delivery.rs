@@ -362,39 +362,81 @@ fn refused_folder_names_fall_back_or_fail_check() {
 
 #[test]
 fn concurrent_deliveries_lose_nothing() {
-    let h = std::sync::Arc::new(Home::new());
-    let n = 32;
+    // 64 deliveries at once into one fresh Maildir: the Inbox, Junk and
+    // four folders that do not exist yet, so that up to a dozen processes
+    // race to create each folder (and the Maildir itself).
+    let mut h = Home::new();
+    let mut map = String::new();
+    for f in 0..4 {
+        map.push_str(&format!("a@f{f}.example FOLDER Race/F{f}\n"));
+    }
+    let m = h.file("sender_access", &map);
+    h.system(&format!(
+        "[spam]\njunk_threshold = 5.0\n[access]\nsender = [\"texthash:{}\"]\n",
+        m.display()
+    ));
+    let h = std::sync::Arc::new(h);
+    let n = 64;
+    let start = std::sync::Arc::new(std::sync::Barrier::new(n));
     let threads: Vec<_> = (0..n)
         .map(|i| {
             let h = h.clone();
+            let start = start.clone();
             std::thread::spawn(move || {
-                let spam = if i % 2 == 0 { "X-Spam-Flag: YES\n" } else { "" };
+                let (sender, extra, folder) = match i % 6 {
+                    0 => ("a@b.example".to_string(), "", String::new()),
+                    1 => ("a@b.example".to_string(), "X-Spam-Flag: YES\n", "Junk".to_string()),
+                    k => (format!("a@f{}.example", k - 2), "", format!("Race.F{}", k - 2)),
+                };
                 let input = msg(
-                    &format!("Subject: message {i}\n{spam}"),
+                    &format!("Subject: message {i}\n{extra}"),
                     &format!("body {i}\n"),
                 );
-                let r = h.deliver(&input);
-                (r.code, r.stderr, input)
+                start.wait();
+                let r = h.run(&["-f", &sender], &input);
+                (r.code, r.stderr, input, folder)
             })
         })
         .collect();
-    let mut expected = Vec::new();
+    let mut expected: std::collections::BTreeMap<String, Vec<Vec<u8>>> = Default::default();
     for t in threads {
-        let (code, err, input) = t.join().unwrap();
+        let (code, err, input, folder) = t.join().unwrap();
         assert_eq!(code, 0, "{err}");
-        expected.push(without_from(&input).to_vec());
+        assert!(err.is_empty(), "{err}");
+        expected
+            .entry(folder)
+            .or_default()
+            .push(without_from(&input).to_vec());
     }
-    let d = h.delivered();
-    assert_eq!(d[""].len(), n / 2);
-    assert_eq!(d["Junk"].len(), n / 2);
-    let mut got: Vec<Vec<u8>> = d.values().flatten().cloned().collect();
-    got.sort();
-    expected.sort();
-    assert_eq!(got, expected);
+    let mut got = h.delivered();
+    for v in got.values_mut().chain(expected.values_mut()) {
+        v.sort();
+    }
+    assert_eq!(got, expected, "lost, duplicated or misfiled messages");
+    // Unique names across all folders.
+    let mut names = Vec::new();
+    for rel in ["new", ".Junk/new", ".Race.F0/new", ".Race.F1/new", ".Race.F2/new", ".Race.F3/new"] {
+        for p in h.files_in(rel) {
+            names.push(p.file_name().unwrap().to_owned());
+        }
+    }
+    let total = names.len();
+    names.sort();
+    names.dedup();
+    assert_eq!((names.len(), total), (n, n));
+    // Every folder listed once, every folder finished.
+    let subs = fs::read_to_string(h.maildir.join("subscriptions")).unwrap();
+    let mut lines: Vec<&str> = subs.lines().collect();
+    lines.sort();
     assert_eq!(
-        fs::read_to_string(h.maildir.join("subscriptions")).unwrap(),
-        "Junk\n"
+        lines,
+        vec!["Junk", "Race.F0", "Race.F1", "Race.F2", "Race.F3"],
+        "{subs:?}"
     );
+    for f in ["Junk", "Race.F0", "Race.F1", "Race.F2", "Race.F3"] {
+        assert!(h.maildir.join(format!(".{f}/maildirfolder")).exists(), "{f}");
+    }
+    assert!(h.files_in("tmp").is_empty());
 }
 
 #[test]
