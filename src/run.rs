@@ -241,8 +241,13 @@ fn prepend_headers(
     lines: &[String],
     eol: &str,
 ) -> Result<(maildir::TmpFile, u64), Failure> {
-    let mut src = md.reopen_tmp(&tmp)?;
-    let mut out = md.create_tmp()?;
+    let (mut src, mut out) = match md.reopen_tmp(&tmp).and_then(|s| Ok((s, md.create_tmp()?))) {
+        Ok(pair) => pair,
+        Err(f) => {
+            md.discard(tmp);
+            return Err(f);
+        }
+    };
     let mut size = 0u64;
     let mut res = (|| -> io::Result<()> {
         for l in lines {

@@ -100,6 +100,8 @@ fn failed_system_calls_defer_and_leave_nothing() {
         // The link into new/.
         ("linkat:error=ENOSPC", "4.3.1 "),
         ("linkat:error=EIO", "4.2.0 "),
+        // Every name taken, 16 times in a row.
+        ("linkat:error=EEXIST", "4.2.0 no unique name free"),
     ];
     for (inject, status) in cases {
         for spam in [false, true] {
@@ -317,13 +319,16 @@ fn too_few_file_descriptors_defer_or_deliver_completely() {
     assert_eq!(outcomes.last().unwrap().1, 0, "{outcomes:?}");
 }
 
-/// A Home whose system map files the sender into a folder and whose user
-/// rules file it into another; the user's decision is final.
+/// A Home whose system maps prepend a header and file the sender into a
+/// folder, and whose user rules file it into another; the user's decision
+/// is final.
 fn layered() -> Home {
     let mut h = Home::new();
+    let p = h.file("prepend_access", "a@b PREPEND X-Tag: swept\n");
     let m = h.file("sender_access", "a@b FOLDER Mapped\n");
     h.system(&format!(
-        "[spam]\njunk_threshold = 5.0\n[access]\nsender = [\"texthash:{}\"]\n",
+        "[spam]\njunk_threshold = 5.0\n[access]\nsender = [\"texthash:{}\", \"texthash:{}\"]\n",
+        p.display(),
         m.display()
     ));
     h.user("[[rule]]\nheader = \"Subject\"\nmatch = \"^sweep\"\nfolder = \"Mine\"\n");
@@ -370,12 +375,14 @@ fn every_failing_call_defers_or_delivers_where_the_rules_say() {
                         d.keys().collect::<Vec<_>>(),
                         r.stderr
                     );
-                    assert_eq!(d["Mine"][0], without_from(&input), "{inject}");
+                    let want = [b"X-Tag: swept\n".as_slice(), without_from(&input)].concat();
+                    assert_eq!(d["Mine"][0], want, "{inject}");
                     assert_eq!(h.count(), 1, "{inject}");
                 }
                 75 => {
                     assert!(r.first_line().starts_with("4."), "{inject}: {}", r.stderr);
                     assert_eq!(h.count(), 0, "{inject}: {}", r.stderr);
+                    assert!(h.files_in("tmp").is_empty(), "{inject}: tmp/ not cleaned: {}", r.stderr);
                 }
                 // The dynamic loader's own calls, before deliver runs: out
                 // of deliver's hands (see SECURITY.md).
