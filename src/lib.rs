@@ -7,6 +7,7 @@
 //! the outcome through the exit status (`exit`).
 
 pub mod access;
+pub mod budget;
 pub mod check;
 pub mod decide;
 pub mod envelope;

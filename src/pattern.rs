@@ -34,9 +34,8 @@ impl Pattern {
             .onepass(false)
             .dfa(false)
             .hybrid_cache_capacity(CACHE_LIMIT);
-        Regex::builder()
-            .configure(config)
-            .build(pattern)
+        crate::budget::charge(|| Regex::builder().configure(config).build(pattern))
+            .map_err(PatternError)?
             .map(Pattern)
             .map_err(|e| {
                 let msg = match (e.syntax_error(), e.size_limit()) {

@@ -141,12 +141,19 @@ pub fn load_layers(opts: &Options, who: &Recipient) -> Result<Layers, Failure> {
     };
     let ignored = match read_user_file(&path, who.uid) {
         Ok(None) => None,
-        Ok(Some(text)) => match rules::load_str(
-            &text,
-            &path,
-            Origin::User,
-            &OpenOptions { cache_dir: cache },
-        ) {
+        Ok(Some(text)) => match {
+            // Many patterns, each within its own bound, must not add up
+            // to more memory than a user may ask for (src/budget.rs).
+            crate::budget::arm(Some(crate::budget::USER_LIMIT));
+            let l = rules::load_str(
+                &text,
+                &path,
+                Origin::User,
+                &OpenOptions { cache_dir: cache },
+            );
+            crate::budget::arm(None);
+            l
+        } {
             Ok(l) => {
                 layers.user = Some(l);
                 None

@@ -75,21 +75,23 @@ impl Compiled {
 
 /// Build a Rust regex from translated text with the limits applied.
 pub(crate) fn build(translated: &str) -> Result<Regex, String> {
-    RegexBuilder::new(translated)
-        .unicode(false)
-        .size_limit(SIZE_LIMIT)
-        .dfa_size_limit(DFA_SIZE_LIMIT)
-        .build()
-        .map_err(|e| match e {
-            regex::Error::CompiledTooBig(n) => {
-                format!("pattern too large: its compiled form exceeds the {n}-byte limit")
-            }
-            other => {
-                let s = other.to_string();
-                let last = s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-                format!("invalid pattern: {}", last.trim_start_matches("error: "))
-            }
-        })
+    crate::budget::charge(|| {
+        RegexBuilder::new(translated)
+            .unicode(false)
+            .size_limit(SIZE_LIMIT)
+            .dfa_size_limit(DFA_SIZE_LIMIT)
+            .build()
+    })?
+    .map_err(|e| match e {
+        regex::Error::CompiledTooBig(n) => {
+            format!("pattern too large: its compiled form exceeds the {n}-byte limit")
+        }
+        other => {
+            let s = other.to_string();
+            let last = s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+            format!("invalid pattern: {}", last.trim_start_matches("error: "))
+        }
+    })
 }
 
 /// A pattern as written in the table, before compilation.

@@ -1,0 +1,332 @@
+//! Security properties (see SECURITY.md for the threat model), each with a
+//! test. Properties tested elsewhere:
+//!
+//! - root without -d defers; with -d USER the files belong to USER:
+//!   delivery.rs `root_needs_dash_d_and_files_belong_to_the_user`;
+//! - a symlink in place of the Maildir, new/, tmp/ or a folder is not
+//!   followed: delivery.rs `symlinked_maildir_parts_are_not_followed`;
+//! - a user rules file that is group/world-writable or someone else's is
+//!   ignored: delivery.rs `user_rules_with_errors_or_bad_mode_are_ignored`;
+//! - control characters in SENDER (environment) and -a never make a header
+//!   or log line: access_delivery.rs `control_characters_in_the_envelope_...`;
+//! - forged spam headers below the filter's change nothing:
+//!   decide.rs `forged_spam_headers_below_the_filter_change_nothing`.
+
+mod util;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use util::*;
+
+/// A directory outside the Maildir that anybody could write into, and a
+/// count of what is in it.
+struct Outside(tempfile::TempDir);
+
+impl Outside {
+    fn new() -> Outside {
+        let d = tempfile::tempdir().unwrap();
+        fs::set_permissions(d.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        for sub in ["tmp", "new", "cur"] {
+            fs::create_dir(d.path().join(sub)).unwrap();
+            fs::set_permissions(d.path().join(sub), fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        Outside(d)
+    }
+    fn files(&self) -> usize {
+        fn walk(p: &std::path::Path) -> usize {
+            fs::read_dir(p)
+                .unwrap()
+                .map(|e| {
+                    let e = e.unwrap();
+                    if e.file_type().unwrap().is_dir() {
+                        walk(&e.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        }
+        walk(self.0.path())
+    }
+}
+
+#[test]
+fn symlinks_inside_folders_and_maildir_files_are_not_followed() {
+    let out = Outside::new();
+    let spam = msg("Subject: x\nX-Spam-Flag: YES\n", "x\n");
+    // cur/ of the Maildir: defer.
+    let h = Home::new();
+    assert_eq!(h.deliver(&msg("Subject: x\n", "x\n")).code, 0);
+    fs::remove_dir(h.maildir.join("cur")).unwrap();
+    std::os::unix::fs::symlink(out.0.path().join("cur"), h.maildir.join("cur")).unwrap();
+    let r = h.deliver(&msg("Subject: x\n", "x\n"));
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    assert!(r.first_line().contains("symlink"), "{}", r.stderr);
+
+    // A folder's new/, tmp/ or cur/: the Inbox instead.
+    for sub in ["new", "tmp", "cur"] {
+        let h = Home::new();
+        assert_eq!(h.deliver(&spam).code, 0);
+        let p = h.maildir.join(".Junk").join(sub);
+        fs::remove_dir_all(&p).unwrap();
+        std::os::unix::fs::symlink(out.0.path().join(sub), &p).unwrap();
+        let r = h.run(&["--log-stderr"], &spam);
+        assert_eq!(r.code, 0, "{sub}: {}", r.stderr);
+        assert!(r.stderr.contains("unusable"), "{sub}: {}", r.stderr);
+        assert_eq!(h.delivered()[""].len(), 1, "{sub}");
+    }
+
+    // subscriptions and the maildirfolder marker planted as symlinks to a
+    // file outside: never written through.
+    let h = Home::new();
+    assert_eq!(h.deliver(&msg("Subject: x\n", "x\n")).code, 0);
+    let target = out.0.path().join("victim");
+    fs::write(&target, "untouched\n").unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o666)).unwrap();
+    std::os::unix::fs::symlink(&target, h.maildir.join("subscriptions")).unwrap();
+    fs::create_dir(h.maildir.join(".Junk")).unwrap();
+    std::os::unix::fs::symlink(&target, h.maildir.join(".Junk/maildirfolder")).unwrap();
+    chown_tree(&h.maildir, h.uid, h.gid);
+    let r = h.deliver(&spam);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(h.delivered()["Junk"].len(), 1);
+    assert_eq!(fs::read_to_string(&target).unwrap(), "untouched\n");
+
+    assert_eq!(out.files(), 1, "something was written outside the Maildir");
+}
+
+#[test]
+fn folder_names_from_rules_and_tables_cannot_leave_the_maildir() {
+    let bad = [
+        "..",
+        "../outside",
+        "a/../../outside",
+        "/etc",
+        ".hidden",
+        "a//b",
+        "a.",
+        "x\u{1}y",
+        "x\ny",
+        "x\u{7f}",
+        "x\u{85}y",
+        "INBOX.",
+        "INBOX/../x",
+    ];
+    for name in bad {
+        // In a user rule: the file does not load, it is ignored, the
+        // message goes to the Inbox.
+        let h = Home::new();
+        let toml_name = toml_string(name);
+        h.user(&format!(
+            "[[rule]]\nheader = \"Subject\"\nmatch = \"x\"\nfolder = {toml_name}\n"
+        ));
+        let r = h.run(&["--log-stderr"], &msg("Subject: x\n", "x\n"));
+        assert_eq!(r.code, 0, "{name:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("ignoring user rules"),
+            "{name:?}: {}",
+            r.stderr
+        );
+        assert_eq!(
+            h.delivered().keys().collect::<Vec<_>>(),
+            vec![""],
+            "{name:?}"
+        );
+        only_maildir_entries(&h, name);
+    }
+    // In a table result, built from the sender's address by a regexp
+    // table: logged, the Inbox.
+    let mut h = Home::new();
+    let m = h.file("folders.regexp", "/^folder=(.*)@x$/ FOLDER $1\n");
+    h.system(&format!(
+        "[access]\nsender = [\"regexp:{}\"]\n",
+        m.display()
+    ));
+    for name in bad
+        .iter()
+        .filter(|n| !n.contains(['\n', '\u{1}', '\u{7f}', '\u{85}']))
+    {
+        let before = h.delivered().get("").map_or(0, Vec::len);
+        let sender = format!("folder={name}@x");
+        let r = h.run(
+            &["--log-stderr", "-f", &sender],
+            &msg("Subject: x\n", "x\n"),
+        );
+        assert_eq!(r.code, 0, "{name:?}: {}", r.stderr);
+        assert_eq!(
+            h.delivered()[""].len(),
+            before + 1,
+            "{name:?}: {}",
+            r.stderr
+        );
+        assert!(r.stderr.contains("refused"), "{name:?}: {}", r.stderr);
+        only_maildir_entries(&h, name);
+    }
+}
+
+/// A TOML basic string for `s`, with control characters escaped.
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Nothing but the Maildir's own entries exists next to it or inside it.
+fn only_maildir_entries(h: &Home, what: &str) {
+    let home: Vec<String> = fs::read_dir(&h.home)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "rules.toml")
+        .collect();
+    assert_eq!(home, vec!["Maildir"], "{what:?}: {home:?}");
+    for e in fs::read_dir(&h.maildir).unwrap() {
+        let n = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            ["tmp", "new", "cur", "subscriptions"].contains(&n.as_str()),
+            "{what:?}: unexpected {n:?} in the Maildir"
+        );
+    }
+}
+
+#[test]
+fn control_characters_in_envelope_flags_and_table_results() {
+    // -f with CR/LF, RECIPIENT from the environment, and a regexp table
+    // that copies the sender into a PREPEND header and a REJECT text.
+    let mut h = Home::new();
+    let m = h.file(
+        "t.regexp",
+        "/rej(.*)$/ REJECT no $1\n/^(.*)$/ PREPEND X-Sender: $1\n",
+    );
+    h.system(&format!(
+        "[access]\nsender = [\"regexp:{}\"]\n",
+        m.display()
+    ));
+    let input = msg("Subject: x\n", "x\n");
+    let mut c = h.command(&["--log-stderr", "-f", "a@b\r\nX-Evil: 1\rY\u{85}Z"]);
+    c.env("RECIPIENT", "u@x\nX-Injected: 1");
+    let r = run_cmd(c, &input);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let got = h.delivered()[""][0].clone();
+    let head = String::from_utf8_lossy(&got);
+    let first = head.lines().next().unwrap();
+    assert!(first.starts_with("X-Sender: a@b"), "{head}");
+    assert_eq!(
+        &got[first.len() + 1..],
+        without_from(&input),
+        "one line added"
+    );
+    assert!(
+        !head.contains("\nX-Evil") && !head.contains("\nX-Injected"),
+        "{head}"
+    );
+    for line in r.stderr.lines() {
+        assert!(
+            line.starts_with("deliver: "),
+            "a log line was split: {line:?}"
+        );
+    }
+
+    let r = h.run(&["-f", "rej\r\n5.0.0 forged\nX-Evil: 1@b"], &input);
+    assert_eq!(r.code, 77, "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{:?}", r.stderr);
+    assert!(r.stderr.starts_with("5.7.1 "), "{}", r.stderr);
+}
+
+/// Peak RSS of one delivery in KiB, measured by GNU time, and its Run.
+fn measured(h: &Home, args: &[&str], input: &[u8]) -> (Run, u64) {
+    let inner = h.command(args);
+    let out = h.home.join("time.out");
+    let mut c = Command::new("/usr/bin/time");
+    c.arg("-o").arg(&out).args(["-f", "%M", "--"]);
+    c.arg(inner.get_program()).args(inner.get_args());
+    c.env_clear();
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    if is_root() {
+        use std::os::unix::process::CommandExt;
+        c.uid(h.uid).gid(h.gid);
+    }
+    let r = run_cmd(c, input);
+    let kib = fs::read_to_string(&out)
+        .unwrap()
+        .trim()
+        .lines()
+        .last()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (r, kib)
+}
+
+#[test]
+fn hostile_user_patterns_cannot_exhaust_memory() {
+    if !std::path::Path::new("/usr/bin/time").exists() {
+        eprintln!("skipped: /usr/bin/time not installed (scripts/test installs it)");
+        return;
+    }
+    // 60 patterns, each just within the 4 MiB bound, would need about
+    // 210 MB together (100 table patterns within their 2 MiB bound, about
+    // 150 MB): over the user's budget, the file is ignored.
+    let h = Home::new();
+    let rules: String = (0..60)
+        .map(|i| format!("[[rule]]\nheader = \"Subject\"\nmatch = '\\w{{60}}x{i}'\nscore = 1\n"))
+        .collect();
+    h.user(&rules);
+    let input = msg("Subject: x\n", "x\n");
+    let (r, kib) = measured(&h, &["--log-stderr", "-f", "a@b"], &input);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("MiB compiled in total"), "{}", r.stderr);
+    assert_eq!(h.count(), 1);
+    assert!(kib < 150 * 1024, "peak RSS {kib} KiB");
+
+    // The same through a user pcre: table.
+    let h = Home::new();
+    let table: String = (0..100)
+        .map(|i| format!("/(?:[a-z]{{100}}){{200}}{i}/ REJECT\n"))
+        .collect();
+    let m = h.home.join("big.pcre");
+    fs::write(&m, table).unwrap();
+    chown_tree(&m, h.uid, h.gid);
+    h.user(&format!("[access]\nsender = [\"pcre:{}\"]\n", m.display()));
+    let (r, kib) = measured(&h, &["--log-stderr", "-f", "a@b"], &input);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("MiB compiled in total"), "{}", r.stderr);
+    assert_eq!(h.count(), 1);
+    assert!(kib < 150 * 1024, "peak RSS {kib} KiB: {}", r.stderr);
+
+    // A single pattern over the bound, and patterns that backtracking
+    // engines take exponential time on, against a header near the 1 MiB
+    // header limit: refused, or matched in linear time and bounded memory.
+    let h = Home::new();
+    h.user(
+        "[[rule]]\nheader = \"Subject\"\nmatch = '(a|aa)*c'\nscore = 1\n\
+         [[rule]]\nheader = \"Subject\"\nmatch = '^(\\w+\\s?)*$'\nscore = 1\n\
+         [[rule]]\nheader = \"Subject\"\nmatch = '(?i)(.*a){20}'\nscore = 1\n\
+         [[rule]]\nbody = '(x+x+)+y'\nfolder = \"Matched\"\n",
+    );
+    let huge = msg(
+        &format!("Subject: {}\n", "a".repeat(1000 * 1000)),
+        &"x".repeat(60_000),
+    );
+    let (r, kib) = measured(&h, &["-f", "a@b"], &huge);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(h.delivered().keys().collect::<Vec<_>>(), vec![""]);
+    assert!(kib < 150 * 1024, "peak RSS {kib} KiB");
+    let h = Home::new();
+    h.user("[[rule]]\nheader = \"Subject\"\nmatch = '\\w{1000}{1000}'\nreject = \"no\"\n");
+    let r = h.run(&["--log-stderr"], &input);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("too big"), "{}", r.stderr);
+}
