@@ -339,8 +339,8 @@ impl Maildir {
         let mut made = false;
         let mut new = None;
         for sub in ["tmp", "new", "cur"] {
-            let (sfd, c) = open_dir(fd.as_fd(), sub, true)
-                .map_err(|e| (dir_error(&fpath.join(sub), e), e))?;
+            let (sfd, c) =
+                open_dir(fd.as_fd(), sub, true).map_err(|e| (dir_error(&fpath.join(sub), e), e))?;
             made |= c;
             if sub == "new" {
                 new = Some(sfd);
@@ -351,7 +351,11 @@ impl Maildir {
         // whoever delivers into it next finishes it. Its presence also says
         // that the folder's entries were fsynced.
         let finished = !matches!(
-            fstatat(&fd, "maildirfolder", nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW),
+            fstatat(
+                &fd,
+                "maildirfolder",
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW
+            ),
             Err(Errno::ENOENT)
         );
         if created || made || !finished {

@@ -201,5 +201,10 @@ fn deep_mime_nesting_cannot_overflow_the_stack() {
         }
     }
     // With the whole nesting in the window the text part is found.
-    check("2,000-level multipart", &big, &nested_multipart(2000), "Found");
+    check(
+        "2,000-level multipart",
+        &big,
+        &nested_multipart(2000),
+        "Found",
+    );
 }

@@ -114,7 +114,10 @@ fn case(id: usize, kind: Kind, folder: usize) -> Case {
         Kind::Big => (
             "a@plain.example".to_string(),
             "",
-            format!("big {id}\n{}", "0123456789abcdef0123456789abcdef\n".repeat(8192)),
+            format!(
+                "big {id}\n{}",
+                "0123456789abcdef0123456789abcdef\n".repeat(8192)
+            ),
         ),
     };
     let input = msg(
@@ -434,5 +437,10 @@ fn random_kills_lose_and_duplicate_nothing() {
         at_step > 0 && random + finished > 0,
         "the runs did not mix both ways of killing"
     );
-    finish(&h, cases, expected, &format!("seed {seed}, after the kills"));
+    finish(
+        &h,
+        cases,
+        expected,
+        &format!("seed {seed}, after the kills"),
+    );
 }

@@ -385,8 +385,16 @@ fn concurrent_deliveries_lose_nothing() {
             std::thread::spawn(move || {
                 let (sender, extra, folder) = match i % 6 {
                     0 => ("a@b.example".to_string(), "", String::new()),
-                    1 => ("a@b.example".to_string(), "X-Spam-Flag: YES\n", "Junk".to_string()),
-                    k => (format!("a@f{}.example", k - 2), "", format!("Race.F{}", k - 2)),
+                    1 => (
+                        "a@b.example".to_string(),
+                        "X-Spam-Flag: YES\n",
+                        "Junk".to_string(),
+                    ),
+                    k => (
+                        format!("a@f{}.example", k - 2),
+                        "",
+                        format!("Race.F{}", k - 2),
+                    ),
                 };
                 let input = msg(
                     &format!("Subject: message {i}\n{extra}"),
@@ -415,7 +423,14 @@ fn concurrent_deliveries_lose_nothing() {
     assert_eq!(got, expected, "lost, duplicated or misfiled messages");
     // Unique names across all folders.
     let mut names = Vec::new();
-    for rel in ["new", ".Junk/new", ".Race.F0/new", ".Race.F1/new", ".Race.F2/new", ".Race.F3/new"] {
+    for rel in [
+        "new",
+        ".Junk/new",
+        ".Race.F0/new",
+        ".Race.F1/new",
+        ".Race.F2/new",
+        ".Race.F3/new",
+    ] {
         for p in h.files_in(rel) {
             names.push(p.file_name().unwrap().to_owned());
         }
@@ -434,7 +449,10 @@ fn concurrent_deliveries_lose_nothing() {
         "{subs:?}"
     );
     for f in ["Junk", "Race.F0", "Race.F1", "Race.F2", "Race.F3"] {
-        assert!(h.maildir.join(format!(".{f}/maildirfolder")).exists(), "{f}");
+        assert!(
+            h.maildir.join(format!(".{f}/maildirfolder")).exists(),
+            "{f}"
+        );
     }
     assert!(h.files_in("tmp").is_empty());
 }

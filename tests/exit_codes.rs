@@ -36,7 +36,11 @@ fn expect(what: &str, r: &Run, code: i32, status: &str) {
         assert!(r.stderr.is_empty(), "{what}: {}", r.stderr);
     } else {
         let first = r.first_line();
-        assert!(first.starts_with(status), "{what}: want {status:?}: {}", r.stderr);
+        assert!(
+            first.starts_with(status),
+            "{what}: want {status:?}: {}",
+            r.stderr
+        );
         let class = if code == 75 { '4' } else { '5' };
         let word = first.split(' ').next().unwrap();
         assert!(
@@ -52,7 +56,12 @@ fn maildir_paths_that_cannot_be_used() {
     let input = msg("Subject: x\n", "x\n");
     // A Maildir path without a last component.
     h.maildir = "/".into();
-    expect("--maildir /", &h.deliver(&input), 75, "4.3.5 bad Maildir path");
+    expect(
+        "--maildir /",
+        &h.deliver(&input),
+        75,
+        "4.3.5 bad Maildir path",
+    );
     // A regular file where the Maildir should be.
     h.maildir = h.home.join("file");
     std::fs::write(&h.maildir, "").unwrap();
@@ -89,7 +98,10 @@ fn users_that_cannot_be_delivered_to() {
     let h = Home::new();
     if is_root() {
         for (d, status) in [
-            ("no-such-user-deliver", "4.3.5 -d no-such-user-deliver: no such user"),
+            (
+                "no-such-user-deliver",
+                "4.3.5 -d no-such-user-deliver: no such user",
+            ),
             ("root", "4.3.5 -d root: refusing"),
         ] {
             let mut c = Command::new(BIN);
@@ -108,14 +120,27 @@ fn users_that_cannot_be_delivered_to() {
                 .env_clear();
             if Command::new("strace").arg("-V").output().is_ok() {
                 let r = run_cmd(c, &input);
-                let want = if call == "setgroups" { "4.3.0 initgroups" } else { "4.3.0 " };
+                let want = if call == "setgroups" {
+                    "4.3.0 initgroups"
+                } else {
+                    "4.3.0 "
+                };
                 expect(call, &r, 75, want);
             }
         }
         // A uid without a password entry and no HOME: no Maildir known.
         let mut c = Command::new(BIN);
-        c.args(["-f", "a@b"]).env_clear().current_dir("/").uid(54321).gid(54321);
-        expect("no home", &run_cmd(c, &input), 75, "4.3.5 no home directory known");
+        c.args(["-f", "a@b"])
+            .env_clear()
+            .current_dir("/")
+            .uid(54321)
+            .gid(54321);
+        expect(
+            "no home",
+            &run_cmd(c, &input),
+            75,
+            "4.3.5 no home directory known",
+        );
     }
     // -d naming another user without root.
     let mut c = h.command(&["-d", "root"]);
@@ -133,26 +158,35 @@ fn table_lookups_that_fail_at_delivery() {
     let input = msg("Subject: x\n", "x\n");
     let mut h = Home::new();
     let m = h.file("empty.regexp", "/^(x*)a@b$/ $1\n");
-    h.system(&format!("[access]\nsender = [\"regexp:{}\"]\n", m.display()));
-    expect("empty result", &h.run(&["-f", "a@b"], &input), 75, "4.3.0 map lookup failed");
+    h.system(&format!(
+        "[access]\nsender = [\"regexp:{}\"]\n",
+        m.display()
+    ));
+    expect(
+        "empty result",
+        &h.run(&["-f", "a@b"], &input),
+        75,
+        "4.3.0 map lookup failed",
+    );
     assert_eq!(h.count(), 0);
 
     let h = Home::new();
     let m = h.file("empty.regexp", "/^(x*)a@b$/ $1\n");
-    h.user(&format!("[access]\nsender = [\"regexp:{}\"]\n", m.display()));
+    h.user(&format!(
+        "[access]\nsender = [\"regexp:{}\"]\n",
+        m.display()
+    ));
     expect("user empty result", &h.run(&["-f", "a@b"], &input), 0, "");
     assert_eq!(h.count(), 1);
 
     // A result naming a table: smtpd's server configuration error.
     let mut h = Home::new();
     let m = h.file("t", "a@b hash:/etc/postfix/other\n");
-    h.system(&format!("[access]\nsender = [\"texthash:{}\"]\n", m.display()));
-    expect(
-        "table result",
-        &h.run(&["-f", "a@b"], &input),
-        75,
-        "4.3.5 ",
-    );
+    h.system(&format!(
+        "[access]\nsender = [\"texthash:{}\"]\n",
+        m.display()
+    ));
+    expect("table result", &h.run(&["-f", "a@b"], &input), 75, "4.3.5 ");
 
     // Reject and defer results keep their class whatever the text says.
     let mut h = Home::new();
@@ -160,9 +194,22 @@ fn table_lookups_that_fail_at_delivery() {
         "t",
         "r@b REJECT 4.7.1 looks temporary\nd@b DEFER 5.7.1 looks permanent\n",
     );
-    h.system(&format!("[access]\nsender = [\"texthash:{}\"]\n", m.display()));
-    expect("reject 4xx text", &h.run(&["-f", "r@b"], &input), 77, "5.7.1 ");
-    expect("defer 5xx text", &h.run(&["-f", "d@b"], &input), 75, "4.7.1 ");
+    h.system(&format!(
+        "[access]\nsender = [\"texthash:{}\"]\n",
+        m.display()
+    ));
+    expect(
+        "reject 4xx text",
+        &h.run(&["-f", "r@b"], &input),
+        77,
+        "5.7.1 ",
+    );
+    expect(
+        "defer 5xx text",
+        &h.run(&["-f", "d@b"], &input),
+        75,
+        "4.7.1 ",
+    );
     assert_eq!(h.count(), 0);
 }
 

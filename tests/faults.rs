@@ -26,7 +26,13 @@ fn have_strace() -> bool {
 /// Runs `h.command(args)` under strace, failing the system call as
 /// `inject` says (strace's `-e inject=` syntax, e.g. `fsync:error=ENOSPC:when=2`).
 fn traced(h: &Home, inject: &str, args: &[&str], input: &[u8]) -> Run {
-    strace(h, &["-o", "/dev/null", "-e", &format!("inject={inject}")], inject, args, input)
+    strace(
+        h,
+        &["-o", "/dev/null", "-e", &format!("inject={inject}")],
+        inject,
+        args,
+        input,
+    )
 }
 
 /// How many times a delivery makes the system call `call`.
@@ -198,10 +204,7 @@ fn home_from_the_password_entry_missing_defers() {
         eprintln!("skipped: needs root to run as -d nobody");
         return;
     }
-    let home = nix::unistd::User::from_name("nobody")
-        .unwrap()
-        .unwrap()
-        .dir;
+    let home = nix::unistd::User::from_name("nobody").unwrap().unwrap().dir;
     if home.exists() {
         eprintln!("skipped: nobody's home {} exists", home.display());
         return;
@@ -228,7 +231,10 @@ fn unreadable_tables_and_rules_files() {
     let mut h = Home::new();
     let m = h.file("sender_access", "x.example REJECT\n");
     fs::set_permissions(&m, fs::Permissions::from_mode(0o000)).unwrap();
-    h.system(&format!("[access]\nsender = [\"texthash:{}\"]\n", m.display()));
+    h.system(&format!(
+        "[access]\nsender = [\"texthash:{}\"]\n",
+        m.display()
+    ));
     let r = h.deliver(&msg("Subject: x\n", "x\n"));
     assert_eq!(r.code, 75, "{}", r.stderr);
     assert!(
@@ -307,7 +313,11 @@ fn too_few_file_descriptors_defer_or_deliver_completely() {
                 assert_eq!(h.count(), before + 1, "limit {limit}");
             }
             75 => {
-                assert!(r.first_line().starts_with("4."), "limit {limit}: {}", r.stderr);
+                assert!(
+                    r.first_line().starts_with("4."),
+                    "limit {limit}: {}",
+                    r.stderr
+                );
                 assert_eq!(h.count(), before, "limit {limit}: {}", r.stderr);
             }
             code => panic!("limit {limit}: exit {code}: {}", r.stderr),
@@ -382,7 +392,11 @@ fn every_failing_call_defers_or_delivers_where_the_rules_say() {
                 75 => {
                     assert!(r.first_line().starts_with("4."), "{inject}: {}", r.stderr);
                     assert_eq!(h.count(), 0, "{inject}: {}", r.stderr);
-                    assert!(h.files_in("tmp").is_empty(), "{inject}: tmp/ not cleaned: {}", r.stderr);
+                    assert!(
+                        h.files_in("tmp").is_empty(),
+                        "{inject}: tmp/ not cleaned: {}",
+                        r.stderr
+                    );
                 }
                 // The dynamic loader's own calls, before deliver runs: out
                 // of deliver's hands (see SECURITY.md).

@@ -20,7 +20,12 @@ fn delivers(h: &Home, input: &[u8], folder: &str) {
 /// delivery of the message defer until it bounced).
 #[test]
 fn spam_flag_value_with_multibyte_character() {
-    for v in ["Ye\u{fffd}s, score=24.3", "tr\u{e9}e", "\u{e9}es", "Y\u{1F600}"] {
+    for v in [
+        "Ye\u{fffd}s, score=24.3",
+        "tr\u{e9}e",
+        "\u{e9}es",
+        "Y\u{1F600}",
+    ] {
         for header in ["X-Spam-Status", "X-Spam-Flag", "X-Spam"] {
             let h = Home::new();
             delivers(&h, &msg(&format!("{header}: {v}\n"), "x\n"), "");
@@ -34,7 +39,10 @@ fn spam_flag_value_with_multibyte_character() {
 #[test]
 fn folder_name_with_multibyte_character_after_inbox() {
     let mut h = Home::new();
-    let m = h.file("sender_access.regexp", "/^([^@]+)@folder\\.example$/ FOLDER $1\n");
+    let m = h.file(
+        "sender_access.regexp",
+        "/^([^@]+)@folder\\.example$/ FOLDER $1\n",
+    );
     h.system(&format!(
         "[access]\nsender = [\"regexp:{}\"]\n",
         m.display()
@@ -51,10 +59,7 @@ fn folder_name_with_multibyte_character_after_inbox() {
 fn client_address_with_multibyte_character() {
     let mut h = Home::new();
     let m = h.file("client_access.cidr", "192.0.2.0/24 REJECT\n");
-    h.system(&format!(
-        "[access]\nclient = [\"cidr:{}\"]\n",
-        m.display()
-    ));
+    h.system(&format!("[access]\nclient = [\"cidr:{}\"]\n", m.display()));
     let input = msg("Subject: x\n", "x\n");
     for addr in ["1234\u{e9}5", "IPv6\u{e9}::1", "[abcd\u{1F600}]"] {
         let r = h.run(&["-f", "a@b", "--client-address", addr], &input);
@@ -72,19 +77,26 @@ fn table_line_starting_with_a_null_byte() {
     for kind in ["regexp", "pcre"] {
         let mut h = Home::new();
         let m = h.file("t", "/x/ OK\n\0/y/ REJECT\n");
-        h.system(&format!("[access]\nsender = [\"{kind}:{}\"]\n", m.display()));
+        h.system(&format!(
+            "[access]\nsender = [\"{kind}:{}\"]\n",
+            m.display()
+        ));
         let r = h.deliver(&msg("Subject: x\n", "x\n"));
         assert_eq!(r.code, 75, "{kind}: {}", r.stderr);
         assert!(
             r.first_line().starts_with("4.3.5 system rules: ")
-                && r.first_line().contains(":2:1: no pattern before a null byte"),
+                && r.first_line()
+                    .contains(":2:1: no pattern before a null byte"),
             "{kind}: {}",
             r.stderr
         );
 
         let h = Home::new();
         let m = h.file("t", "\0/y/ REJECT\n");
-        h.user(&format!("[access]\nsender = [\"{kind}:{}\"]\n", m.display()));
+        h.user(&format!(
+            "[access]\nsender = [\"{kind}:{}\"]\n",
+            m.display()
+        ));
         let input = msg("Subject: x\n", "x\n");
         let r = h.run(&["-f", "a@b", "--log-stderr"], &input);
         assert_eq!(r.code, 0, "{kind}: {}", r.stderr);
