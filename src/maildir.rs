@@ -343,6 +343,16 @@ impl Maildir {
                 open_dir(fd.as_fd(), sub, true).map_err(|e| (dir_error(&fpath.join(sub), e), e))?;
             made |= c;
             if sub == "new" {
+                // A new/ we may not write into (someone else's) is a
+                // problem with the folder: the Inbox, not a link that
+                // fails on every retry.
+                nix::unistd::faccessat(
+                    &sfd,
+                    ".",
+                    nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+                    nix::fcntl::AtFlags::empty(),
+                )
+                .map_err(|e| (format!("{}: {}", fpath.join(sub).display(), e.desc()), e))?;
                 new = Some(sfd);
             }
         }

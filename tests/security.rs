@@ -93,6 +93,20 @@ fn symlinks_inside_folders_and_maildir_files_are_not_followed() {
     assert_eq!(h.delivered()["Junk"].len(), 1);
     assert_eq!(fs::read_to_string(&target).unwrap(), "untouched\n");
 
+    // A folder directory owned by someone else (when root can plant one):
+    // not writable, so the Inbox.
+    if is_root() {
+        let h = Home::new();
+        assert_eq!(h.deliver(&msg("Subject: x\n", "x\n")).code, 0);
+        let junk = h.maildir.join(".Junk");
+        for sub in ["", "tmp", "new", "cur"] {
+            fs::create_dir_all(junk.join(sub)).unwrap();
+        }
+        fs::set_permissions(junk.join("new"), fs::Permissions::from_mode(0o755)).unwrap();
+        let r = h.run(&["--log-stderr"], &spam);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(h.delivered()[""].len(), 2, "{}", r.stderr);
+    }
     assert_eq!(out.files(), 1, "something was written outside the Maildir");
 }
 
