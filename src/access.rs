@@ -470,10 +470,12 @@ fn domain_keys(
         if numeric {
             break;
         }
-        let Some(k) = domain[name + 1..].find('.') else {
+        // Past the first character (which may be more than one byte).
+        let first = domain[name..].chars().next().map_or(1, char::len_utf8);
+        let Some(k) = domain[name + first..].find('.') else {
             break;
         };
-        let next = name + 1 + k;
+        let next = name + first + k;
         name = if pdms { next + 1 } else { next };
     }
 }

@@ -104,3 +104,39 @@ fn table_line_starting_with_a_null_byte() {
         assert_eq!(h.delivered()[""][0], without_from(&input));
     }
 }
+
+/// fuzz/access: a domain whose first character is more than one byte
+/// ("é.example", as SMTPUTF8 allows) panicked while the parent-domain keys
+/// were built: any sender, HELO or client name could trigger it against a
+/// fixed table.
+#[test]
+fn domain_starting_with_a_multibyte_character() {
+    let mut h = Home::new();
+    let m = h.file(
+        "access",
+        "\u{e9}.example REJECT utf8 domain\nexample DISCARD\n",
+    );
+    h.system(&format!(
+        "[access]\nclient = [\"texthash:{0}\"]\nhelo = [\"texthash:{0}\"]\nsender = [\"texthash:{0}\"]\n",
+        m.display()
+    ));
+    let input = msg("Subject: x\n", "x\n");
+    let r = h.run(&["-f", "a@\u{e9}.example"], &input);
+    assert_eq!(r.code, 77, "{}", r.stderr);
+    assert!(r.first_line().contains("utf8 domain"), "{}", r.stderr);
+    let r = h.run(&["-f", "a@b", "--helo", "\u{e9}x.example"], &input);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = h.run(
+        &[
+            "-f",
+            "a@b",
+            "--client-hostname",
+            "\u{1F600}.example",
+            "--client-address",
+            "192.0.2.1",
+        ],
+        &input,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(h.count(), 0, "both discarded by the parent domain");
+}
