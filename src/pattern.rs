@@ -34,17 +34,22 @@ impl Pattern {
             .onepass(false)
             .dfa(false)
             .hybrid_cache_capacity(CACHE_LIMIT);
-        crate::budget::charge(|| Regex::builder().configure(config).build(pattern))
-            .map_err(PatternError)?
-            .map(Pattern)
-            .map_err(|e| {
-                let msg = match (e.syntax_error(), e.size_limit()) {
-                    (Some(s), _) => format!("bad regex: {}", one_line(&s.to_string())),
-                    (None, Some(n)) => format!("regex too big (over {n} bytes compiled)"),
-                    _ => format!("bad regex: {}", one_line(&e.to_string())),
-                };
-                PatternError(msg)
-            })
+        // What a user's file compiles is charged to its budget (src/budget.rs).
+        crate::budget::charge(|| {
+            Regex::builder()
+                .configure(config)
+                .build(pattern)
+                .map(Pattern)
+                .map_err(|e| {
+                    let msg = match (e.syntax_error(), e.size_limit()) {
+                        (Some(s), _) => format!("bad regex: {}", one_line(&s.to_string())),
+                        (None, Some(n)) => format!("regex too big (over {n} bytes compiled)"),
+                        _ => format!("bad regex: {}", one_line(&e.to_string())),
+                    };
+                    PatternError(msg)
+                })
+        })
+        .map_err(PatternError)?
     }
 
     pub fn is_match(&self, haystack: &str) -> bool {

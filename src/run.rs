@@ -141,19 +141,7 @@ pub fn load_layers(opts: &Options, who: &Recipient) -> Result<Layers, Failure> {
     };
     let ignored = match read_user_file(&path, who.uid) {
         Ok(None) => None,
-        Ok(Some(text)) => match {
-            // Many patterns, each within its own bound, must not add up
-            // to more memory than a user may ask for (src/budget.rs).
-            crate::budget::arm(Some(crate::budget::USER_LIMIT));
-            let l = rules::load_str(
-                &text,
-                &path,
-                Origin::User,
-                &OpenOptions { cache_dir: cache },
-            );
-            crate::budget::arm(None);
-            l
-        } {
+        Ok(Some(text)) => match load_user_str(&text, &path, cache) {
             Ok(l) => {
                 layers.user = Some(l);
                 None
@@ -173,6 +161,15 @@ pub fn load_layers(opts: &Options, who: &Recipient) -> Result<Layers, Failure> {
     }
     layers.user_ignored = ignored;
     Ok(layers)
+}
+
+/// Loads a user's rules file. Many patterns, each within its own bound,
+/// must not add up to more memory than a user may ask for (src/budget.rs).
+fn load_user_str(text: &str, path: &Path, cache: Option<PathBuf>) -> Result<Layer, Vec<Diag>> {
+    crate::budget::arm(Some(crate::budget::USER_LIMIT));
+    let l = rules::load_str(text, path, Origin::User, &OpenOptions { cache_dir: cache });
+    crate::budget::arm(None);
+    l
 }
 
 pub fn format_diags(diags: &[Diag]) -> String {

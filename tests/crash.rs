@@ -160,6 +160,8 @@ fn deliver_and_kill(
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    // Reaped below with waitpid(2), which also sees it stop.
+    #[allow(clippy::zombie_processes)]
     let mut child = cmd.spawn().expect("spawn deliver");
     let pid = Pid::from_raw(child.id() as i32);
     let mut stdin = child.stdin.take().unwrap();
@@ -168,7 +170,7 @@ fn deliver_and_kill(
         let _ = stdin.write_all(&data);
     });
     let mut stderr = child.stderr.take().unwrap();
-    let status = if pause.is_some() {
+    let status = if let Some(step) = pause {
         match waitpid(pid, Some(WaitPidFlag::WUNTRACED)).unwrap() {
             WaitStatus::Stopped(_, Signal::SIGSTOP) => {
                 kill(pid, Signal::SIGKILL).unwrap();
@@ -178,7 +180,7 @@ fn deliver_and_kill(
                     "{st:?}"
                 );
                 writer.join().unwrap();
-                return Outcome::KilledAt(pause.unwrap());
+                return Outcome::KilledAt(step);
             }
             st => st,
         }
