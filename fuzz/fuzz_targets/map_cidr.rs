@@ -1,0 +1,9 @@
+//! The `cidr:` table parser and lookup on arbitrary file contents.
+#![no_main]
+
+#[path = "common/mod.rs"]
+mod common;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    common::exercise("cidr", data);
+});
