@@ -249,9 +249,12 @@ fn prepend_headers(
 }
 
 /// The one log line for a delivery.
+/// `size` is what was written (with any PREPENDed headers), or the size
+/// read when nothing was written.
 fn log_line(
     env: &Envelope,
     sp: &Spooled,
+    size: u64,
     d: &Decision,
     folder: Option<&str>,
     start: Instant,
@@ -268,7 +271,7 @@ fn log_line(
                 msgid
             },
         )
-        .kv("size", sp.size)
+        .kv("size", size)
         .kv("action", d.action.as_str());
     if let Some(f) = folder {
         l = l.kv("folder", f);
@@ -340,6 +343,7 @@ pub fn deliver(opts: &Options, input: impl Read, log: &Logger) -> Result<(), Fai
             log.info(&log_line(
                 &env,
                 &sp,
+                size,
                 &d,
                 Some(folder.unwrap_or("INBOX")),
                 start,
@@ -348,12 +352,12 @@ pub fn deliver(opts: &Options, input: impl Read, log: &Logger) -> Result<(), Fai
         }
         Action::Discard => {
             md.discard(tmp);
-            log.info(&log_line(&env, &sp, &d, None, start));
+            log.info(&log_line(&env, &sp, sp.size, &d, None, start));
             Ok(())
         }
         Action::Reject | Action::Defer => {
             md.discard(tmp);
-            log.info(&log_line(&env, &sp, &d, None, start));
+            log.info(&log_line(&env, &sp, sp.size, &d, None, start));
             let status = d.status.clone().unwrap_or_default();
             let text = d.text.clone().unwrap_or_default();
             Err(if d.action == Action::Reject {

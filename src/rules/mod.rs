@@ -603,10 +603,15 @@ impl Loader<'_> {
 }
 
 /// Where a user may not go: keys only the system file may set.
-fn user_forbidden(spec: &FileSpec) -> Vec<(usize, &'static str)> {
+fn user_forbidden(spec: &FileSpec, text: &str) -> Vec<(usize, &'static str)> {
     let mut v = Vec::new();
+    // Tables have no span in the model: point at where the header is written.
+    let table_at = |header: &str| text.find(header).unwrap_or(0);
     if spec.settings.is_some() {
-        v.push((0, "[settings] may only be set in the system file"));
+        v.push((
+            table_at("[settings]"),
+            "[settings] may only be set in the system file",
+        ));
     }
     if let Some(s) = &spec.spam {
         let sys_only: [(&Option<Spanned<f64>>, &str); 3] = [
@@ -635,7 +640,10 @@ fn user_forbidden(spec: &FileSpec) -> Vec<(usize, &'static str)> {
             ));
         }
         if s.custom.is_some() {
-            v.push((0, "[[spam.custom]] may only be set in the system file"));
+            v.push((
+                table_at("[[spam.custom]]"),
+                "[[spam.custom]] may only be set in the system file",
+            ));
         }
     }
     v
@@ -676,7 +684,7 @@ pub fn load_str(
         groups: Vec::new(),
     };
     if l.origin == Origin::User {
-        for (at, msg) in user_forbidden(&spec) {
+        for (at, msg) in user_forbidden(&spec, text) {
             l.diag_at(at, msg);
         }
     }
@@ -978,6 +986,11 @@ folder = "Lists.rust"
     fn user_may_not_set_system_keys() {
         let e = err("[spam]\nvirus = \"junk\"\n", Origin::User);
         assert!(e.contains("only be set in the system file"), "{e}");
+        let e = err("# mine\n[settings]\nmax_headers = 5\n", Origin::User);
+        assert!(
+            e.starts_with("r.toml:2:1: [settings] may only be set"),
+            "{e}"
+        );
         assert!(load("[spam]\njunk_threshold = 8.0\n", Origin::User).is_ok());
     }
 
