@@ -156,6 +156,18 @@ impl Verdict {
         }
     }
 
+    /// A reject or defer, with its status and text.
+    fn reply(action: Action, status: &str, text: String, reason: String) -> Self {
+        Verdict {
+            action,
+            folder: None,
+            status: Some(status.to_string()),
+            text: Some(text),
+            reason,
+            hard: false,
+        }
+    }
+
     /// REJECT, DEFER, DISCARD, HOLD and virus verdicts cannot be replaced by
     /// a user's layer.
     fn is_hard(&self) -> bool {
@@ -254,22 +266,14 @@ impl Ctx<'_> {
         match &hit.action {
             AccessAction::Ok => Some(Verdict::simple(Action::Inbox, None, reason)),
             AccessAction::Dunno => None,
-            AccessAction::Reject { status, text, .. } => Some(Verdict {
-                action: Action::Reject,
-                folder: None,
-                status: Some(status.clone()),
-                text: Some(smtpd_text(self.input.envelope, what, text)),
-                reason,
-                hard: false,
-            }),
-            AccessAction::Defer { status, text, .. } => Some(Verdict {
-                action: Action::Defer,
-                folder: None,
-                status: Some(status.clone()),
-                text: Some(smtpd_text(self.input.envelope, what, text)),
-                reason,
-                hard: false,
-            }),
+            AccessAction::Reject { status, text, .. } => {
+                let text = smtpd_text(self.input.envelope, what, text);
+                Some(Verdict::reply(Action::Reject, status, text, reason))
+            }
+            AccessAction::Defer { status, text, .. } => {
+                let text = smtpd_text(self.input.envelope, what, text);
+                Some(Verdict::reply(Action::Defer, status, text, reason))
+            }
             AccessAction::Discard(_) => Some(Verdict::simple(Action::Discard, None, reason)),
             AccessAction::Hold(_) => {
                 let mut v = Verdict::simple(
@@ -408,14 +412,12 @@ impl Ctx<'_> {
                     // (an admin can fix it); a user's is skipped.
                     self.step(&lname, "access", what, None, format!("error: {e}"), None);
                     if layer.origin == Origin::System {
-                        return Some(Verdict {
-                            action: Action::Defer,
-                            folder: None,
-                            status: Some("4.3.0".into()),
-                            text: Some(format!("map lookup failed: {e}")),
-                            reason: format!("access {what} lookup error"),
-                            hard: false,
-                        });
+                        return Some(Verdict::reply(
+                            Action::Defer,
+                            "4.3.0",
+                            format!("map lookup failed: {e}"),
+                            format!("access {what} lookup error"),
+                        ));
                     }
                     self.log
                         .push(format!("user {what} map lookup failed, skipped: {e}"));
@@ -444,30 +446,32 @@ impl Ctx<'_> {
                 Some(RuleAction::Junk) => Some(Verdict::simple(Action::Junk, None, reason)),
                 Some(RuleAction::Discard) => Some(Verdict::simple(Action::Discard, None, reason)),
                 Some(RuleAction::Inbox) => Some(Verdict::simple(Action::Inbox, None, reason)),
-                Some(RuleAction::Reject { status, text }) => Some(Verdict {
-                    action: Action::Reject,
-                    folder: None,
-                    status: Some(status.clone()),
-                    text: Some(if text.is_empty() {
-                        "Message rejected".into()
+                Some(RuleAction::Reject { status, text }) => {
+                    let text = if text.is_empty() {
+                        "Message rejected"
                     } else {
-                        text.clone()
-                    }),
-                    reason,
-                    hard: false,
-                }),
-                Some(RuleAction::Defer { status, text }) => Some(Verdict {
-                    action: Action::Defer,
-                    folder: None,
-                    status: Some(status.clone()),
-                    text: Some(if text.is_empty() {
-                        "Message deferred".into()
+                        text
+                    };
+                    Some(Verdict::reply(
+                        Action::Reject,
+                        status,
+                        text.to_string(),
+                        reason,
+                    ))
+                }
+                Some(RuleAction::Defer { status, text }) => {
+                    let text = if text.is_empty() {
+                        "Message deferred"
                     } else {
-                        text.clone()
-                    }),
-                    reason,
-                    hard: false,
-                }),
+                        text
+                    };
+                    Some(Verdict::reply(
+                        Action::Defer,
+                        status,
+                        text.to_string(),
+                        reason,
+                    ))
+                }
             };
             let result = match &verdict {
                 Some(v) => format!("match: {}", v.action.as_str()),
