@@ -302,12 +302,7 @@ pub fn deliver(opts: &Options, input: impl Read, log: &Logger) -> Result<(), Fai
     let md_path = maildir_path(opts, &who)?;
     let md = Maildir::open(&md_path)?;
     let mut tmp = md.create_tmp()?;
-    let spooled = read_message(input, &limits, &mut tmp.file).and_then(|sp| {
-        tmp.file.sync_all().map_err(|e| {
-            Failure::from_io(format!("fsync {}", md_path.join("tmp").display()), &e)
-        })?;
-        Ok(sp)
-    });
+    let spooled = read_message(input, &limits, &mut tmp.file);
     let sp = match spooled {
         Ok(sp) => sp,
         Err(f) => {
@@ -327,7 +322,14 @@ pub fn deliver(opts: &Options, input: impl Read, log: &Logger) -> Result<(), Fai
     }
     let result = match d.action {
         Action::Inbox | Action::Junk | Action::Folder => {
+            // fsync only what will be linked into new/: not a message that
+            // is discarded, rejected or deferred, nor the copy PREPEND replaces.
             let (tmp, size) = if d.add_headers.is_empty() {
+                if let Err(e) = tmp.file.sync_all() {
+                    md.discard(tmp);
+                    let what = format!("fsync {}", md_path.join("tmp").display());
+                    return Err(Failure::from_io(what, &e));
+                }
                 (tmp, sp.size)
             } else {
                 prepend_headers(&md, tmp, &d.add_headers, eol(&sp.head))?
