@@ -15,9 +15,11 @@ ALL_PROGRAMS="safecat deliver procmail maildrop dovecot"
 die() { echo "${0##*/}: $*" >&2; exit 1; }
 note() { echo "${0##*/}: $*" >&2; }
 
-# Install what is missing: the peers and the tools the scripts use (Debian).
+# Install what is missing: the peers and the tools the scripts use (Debian),
+# and the commands named as arguments (package = command name).
 bench_install() {
-    local need=()
+    local need=() c
+    for c in "$@"; do command -v "$c" >/dev/null 2>&1 || need+=("$c"); done
     command -v procmail >/dev/null 2>&1 || need+=(procmail)
     command -v maildrop >/dev/null 2>&1 || need+=(maildrop)
     [ -x "$DOVECOT_LDA" ] || need+=(dovecot-core)
@@ -167,3 +169,42 @@ now_ns() { date +%s%N; }
 
 # median of numbers, one per argument.
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.6g\n", (a[NR/2]+a[NR/2+1])/2}'; }
+
+# deliver_ab LIST ROUNDS NAME...: runs deliver over LIST once per round for
+# each NAME (home $WORK/home/NAME, rules NAME/rules.toml), in an order rotated
+# per round, each time into an empty Maildir after `sync`. Fills the
+# associative array TIMES[NAME] with the wall times (ms). Fails on any
+# non-zero exit.
+deliver_ab() {
+    local list=$1 rounds=$2; shift 2
+    local names=("$@") n=$# r i name home t0 t1 out ms count
+    count=$(grep -c . "$list")
+    for r in $(seq "$rounds"); do
+        for i in $(seq 0 $((n - 1))); do
+            name=${names[$(((i + r - 1) % n))]}
+            home=$WORK/home/$name
+            fresh_maildir "$home/Maildir"
+            sync
+            t0=$(now_ns)
+            out=$(as_user "$home" "$WORK/spawnloop" "$list" "$DELIVER_BIN" --rules "$home/rules.toml" \
+                --maildir "$home/Maildir" 2>&1) || true
+            t1=$(now_ns)
+            [ "$out" = "runs=$count failures=0" ] || die "$name: $out"
+            ms=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", (b - a) / 1e6}')
+            TIMES[$name]="${TIMES[$name]:-} $ms"
+            echo "round $r $name: $ms ms"
+        done
+    done
+}
+
+# callgrind_ir HOME MESSAGE: instructions (Ir) of one delivery of MESSAGE by
+# deliver with HOME/rules.toml, under valgrind --tool=callgrind; the profile
+# is left in HOME/callgrind.out.
+callgrind_ir() {
+    local home=$1 msg=$2
+    fresh_maildir "$home/Maildir"
+    as_user "$home" valgrind --tool=callgrind --callgrind-out-file="$home/callgrind.out" \
+        "$DELIVER_BIN" --rules "$home/rules.toml" --maildir "$home/Maildir" <"$msg" \
+        >/dev/null 2>"$home/callgrind.log" || die "callgrind run failed: $(tail -3 "$home/callgrind.log")"
+    awk '/^(summary|totals):/ {print $2; exit}' "$home/callgrind.out"
+}
