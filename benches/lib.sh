@@ -11,6 +11,9 @@ SHARED_BENCH=${SHARED_BENCH:-$BENCH_REPO/../shared/bench}
 BENCH_USER=${BENCH_USER:-deliver-bench}
 DOVECOT_LDA=${DOVECOT_LDA:-/usr/lib/dovecot/dovecot-lda}
 ALL_PROGRAMS="safecat deliver procmail maildrop dovecot"
+# A file that does not exist: deliver then runs without user rules, also when
+# the benchmarks run as a user who has a ~/.config/deliver/rules.toml.
+NO_USER_RULES=/nonexistent/deliver-bench/no-user-rules.toml
 
 die() { echo "${0##*/}: $*" >&2; exit 1; }
 note() { echo "${0##*/}: $*" >&2; }
@@ -70,11 +73,20 @@ as_user() {
 }
 
 # bench_workdir DIR: the work directory, readable by the benchmark user.
+# Call it after bench_deliver_bin.
 bench_workdir() {
     WORK=$1
     mkdir -p "$WORK"
     chmod 755 "$WORK"
     [ -r "$SHARED_BENCH/gen_corpus.py" ] || die "no workload at $SHARED_BENCH (set SHARED_BENCH)"
+    # A copy of deliver that the benchmark user can run whatever the
+    # permissions of the checkout's parent directories.
+    if [ -n "${DELIVER_BIN:-}" ]; then
+        cp "$DELIVER_BIN" "$WORK/deliver.tmp"
+        chmod 755 "$WORK/deliver.tmp"
+        mv "$WORK/deliver.tmp" "$WORK/deliver"
+        DELIVER_BIN=$WORK/deliver
+    fi
     if [ ! -x "$WORK/spawnloop" ] || [ "$SHARED_BENCH/spawnloop.c" -nt "$WORK/spawnloop" ]; then
         gcc -O2 -o "$WORK/spawnloop" "$SHARED_BENCH/spawnloop.c" || die "cannot build spawnloop"
     fi
@@ -157,7 +169,7 @@ prog_cmd() {
     local prog=$1 home=$2
     case $prog in
     safecat) PROG_CMD=(safecat "$home/Maildir/tmp" "$home/Maildir/new") ;;
-    deliver) PROG_CMD=("$DELIVER_BIN" --rules "$home/rules.toml" --maildir "$home/Maildir") ;;
+    deliver) PROG_CMD=("$DELIVER_BIN" --rules "$home/rules.toml" --user-rules "$NO_USER_RULES" --maildir "$home/Maildir") ;;
     procmail) PROG_CMD=(procmail -m "MAILDIR=$home/Maildir/" "$home/procmailrc") ;;
     maildrop) PROG_CMD=(maildrop "$home/mailfilter" "$home/Maildir") ;;
     dovecot) PROG_CMD=("$DOVECOT_LDA" -c "$home/dovecot.conf") ;;
@@ -187,7 +199,7 @@ deliver_ab() {
             sync
             t0=$(now_ns)
             out=$(as_user "$home" "$WORK/spawnloop" "$list" "$DELIVER_BIN" --rules "$home/rules.toml" \
-                --maildir "$home/Maildir" 2>&1) || true
+                --user-rules "$NO_USER_RULES" --maildir "$home/Maildir" 2>&1) || true
             t1=$(now_ns)
             [ "$out" = "runs=$count failures=0" ] || die "$name: $out"
             ms=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", (b - a) / 1e6}')
@@ -204,7 +216,7 @@ callgrind_ir() {
     local home=$1 msg=$2
     fresh_maildir "$home/Maildir"
     as_user "$home" valgrind --tool=callgrind --callgrind-out-file="$home/callgrind.out" \
-        "$DELIVER_BIN" --rules "$home/rules.toml" --maildir "$home/Maildir" <"$msg" \
+        "$DELIVER_BIN" --rules "$home/rules.toml" --user-rules "$NO_USER_RULES" --maildir "$home/Maildir" <"$msg" \
         >/dev/null 2>"$home/callgrind.log" || die "callgrind run failed: $(tail -3 "$home/callgrind.log")"
     awk '/^(summary|totals):/ {print $2; exit}' "$home/callgrind.out"
 }

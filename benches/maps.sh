@@ -66,7 +66,7 @@ src_size=$(stat -c %s "$work/home/map-big/senders")
 
 # The map is consulted: its one matching entry rejects.
 t=$(as_user "$work/home/map-big" "$DELIVER_BIN" --test --format json -f hit@bench.example \
-    --rules "$work/home/map-big/rules.toml" <"$corpus/msg-00000.eml")
+    --rules "$work/home/map-big/rules.toml" --user-rules "$NO_USER_RULES" <"$corpus/msg-00000.eml")
 echo "$t" | grep -q '"action": *"reject"' || die "the big map was not consulted: $t"
 
 first=$corpus/msg-00000.eml
@@ -77,7 +77,7 @@ for i in $(seq "$cold"); do
     fresh_maildir "$work/home/map-big/Maildir"
     sync
     t0=$(now_ns)
-    as_user "$work/home/map-big" "$DELIVER_BIN" --rules "$work/home/map-big/rules.toml" \
+    as_user "$work/home/map-big" "$DELIVER_BIN" --rules "$work/home/map-big/rules.toml" --user-rules "$NO_USER_RULES" \
         --maildir "$work/home/map-big/Maildir" <"$first" || die "cold delivery failed"
     t1=$(now_ns)
     cold_ms+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", (b - a) / 1e6}')")

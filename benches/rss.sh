@@ -62,7 +62,7 @@ for r in $(seq "$runs"); do
         fresh_maildir "$home/Maildir"
         sync
         if [ "$p" = deliver-default ]; then
-            PROG_CMD=("$DELIVER_BIN" --maildir "$home/Maildir")
+            PROG_CMD=("$DELIVER_BIN" --user-rules "$NO_USER_RULES" --maildir "$home/Maildir")
         else
             prog_cmd "$p" "$home"
         fi
