@@ -14,7 +14,8 @@
 #   --extra NAME=BIN adds BIN run as "deliver" with W1's rules (another build,
 #                 for example a non-PIE one), named NAME
 #
-# Per variant: median wall per message (ms); and for one message (msg-00000):
+# Per variant: median wall per message (ms); and for one message (the first
+# that W1 files into the Inbox):
 # instructions (callgrind Ir), minor page faults (/usr/bin/time %R), and the
 # system calls made (strace -c -f), which are repeatable.
 set -euo pipefail
@@ -88,9 +89,9 @@ for r in $(seq "$rounds"); do
     done
 done
 
-msg=$corpus/msg-00000.eml
+msg=$(inbox_message "$corpus")
 echo
-echo "$count messages, $rounds rounds; Ir, faults and syscalls for one delivery of msg-00000"
+echo "$count messages, $rounds rounds; Ir, faults and syscalls for one delivery of $(basename "$msg") (to the Inbox)"
 echo
 echo "| variant | per message (ms), median | minus /bin/true (ms) | Ir (callgrind) | minor faults | syscalls | fsync |"
 echo "|---|---:|---:|---:|---:|---:|---:|"

@@ -185,7 +185,9 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a
 # deliver_ab LIST ROUNDS NAME...: runs deliver over LIST once per round for
 # each NAME (home $WORK/home/NAME, rules NAME/rules.toml), in an order rotated
 # per round, each time into an empty Maildir after `sync`. Fills the
-# associative array TIMES[NAME] with the wall times (ms). Fails on any
+# associative arrays TIMES[NAME] with the wall times (ms) and CPU[NAME] with
+# the CPU time (user + system, ms, of spawnloop and every delivery: less
+# disturbed by other I/O on the machine than wall time). Fails on any
 # non-zero exit.
 deliver_ab() {
     local list=$1 rounds=$2; shift 2
@@ -198,13 +200,16 @@ deliver_ab() {
             fresh_maildir "$home/Maildir"
             sync
             t0=$(now_ns)
-            out=$(as_user "$home" "$WORK/spawnloop" "$list" "$DELIVER_BIN" --rules "$home/rules.toml" \
-                --user-rules "$NO_USER_RULES" --maildir "$home/Maildir" 2>&1) || true
+            out=$(as_user "$home" /usr/bin/time -o "$home/cpu.out" -f "%U %S" "$WORK/spawnloop" "$list" \
+                "$DELIVER_BIN" --rules "$home/rules.toml" --user-rules "$NO_USER_RULES" \
+                --maildir "$home/Maildir" 2>&1) || true
             t1=$(now_ns)
             [ "$out" = "runs=$count failures=0" ] || die "$name: $out"
             ms=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", (b - a) / 1e6}')
+            cpu=$(awk '{printf "%.0f", ($1 + $2) * 1000}' "$home/cpu.out")
             TIMES[$name]="${TIMES[$name]:-} $ms"
-            echo "round $r $name: $ms ms"
+            CPU[$name]="${CPU[$name]:-} $cpu"
+            echo "round $r $name: $ms ms wall, $cpu ms CPU (user+system)"
         done
     done
 }
@@ -219,4 +224,19 @@ callgrind_ir() {
         "$DELIVER_BIN" --rules "$home/rules.toml" --user-rules "$NO_USER_RULES" --maildir "$home/Maildir" <"$msg" \
         >/dev/null 2>"$home/callgrind.log" || die "callgrind run failed: $(tail -3 "$home/callgrind.log")"
     awk '/^(summary|totals):/ {print $2; exit}' "$home/callgrind.out"
+}
+
+# inbox_message CORPUS: the first corpus message that W1 files into the
+# Inbox (the one-message measurements use it: msg-00000 is a virus alert,
+# which deliver discards after writing it).
+inbox_message() {
+    local m
+    while read -r m; do
+        if "$DELIVER_BIN" --test --format json --rules "$BENCH_REPO/benches/w1.toml" \
+            --user-rules "$NO_USER_RULES" <"$m" 2>/dev/null | grep -q '"action": *"inbox"'; then
+            echo "$m"
+            return 0
+        fi
+    done <"$1/list.txt"
+    die "no message of $1 goes to the Inbox"
 }

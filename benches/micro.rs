@@ -2,6 +2,11 @@
 //!
 //!     cargo bench --bench micro                 # all
 //!     cargo bench --bench micro -- decide       # a filter
+//!     python3 benches/criterion_medians.py      # the medians, as a table
+//!
+//! `decide/...` reuses the patterns' matching caches from one iteration to
+//! the next; a delivery uses each pattern once, which `decide_first_use/...`
+//! measures.
 //!
 //! The messages are built here, in the shape of ../shared/bench's corpus
 //! (a From_ line, Received, spam headers, List-Id...), so the benchmark needs
@@ -79,7 +84,10 @@ fn envelope(head: &Head) -> Envelope {
 
 fn bench_headers(c: &mut Criterion) {
     let ham = message("ham", "quarterly budget meeting");
-    let spam = message("spam", "=?UTF-8?B?R3LDvMOfZSB2aWFncmEgY2FzaW5vIHdpbm5lcg==?=");
+    let spam = message(
+        "spam",
+        "=?UTF-8?B?R3LDvMOfZSB2aWFncmEgY2FzaW5vIHdpbm5lcg==?=",
+    );
     c.bench_function("read_head/ham", |b| {
         b.iter(|| read_head(&mut black_box(&ham[..]), &Limits::default()).unwrap())
     });
@@ -105,7 +113,10 @@ fn bench_rules(c: &mut Criterion) {
         ("ham", message("ham", "quarterly budget meeting")),
         ("spam", message("spam", "viagra casino winner")),
         ("list", message("list", "patch review")),
-        ("scored", message("ham", "free offer: verify your account, click")),
+        (
+            "scored",
+            message("ham", "free offer: verify your account, click"),
+        ),
     ] {
         let head = head_of(&msg);
         let env = envelope(&head);
@@ -119,6 +130,16 @@ fn bench_rules(c: &mut Criterion) {
         };
         c.bench_function(&format!("decide/w1/{name}"), |b| {
             b.iter(|| decide(black_box(&input), &layer, None))
+        });
+        // As in a delivery: every pattern matches for the first time, so
+        // each one first builds its matching cache. The freshly loaded
+        // layer is made outside the timing.
+        c.bench_function(&format!("decide_first_use/w1/{name}"), |b| {
+            b.iter_batched(
+                || rules::load_str(W1, path, Origin::System, &opts).unwrap(),
+                |fresh| decide(black_box(&input), &fresh, None),
+                BatchSize::PerIteration,
+            )
         });
         if name == "spam" {
             c.bench_function("decide/default/spam", |b| {
@@ -168,13 +189,20 @@ fn bench_maps(c: &mut Criterion) {
         b.iter(|| maps::open(black_box(&big_spec), &cached).unwrap())
     });
     let aopts = AccessOptions::default();
-    for (name, spec) in [("texthash_100", &small_spec), ("texthash_1M_indexed", &big_spec)] {
+    for (name, spec) in [
+        ("texthash_100", &small_spec),
+        ("texthash_1M_indexed", &big_spec),
+    ] {
         let table = maps::open(spec, &cached).unwrap();
         c.bench_function(&format!("Table::lookup/{name}/hit"), |b| {
             b.iter(|| table.lookup(black_box("hit@bench.example")).unwrap())
         });
         c.bench_function(&format!("Table::lookup/{name}/miss"), |b| {
-            b.iter(|| table.lookup(black_box("user42@bulk-sender.example")).unwrap())
+            b.iter(|| {
+                table
+                    .lookup(black_box("user42@bulk-sender.example"))
+                    .unwrap()
+            })
         });
         let tables = vec![table];
         // A miss tries every key: user@domain, the domain and its parents, user@.
