@@ -21,7 +21,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-count=300 rounds=5 deliver_bin= work=/var/tmp/deliver-breakdown keep=0 extra=()
+count=300 rounds=5 deliver_bin="" work=/var/tmp/deliver-breakdown keep=0 extra=()
 while [ $# -gt 0 ]; do
     case $1 in
     --count) count=$2; shift ;;

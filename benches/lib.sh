@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Shared by the benchmark scripts (benches/*.sh); source it, do not run it.
 #
 # Provides: the peers' installation, the unprivileged benchmark user, the

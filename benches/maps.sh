@@ -20,7 +20,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-entries=1000000 count=300 rounds=5 cold=5 deliver_bin= work=/var/tmp/deliver-maps keep=0
+entries=1000000 count=300 rounds=5 cold=5 deliver_bin="" work=/var/tmp/deliver-maps keep=0
 while [ $# -gt 0 ]; do
     case $1 in
     --entries) entries=$2; shift ;;

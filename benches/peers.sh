@@ -27,7 +27,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-count=1000 rounds=5 seed=1 programs=$ALL_PROGRAMS deliver_bin= keep=0 smoke=0
+count=1000 rounds=5 seed=1 programs=$ALL_PROGRAMS deliver_bin="" keep=0 smoke=0
 work=/var/tmp/deliver-peers
 while [ $# -gt 0 ]; do
     case $1 in
@@ -115,6 +115,7 @@ for p in "${progs[@]}"; do
             (b > 0 ? sprintf("%.2f", m / b) : "-"), runs }'
 done
 echo
+[ "$smoke" -eq 1 ] && echo "(--smoke: one round of 40 messages; the times above are not a measurement)"
 if [ "$failed" -ne 0 ]; then
     echo "peers.sh: FAILED (see FAIL/DISAGREE lines above)"
     exit 1

@@ -18,7 +18,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 mib=100 runs=5 programs="safecat deliver deliver-default procmail maildrop dovecot"
-deliver_bin= work=/var/tmp/deliver-rss keep=0
+deliver_bin="" work=/var/tmp/deliver-rss keep=0
 while [ $# -gt 0 ]; do
     case $1 in
     --mib) mib=$2; shift ;;

@@ -17,7 +17,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-nrules=10000 count=100 rounds=5 deliver_bin= work=/var/tmp/deliver-rules keep=0
+nrules=10000 count=100 rounds=5 deliver_bin="" work=/var/tmp/deliver-rules keep=0
 while [ $# -gt 0 ]; do
     case $1 in
     --rules) nrules=$2; shift ;;
