@@ -25,8 +25,10 @@ use crate::maildir::FolderName;
 use crate::message::{self, Headers};
 use crate::rules::{Cond, Layer, Origin, RuleAction, Settings, VirusAction};
 use crate::spam;
+use regex_automata::PatternSet;
 use serde::Serialize;
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
 
 /// Everything the decision looks at.
 pub struct Input<'a> {
@@ -154,6 +156,18 @@ impl Verdict {
         }
     }
 
+    /// A reject or defer, with its status and text.
+    fn reply(action: Action, status: &str, text: String, reason: String) -> Self {
+        Verdict {
+            action,
+            folder: None,
+            status: Some(status.to_string()),
+            text: Some(text),
+            reason,
+            hard: false,
+        }
+    }
+
     /// REJECT, DEFER, DISCARD, HOLD and virus verdicts cannot be replaced by
     /// a user's layer.
     fn is_hard(&self) -> bool {
@@ -168,6 +182,8 @@ impl Verdict {
 struct Ctx<'a> {
     input: &'a Input<'a>,
     body: OnceCell<String>,
+    /// Per (layer, header group): which patterns each occurrence matches.
+    header_matches: RefCell<HashMap<(Origin, usize), Vec<PatternSet>>>,
     trace: Vec<Step>,
     log: Vec<String>,
     add_headers: Vec<String>,
@@ -199,16 +215,30 @@ impl Ctx<'_> {
             .get_or_init(|| message::body_text(self.input.header_block, self.input.body_window))
     }
 
-    fn eval(&self, c: &Cond) -> bool {
+    /// Does pattern `pid` of the layer's header group `g` match any
+    /// occurrence of the header? Each occurrence is matched once against
+    /// the whole group, the first time any of its patterns is asked for.
+    fn header_match(&self, layer: &Layer, g: usize, pid: usize) -> bool {
+        let mut cache = self.header_matches.borrow_mut();
+        let sets = cache.entry((layer.origin, g)).or_insert_with(|| {
+            let group = &layer.header_groups[g];
+            self.input
+                .headers
+                .all(&group.name)
+                .map(|v| group.patterns.matches(v))
+                .collect()
+        });
+        let pid = regex_automata::PatternID::new_unchecked(pid);
+        sets.iter().any(|s| s.contains(pid))
+    }
+
+    fn eval(&self, layer: &Layer, c: &Cond) -> bool {
         let env = self.input.envelope;
         match c {
-            Cond::Header(name, re) => {
-                let mut values = self.input.headers.all(name);
-                match re {
-                    None => values.next().is_some(),
-                    Some(re) => values.any(|v| re.is_match(v)),
-                }
-            }
+            Cond::Header(name, test) => match test {
+                None => self.input.headers.all(name).next().is_some(),
+                Some((g, pid)) => self.header_match(layer, *g, *pid),
+            },
             Cond::Sender(re) => re.is_match(&env.sender.value),
             Cond::Recipient(re) => re.is_match(&env.recipient.value),
             Cond::ClientAddress(re) => re.is_match(&env.client_address.value),
@@ -217,9 +247,9 @@ impl Ctx<'_> {
             Cond::Body(re) => re.is_match(self.body()),
             Cond::SizeOver(n) => self.input.size > *n,
             Cond::SizeUnder(n) => self.input.size < *n,
-            Cond::All(v) => v.iter().all(|c| self.eval(c)),
-            Cond::Any(v) => v.iter().any(|c| self.eval(c)),
-            Cond::Not(c) => !self.eval(c),
+            Cond::All(v) => v.iter().all(|c| self.eval(layer, c)),
+            Cond::Any(v) => v.iter().any(|c| self.eval(layer, c)),
+            Cond::Not(c) => !self.eval(layer, c),
         }
     }
 
@@ -236,22 +266,14 @@ impl Ctx<'_> {
         match &hit.action {
             AccessAction::Ok => Some(Verdict::simple(Action::Inbox, None, reason)),
             AccessAction::Dunno => None,
-            AccessAction::Reject { status, text, .. } => Some(Verdict {
-                action: Action::Reject,
-                folder: None,
-                status: Some(status.clone()),
-                text: Some(smtpd_text(self.input.envelope, what, text)),
-                reason,
-                hard: false,
-            }),
-            AccessAction::Defer { status, text, .. } => Some(Verdict {
-                action: Action::Defer,
-                folder: None,
-                status: Some(status.clone()),
-                text: Some(smtpd_text(self.input.envelope, what, text)),
-                reason,
-                hard: false,
-            }),
+            AccessAction::Reject { status, text, .. } => {
+                let text = smtpd_text(self.input.envelope, what, text);
+                Some(Verdict::reply(Action::Reject, status, text, reason))
+            }
+            AccessAction::Defer { status, text, .. } => {
+                let text = smtpd_text(self.input.envelope, what, text);
+                Some(Verdict::reply(Action::Defer, status, text, reason))
+            }
             AccessAction::Discard(_) => Some(Verdict::simple(Action::Discard, None, reason)),
             AccessAction::Hold(_) => {
                 let mut v = Verdict::simple(
@@ -390,14 +412,12 @@ impl Ctx<'_> {
                     // (an admin can fix it); a user's is skipped.
                     self.step(&lname, "access", what, None, format!("error: {e}"), None);
                     if layer.origin == Origin::System {
-                        return Some(Verdict {
-                            action: Action::Defer,
-                            folder: None,
-                            status: Some("4.3.0".into()),
-                            text: Some(format!("map lookup failed: {e}")),
-                            reason: format!("access {what} lookup error"),
-                            hard: false,
-                        });
+                        return Some(Verdict::reply(
+                            Action::Defer,
+                            "4.3.0",
+                            format!("map lookup failed: {e}"),
+                            format!("access {what} lookup error"),
+                        ));
                     }
                     self.log
                         .push(format!("user {what} map lookup failed, skipped: {e}"));
@@ -411,7 +431,7 @@ impl Ctx<'_> {
     fn rules(&mut self, layer: &Layer) -> Option<Verdict> {
         let lname = layer.origin.to_string();
         for rule in &layer.rules {
-            let matched = self.eval(&rule.cond);
+            let matched = self.eval(layer, &rule.cond);
             if !matched {
                 self.step(&lname, "rule", &rule.name, None, "no match", None);
                 continue;
@@ -426,30 +446,32 @@ impl Ctx<'_> {
                 Some(RuleAction::Junk) => Some(Verdict::simple(Action::Junk, None, reason)),
                 Some(RuleAction::Discard) => Some(Verdict::simple(Action::Discard, None, reason)),
                 Some(RuleAction::Inbox) => Some(Verdict::simple(Action::Inbox, None, reason)),
-                Some(RuleAction::Reject { status, text }) => Some(Verdict {
-                    action: Action::Reject,
-                    folder: None,
-                    status: Some(status.clone()),
-                    text: Some(if text.is_empty() {
-                        "Message rejected".into()
+                Some(RuleAction::Reject { status, text }) => {
+                    let text = if text.is_empty() {
+                        "Message rejected"
                     } else {
-                        text.clone()
-                    }),
-                    reason,
-                    hard: false,
-                }),
-                Some(RuleAction::Defer { status, text }) => Some(Verdict {
-                    action: Action::Defer,
-                    folder: None,
-                    status: Some(status.clone()),
-                    text: Some(if text.is_empty() {
-                        "Message deferred".into()
+                        text
+                    };
+                    Some(Verdict::reply(
+                        Action::Reject,
+                        status,
+                        text.to_string(),
+                        reason,
+                    ))
+                }
+                Some(RuleAction::Defer { status, text }) => {
+                    let text = if text.is_empty() {
+                        "Message deferred"
                     } else {
-                        text.clone()
-                    }),
-                    reason,
-                    hard: false,
-                }),
+                        text
+                    };
+                    Some(Verdict::reply(
+                        Action::Defer,
+                        status,
+                        text.to_string(),
+                        reason,
+                    ))
+                }
             };
             let result = match &verdict {
                 Some(v) => format!("match: {}", v.action.as_str()),
@@ -508,6 +530,7 @@ pub fn decide(input: &Input, system: &Layer, user: Option<&Layer>) -> Decision {
     let mut cx = Ctx {
         input,
         body: OnceCell::new(),
+        header_matches: RefCell::new(HashMap::new()),
         trace: Vec::new(),
         log: Vec::new(),
         add_headers: Vec::new(),

@@ -178,7 +178,22 @@ fn real_main(log_stderr_hint: bool) -> u8 {
     }
 }
 
+/// glibc hands large allocations (over 128 KiB) to mmap and returns freed
+/// memory to the kernel; compiling the rule patterns allocates and frees such
+/// buffers once per header group, so every group faulted its pages in anew.
+/// A delivery lives a few milliseconds: keep the memory (measured: 458 -> 364
+/// page faults and about 10% less CPU per start with workload W1's rules).
+fn tune_malloc() {
+    // SAFETY: mallopt only sets allocator parameters; called before any
+    // other thread exists.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, 4 << 20);
+        nix::libc::mallopt(nix::libc::M_TRIM_THRESHOLD, 16 << 20);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_malloc();
     // A panic is our fault, never the sender's: defer (75) with a status line.
     std::panic::set_hook(Box::new(|info| {
         let msg = info

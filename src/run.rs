@@ -272,9 +272,12 @@ fn prepend_headers(
 }
 
 /// The one log line for a delivery.
+/// `size` is what was written (with any PREPENDed headers), or the size
+/// read when nothing was written.
 fn log_line(
     env: &Envelope,
     sp: &Spooled,
+    size: u64,
     d: &Decision,
     folder: Option<&str>,
     start: Instant,
@@ -291,7 +294,7 @@ fn log_line(
                 msgid
             },
         )
-        .kv("size", sp.size)
+        .kv("size", size)
         .kv("action", d.action.as_str());
     if let Some(f) = folder {
         l = l.kv("folder", f);
@@ -324,15 +327,7 @@ pub fn deliver(opts: &Options, input: impl Read, log: &Logger) -> Result<(), Fai
     testhook::pause("maildir-open");
     let mut tmp = md.create_tmp()?;
     testhook::pause("tmp-created");
-    let spooled = read_message(input, &limits, &mut testhook::Partial::new(&mut tmp.file))
-        .and_then(|sp| {
-            testhook::pause("tmp-written");
-            tmp.file.sync_all().map_err(|e| {
-                Failure::from_io(format!("fsync {}", md_path.join("tmp").display()), &e)
-            })?;
-            testhook::pause("tmp-synced");
-            Ok(sp)
-        });
+    let spooled = read_message(input, &limits, &mut testhook::Partial::new(&mut tmp.file));
     let sp = match spooled {
         Ok(sp) => sp,
         Err(f) => {
@@ -340,6 +335,7 @@ pub fn deliver(opts: &Options, input: impl Read, log: &Logger) -> Result<(), Fai
             return Err(f);
         }
     };
+    testhook::pause("tmp-written");
     let env = Envelope::resolve(
         &opts.envelope,
         &read_env,
@@ -352,7 +348,15 @@ pub fn deliver(opts: &Options, input: impl Read, log: &Logger) -> Result<(), Fai
     }
     let result = match d.action {
         Action::Inbox | Action::Junk | Action::Folder => {
+            // fsync only what will be linked into new/: not a message that
+            // is discarded, rejected or deferred, nor the copy PREPEND replaces.
             let (tmp, size) = if d.add_headers.is_empty() {
+                if let Err(e) = tmp.file.sync_all() {
+                    md.discard(tmp);
+                    let what = format!("fsync {}", md_path.join("tmp").display());
+                    return Err(Failure::from_io(what, &e));
+                }
+                testhook::pause("tmp-synced");
                 (tmp, sp.size)
             } else {
                 let p = prepend_headers(&md, tmp, &d.add_headers, eol(&sp.head))?;
@@ -371,6 +375,7 @@ pub fn deliver(opts: &Options, input: impl Read, log: &Logger) -> Result<(), Fai
             log.info(&log_line(
                 &env,
                 &sp,
+                size,
                 &d,
                 Some(folder.unwrap_or("INBOX")),
                 start,
@@ -379,12 +384,12 @@ pub fn deliver(opts: &Options, input: impl Read, log: &Logger) -> Result<(), Fai
         }
         Action::Discard => {
             md.discard(tmp);
-            log.info(&log_line(&env, &sp, &d, None, start));
+            log.info(&log_line(&env, &sp, sp.size, &d, None, start));
             Ok(())
         }
         Action::Reject | Action::Defer => {
             md.discard(tmp);
-            log.info(&log_line(&env, &sp, &d, None, start));
+            log.info(&log_line(&env, &sp, sp.size, &d, None, start));
             let status = d.status.clone().unwrap_or_default();
             let text = d.text.clone().unwrap_or_default();
             Err(if d.action == Action::Reject {

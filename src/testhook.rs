@@ -14,7 +14,7 @@
 //! | `tmp-created`  | an empty file in tmp/                                       |
 //! | `tmp-partial`  | the header block written to the tmp/ file, not the body     |
 //! | `tmp-written`  | the whole message in the tmp/ file, not yet fsynced         |
-//! | `tmp-synced`   | the tmp/ file fsynced                                       |
+//! | `tmp-synced`   | decided to file it; the tmp/ file fsynced (not with PREPEND)|
 //! | `prepended`    | a second tmp/ file with PREPEND headers, the first removed  |
 //! | `folder-mkdir` | the folder directory made, without tmp/new/cur or marker    |
 //! | `folder-ready` | the folder complete, not yet in `subscriptions`             |

@@ -126,6 +126,11 @@ fn prepend_adds_a_header_and_keeps_the_rest_byte_exact() {
         assert_eq!(got, want);
         let name = newest.file_name().unwrap().to_string_lossy().into_owned();
         assert!(name.ends_with(&format!(",S={}", want.len())), "{name}");
+        assert!(
+            r.stderr.contains(&format!(" size={} ", want.len())),
+            "log size is not the delivered size: {}",
+            r.stderr
+        );
         fs::remove_file(newest).unwrap();
     }
     assert!(h.files_in("tmp").is_empty());

@@ -312,6 +312,9 @@ fn finish(h: &Home, mut cases: Vec<Case>, mut expected: Vec<Option<usize>>, why:
 fn reaches(kind: Kind, step: &str, new_folder: bool) -> bool {
     match step {
         "prepended" => kind == Kind::Prepend,
+        // Only what is linked as spooled is fsynced in tmp/; PREPEND
+        // writes (and fsyncs) a new file.
+        "tmp-synced" => kind != Kind::Prepend,
         "folder-mkdir" => new_folder,
         "folder-ready" => kind == Kind::Junk || kind == Kind::NewFolder,
         _ => true,

@@ -12,7 +12,7 @@ pub mod model;
 use crate::maildir::FolderName;
 use crate::maps::{self, MapError, OpenOptions, Table};
 use crate::message::Limits;
-use crate::pattern::Pattern;
+use crate::pattern::{Haystack, Pattern, PatternGroup};
 use model::{CondRef, CondSpec, FileSpec, RuleSpec};
 use regex::{Regex, RegexBuilder};
 use std::fmt;
@@ -78,7 +78,7 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// Which layer a file is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
     System,
@@ -187,7 +187,8 @@ impl Access {
 #[derive(Debug, Clone)]
 pub enum Cond {
     /// Any occurrence of the header matches (or exists, without a pattern).
-    Header(String, Option<Pattern>),
+    /// The pattern is number `.1` of the layer's header group `.0`.
+    Header(String, Option<(usize, usize)>),
     Sender(Pattern),
     Recipient(Pattern),
     ClientAddress(Pattern),
@@ -231,6 +232,13 @@ pub struct Rule {
     pub action: Option<RuleAction>,
 }
 
+/// The patterns of all of a layer's rules on one header, compiled together.
+#[derive(Debug, Clone)]
+pub struct HeaderGroup {
+    pub name: String,
+    pub patterns: PatternGroup,
+}
+
 /// One loaded layer: the system file (or the embedded default) or a user's.
 #[derive(Debug)]
 pub struct Layer {
@@ -241,6 +249,8 @@ pub struct Layer {
     pub spam: SpamConfig,
     pub access: Access,
     pub rules: Vec<Rule>,
+    /// Header patterns, one group per header name (see `Cond::Header`).
+    pub header_groups: Vec<HeaderGroup>,
 }
 
 impl Layer {
@@ -268,11 +278,19 @@ pub fn split_status(text: &str, class: char, default: &str) -> (String, String) 
 }
 
 /// Collects diagnostics while compiling a file.
+/// Header patterns collected while loading: per header, the patterns and
+/// where each was written.
+struct PendingGroup {
+    name: String,
+    patterns: Vec<(String, usize)>,
+}
+
 struct Loader<'a> {
     file: &'a Path,
     text: &'a str,
     origin: Origin,
     diags: Vec<Diag>,
+    groups: Vec<PendingGroup>,
 }
 
 impl Loader<'_> {
@@ -313,8 +331,64 @@ impl Loader<'_> {
         }
     }
 
+    /// Registers a header pattern in its header's group: (group, index).
+    fn header_pattern(&mut self, name: &str, s: &Spanned<String>) -> (usize, usize) {
+        let g = match self
+            .groups
+            .iter()
+            .position(|g| g.name.eq_ignore_ascii_case(name))
+        {
+            Some(g) => g,
+            None => {
+                self.groups.push(PendingGroup {
+                    name: name.to_string(),
+                    patterns: Vec::new(),
+                });
+                self.groups.len() - 1
+            }
+        };
+        let pats = &mut self.groups[g].patterns;
+        pats.push((s.get_ref().clone(), s.span().start));
+        (g, pats.len() - 1)
+    }
+
+    /// Compiles the header groups, reporting each bad pattern where it is.
+    fn build_groups(&mut self) -> Vec<HeaderGroup> {
+        let mut out = Vec::new();
+        for g in std::mem::take(&mut self.groups) {
+            let pats: Vec<&str> = g.patterns.iter().map(|(p, _)| p.as_str()).collect();
+            match PatternGroup::new(&pats) {
+                Ok(patterns) => out.push(HeaderGroup {
+                    name: g.name,
+                    patterns,
+                }),
+                Err((None, e)) => {
+                    let at = g.patterns.first().map_or(0, |p| p.1);
+                    self.diag_at(
+                        at,
+                        format!("the patterns on header {:?} together: {}", g.name, e.0),
+                    );
+                }
+                Err((Some(_), _)) => {
+                    // Name every bad pattern, not only the first.
+                    for (p, at) in &g.patterns {
+                        if let Err(e) = Pattern::new(p, Haystack::Short) {
+                            self.diag_at(*at, format!("match: {}", e.0));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
     fn pattern(&mut self, s: &Spanned<String>, what: &str) -> Option<Pattern> {
-        match Pattern::new(s.get_ref()) {
+        let haystack = if what == "body" {
+            Haystack::Long
+        } else {
+            Haystack::Short
+        };
+        match Pattern::new(s.get_ref(), haystack) {
             Ok(p) => Some(p),
             Err(e) => {
                 self.diag_at(s.span().start, format!("{what}: {}", e.0));
@@ -344,12 +418,8 @@ impl Loader<'_> {
                 {
                     self.diag_at(h.span().start, format!("bad header name {:?}", h.get_ref()));
                 }
-                let re = p.as_ref().and_then(|p| self.pattern(p, "match"));
-                if p.is_some() && re.is_none() {
-                    parts.push(Cond::Any(vec![])); // never matches; the error is reported
-                } else {
-                    parts.push(Cond::Header(name.to_string(), re));
-                }
+                let test = p.as_ref().map(|p| self.header_pattern(name, p));
+                parts.push(Cond::Header(name.to_string(), test));
             }
             (None, Some(p)) => self.diag_at(p.span().start, "'match' needs 'header'"),
             (None, None) => {}
@@ -479,7 +549,13 @@ impl Loader<'_> {
         if !score.is_finite() {
             self.diag_at(at, format!("rule {name:?}: score must be a finite number"));
         }
-        if r.score.is_none() && actions.is_empty() {
+        let action_written = r.folder.is_some()
+            || r.junk.is_some()
+            || r.discard.is_some()
+            || r.inbox.is_some()
+            || r.reject.is_some()
+            || r.defer.is_some();
+        if r.score.is_none() && !action_written {
             self.diag_at(
                 at,
                 format!("rule {name:?} has neither a score nor an action"),
@@ -527,10 +603,15 @@ impl Loader<'_> {
 }
 
 /// Where a user may not go: keys only the system file may set.
-fn user_forbidden(spec: &FileSpec) -> Vec<(usize, &'static str)> {
+fn user_forbidden(spec: &FileSpec, text: &str) -> Vec<(usize, &'static str)> {
     let mut v = Vec::new();
+    // Tables have no span in the model: point at where the header is written.
+    let table_at = |header: &str| text.find(header).unwrap_or(0);
     if spec.settings.is_some() {
-        v.push((0, "[settings] may only be set in the system file"));
+        v.push((
+            table_at("[settings]"),
+            "[settings] may only be set in the system file",
+        ));
     }
     if let Some(s) = &spec.spam {
         let sys_only: [(&Option<Spanned<f64>>, &str); 3] = [
@@ -559,7 +640,10 @@ fn user_forbidden(spec: &FileSpec) -> Vec<(usize, &'static str)> {
             ));
         }
         if s.custom.is_some() {
-            v.push((0, "[[spam.custom]] may only be set in the system file"));
+            v.push((
+                table_at("[[spam.custom]]"),
+                "[[spam.custom]] may only be set in the system file",
+            ));
         }
     }
     v
@@ -597,9 +681,10 @@ pub fn load_str(
         text,
         origin,
         diags: Vec::new(),
+        groups: Vec::new(),
     };
     if l.origin == Origin::User {
-        for (at, msg) in user_forbidden(&spec) {
+        for (at, msg) in user_forbidden(&spec, text) {
             l.diag_at(at, msg);
         }
     }
@@ -754,7 +839,9 @@ pub fn load_str(
         }
     }
 
+    let header_groups = l.build_groups();
     if !l.diags.is_empty() {
+        l.diags.sort_by_key(|d| (d.line, d.col));
         return Err(l.diags);
     }
     Ok(Layer {
@@ -764,6 +851,7 @@ pub fn load_str(
         spam,
         access,
         rules,
+        header_groups,
     })
 }
 
@@ -898,6 +986,11 @@ folder = "Lists.rust"
     fn user_may_not_set_system_keys() {
         let e = err("[spam]\nvirus = \"junk\"\n", Origin::User);
         assert!(e.contains("only be set in the system file"), "{e}");
+        let e = err("# mine\n[settings]\nmax_headers = 5\n", Origin::User);
+        assert!(
+            e.starts_with("r.toml:2:1: [settings] may only be set"),
+            "{e}"
+        );
         assert!(load("[spam]\njunk_threshold = 8.0\n", Origin::User).is_ok());
     }
 
