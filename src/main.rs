@@ -10,10 +10,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Counts live heap bytes, for the budget of a user's patterns (src/budget.rs).
-#[global_allocator]
-static ALLOC: deliver::budget::Counting = deliver::budget::Counting;
-
 #[derive(Debug, Clone, Copy, ValueEnum, Default)]
 enum Format {
     #[default]
