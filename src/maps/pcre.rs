@@ -35,45 +35,27 @@
 //! regex crate's leftmost-first search finds it.
 
 use super::regex_table::{build, CompileError, Compiled, Dialect, RawPattern, RegexTable};
-use super::{MapError, Table};
+use super::MapError;
 use std::path::Path;
 
-/// A `pcre:` table.
+/// A `pcre:` table: the shared regex-table engine with this dialect.
 #[derive(Debug)]
-pub struct Pcre(RegexTable);
+pub struct Pcre;
 
 impl Pcre {
-    pub fn open(spec: &str, path: &Path) -> Result<Pcre, MapError> {
-        Ok(Pcre(RegexTable::open(spec, path, Dialect::Pcre, compile)?))
+    pub fn open(spec: &str, path: &Path) -> Result<RegexTable, MapError> {
+        RegexTable::open(spec, path, Dialect::Pcre, compile)
     }
 
     #[cfg(test)]
-    fn parse(text: &str) -> Result<Pcre, MapError> {
-        Ok(Pcre(RegexTable::parse(
+    fn parse(text: &str) -> Result<RegexTable, MapError> {
+        RegexTable::parse(
             "pcre:t",
             Path::new("t"),
             text.as_bytes(),
             Dialect::Pcre,
             compile,
-        )?))
-    }
-}
-
-impl Table for Pcre {
-    fn spec(&self) -> &str {
-        self.0.spec()
-    }
-    fn is_pattern(&self) -> bool {
-        true
-    }
-    fn lookup(&self, key: &str) -> Result<Option<String>, MapError> {
-        self.0.lookup(key)
-    }
-    fn note(&self) -> Option<String> {
-        self.0.note()
-    }
-    fn results(&self) -> Vec<(usize, String)> {
-        self.0.results()
+        )
     }
 }
 
@@ -696,6 +678,7 @@ fn class(p: &str, open: usize, out: &mut String) -> Result<usize, (usize, String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::maps::Table;
 
     fn one(rule: &str, key: &str) -> Option<String> {
         Pcre::parse(rule).unwrap().lookup(key).unwrap()

@@ -260,7 +260,7 @@ enum Rule {
 
 /// A `regexp:` or `pcre:` table.
 #[derive(Debug)]
-pub(crate) struct RegexTable {
+pub struct RegexTable {
     spec: String,
     path: PathBuf,
     dialect: Dialect,

@@ -36,50 +36,27 @@
 //! can match at the same place.
 
 use super::regex_table::{build, CompileError, Compiled, Dialect, RawPattern, RegexTable};
-use super::{MapError, Table};
+use super::MapError;
 use std::path::Path;
 
-/// A `regexp:` table.
+/// A `regexp:` table: the shared regex-table engine with this dialect.
 #[derive(Debug)]
-pub struct Regexp(RegexTable);
+pub struct Regexp;
 
 impl Regexp {
-    pub fn open(spec: &str, path: &Path) -> Result<Regexp, MapError> {
-        Ok(Regexp(RegexTable::open(
-            spec,
-            path,
-            Dialect::Posix,
-            compile,
-        )?))
+    pub fn open(spec: &str, path: &Path) -> Result<RegexTable, MapError> {
+        RegexTable::open(spec, path, Dialect::Posix, compile)
     }
 
     #[cfg(test)]
-    fn parse(text: &str) -> Result<Regexp, MapError> {
-        Ok(Regexp(RegexTable::parse(
+    fn parse(text: &str) -> Result<RegexTable, MapError> {
+        RegexTable::parse(
             "regexp:t",
             Path::new("t"),
             text.as_bytes(),
             Dialect::Posix,
             compile,
-        )?))
-    }
-}
-
-impl Table for Regexp {
-    fn spec(&self) -> &str {
-        self.0.spec()
-    }
-    fn is_pattern(&self) -> bool {
-        true
-    }
-    fn lookup(&self, key: &str) -> Result<Option<String>, MapError> {
-        self.0.lookup(key)
-    }
-    fn note(&self) -> Option<String> {
-        self.0.note()
-    }
-    fn results(&self) -> Vec<(usize, String)> {
-        self.0.results()
+        )
     }
 }
 
@@ -641,6 +618,7 @@ fn bracket(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::maps::Table;
 
     fn one(rule: &str, key: &str) -> Option<String> {
         Regexp::parse(rule).unwrap().lookup(key).unwrap()
