@@ -45,20 +45,10 @@ impl Failure {
         }
     }
 
-    /// A local I/O problem: always temporary. `4.2.0` when the mailbox is
-    /// the problem, `4.3.0` for the rest of the system (RFC 3463).
-    pub fn io(what: impl fmt::Display, err: impl fmt::Display) -> Self {
-        Failure::temp("4.3.0", format!("{what}: {err}"))
-    }
-
-    /// An I/O error while writing mail: `4.3.1` when the disk is full,
-    /// `4.2.2` over quota, `4.3.0` otherwise.
+    /// An I/O error: `4.3.1` when the disk is full, `4.2.2` over quota,
+    /// `4.3.0` otherwise (see `io_status`).
     pub fn from_io(what: impl fmt::Display, err: &std::io::Error) -> Self {
-        let status = match err.raw_os_error() {
-            Some(libc_enospc) if libc_enospc == nix::libc::ENOSPC => "4.3.1",
-            Some(edquot) if edquot == nix::libc::EDQUOT => "4.2.2",
-            _ => "4.3.0",
-        };
+        let status = io_status(err.raw_os_error(), "4.3.0");
         Failure::temp(status, format!("{what}: {err}"))
     }
 
@@ -96,6 +86,17 @@ impl std::error::Error for Failure {}
 /// Whether an errno is a resource or I/O problem of the system that a retry
 /// could fix (out of descriptors or memory, an I/O error, a full disk), as
 /// opposed to a problem with the file itself (permissions, a symlink, ...).
+/// The RFC 3463 status of an I/O error: `4.3.1` (mail system full) for
+/// ENOSPC, `4.2.2` (mailbox full) for EDQUOT, else `default`: `4.2.0` when
+/// the mailbox is the problem, `4.3.0` for the rest of the system.
+pub fn io_status(errno: Option<i32>, default: &'static str) -> &'static str {
+    match errno {
+        Some(nix::libc::ENOSPC) => "4.3.1",
+        Some(nix::libc::EDQUOT) => "4.2.2",
+        _ => default,
+    }
+}
+
 pub fn is_transient(errno: i32) -> bool {
     use nix::libc::*;
     matches!(

@@ -143,11 +143,7 @@ fn fail(what: impl std::fmt::Display, e: Errno) -> Failure {
 }
 
 fn status_of(e: Errno) -> &'static str {
-    match e {
-        Errno::EDQUOT => "4.2.2",
-        Errno::ENOSPC => "4.3.1",
-        _ => "4.2.0",
-    }
+    crate::exit::io_status(Some(e as i32), "4.2.0")
 }
 
 fn hostname() -> &'static str {
@@ -458,13 +454,14 @@ impl Maildir {
         };
         let (new_fd, dir_path, used) = match target {
             Some((fd, f)) => (fd, self.path.join(&f.dir).join("new"), Some(f.clone())),
-            None => {
-                let (fd, _) = open_dir(self.root.as_fd(), "new", true).map_err(|e| {
-                    self.discard_ref(&tmp);
-                    Failure::temp("4.2.0", dir_error(&self.path.join("new"), e))
-                })?;
-                (fd, self.path.join("new"), None)
-            }
+            None => match open_dir(self.root.as_fd(), "new", true) {
+                Ok((fd, _)) => (fd, self.path.join("new"), None),
+                Err(e) => {
+                    self.discard(tmp);
+                    let why = dir_error(&self.path.join("new"), e);
+                    return Err(Failure::temp("4.2.0", why));
+                }
+            },
         };
         let result = self.link_into(&tmp, &new_fd, &dir_path, size);
         self.discard(tmp);
@@ -474,10 +471,6 @@ impl Maildir {
             folder: used,
             fallback,
         })
-    }
-
-    fn discard_ref(&self, tmp: &TmpFile) {
-        let _ = unlinkat(&self.tmp, tmp.name.as_str(), UnlinkatFlags::NoRemoveDir);
     }
 
     fn link_into(

@@ -208,8 +208,8 @@ pub fn read_message<W: Write>(
     sink: &mut W,
 ) -> Result<Spooled, Failure> {
     let mut r = BufReader::with_capacity(64 * 1024, input);
-    let head =
-        message::read_head(&mut r, limits).map_err(|e| Failure::io("reading the message", e))?;
+    let head = message::read_head(&mut r, limits)
+        .map_err(|e| Failure::from_io("reading the message", &e))?;
     let mut window = Vec::new();
     let size = message::spool(&mut r, &head, sink, &mut window, limits.body_window)
         .map_err(|e| Failure::from_io("spooling the message", &e))?;

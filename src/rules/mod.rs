@@ -603,58 +603,47 @@ impl Loader<'_> {
 }
 
 /// Where a user may not go: keys only the system file may set.
-fn user_forbidden(spec: &FileSpec, text: &str) -> Vec<(usize, &'static str)> {
-    let mut v = Vec::new();
+fn user_forbidden(spec: &FileSpec, text: &str) -> Vec<(usize, String)> {
     // Tables have no span in the model: point at where the header is written.
     let table_at = |header: &str| text.find(header).unwrap_or(0);
+    let mut found: Vec<(usize, String)> = Vec::new();
     if spec.settings.is_some() {
-        v.push((
-            table_at("[settings]"),
-            "[settings] may only be set in the system file",
-        ));
+        found.push((table_at("[settings]"), "[settings]".into()));
     }
     if let Some(s) = &spec.spam {
-        let sys_only: [(&Option<Spanned<f64>>, &str); 3] = [
-            (&s.discard_threshold, "discard_threshold"),
-            (&s.user_junk_threshold_min, "user_junk_threshold_min"),
-            (&s.user_junk_threshold_max, "user_junk_threshold_max"),
+        let keys = [
+            (
+                s.discard_threshold.as_ref().map(|k| k.span()),
+                "'discard_threshold'",
+            ),
+            (
+                s.user_junk_threshold_min.as_ref().map(|k| k.span()),
+                "'user_junk_threshold_min'",
+            ),
+            (
+                s.user_junk_threshold_max.as_ref().map(|k| k.span()),
+                "'user_junk_threshold_max'",
+            ),
+            (s.virus.as_ref().map(|k| k.span()), "'virus'"),
+            (s.dialects.as_ref().map(|k| k.span()), "'dialects'"),
+            (
+                s.trust_negative_scores.as_ref().map(|k| k.span()),
+                "'trust_negative_scores'",
+            ),
         ];
-        for (k, name) in sys_only {
-            if let Some(k) = k {
-                v.push((k.span().start, leak_msg(name)));
+        for (span, key) in keys {
+            if let Some(span) = span {
+                found.push((span.start, key.into()));
             }
         }
-        if let Some(k) = &s.virus {
-            v.push((k.span().start, "'virus' may only be set in the system file"));
-        }
-        if let Some(k) = &s.dialects {
-            v.push((
-                k.span().start,
-                "'dialects' may only be set in the system file",
-            ));
-        }
-        if let Some(k) = &s.trust_negative_scores {
-            v.push((
-                k.span().start,
-                "'trust_negative_scores' may only be set in the system file",
-            ));
-        }
         if s.custom.is_some() {
-            v.push((
-                table_at("[[spam.custom]]"),
-                "[[spam.custom]] may only be set in the system file",
-            ));
+            found.push((table_at("[[spam.custom]]"), "[[spam.custom]]".into()));
         }
     }
-    v
-}
-
-fn leak_msg(name: &str) -> &'static str {
-    match name {
-        "discard_threshold" => "'discard_threshold' may only be set in the system file",
-        "user_junk_threshold_min" => "'user_junk_threshold_min' may only be set in the system file",
-        _ => "'user_junk_threshold_max' may only be set in the system file",
-    }
+    found
+        .into_iter()
+        .map(|(at, key)| (at, format!("{key} may only be set in the system file")))
+        .collect()
 }
 
 /// Parses and compiles one rules file. All problems are returned together.
