@@ -25,7 +25,9 @@
 //!   An `endif` without `if` and an `if` without `endif` are notes, as in
 //!   Postfix; a failed `if` without `endif` then ends the search.
 
-use super::source::{for_each_logical_line, is_space, trim_end_space, LogicalLine};
+use super::source::{
+    for_each_logical_line, is_space, trim_end_space, unclosed_if_notes, LogicalLine,
+};
 use super::{join_notes, read_source, MapError, Table};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -321,14 +323,13 @@ impl Cidr {
             }
             Ok(())
         })?;
-        for i in stack {
-            if let Rule::If { line, .. } = rules[i] {
-                notes.push(format!(
-                    "{}, line {line}: IF has no matching ENDIF",
-                    path.display()
-                ));
-            }
-        }
+        notes.extend(unclosed_if_notes(
+            path,
+            stack.iter().filter_map(|&i| match rules[i] {
+                Rule::If { line, .. } => Some(line),
+                _ => None,
+            }),
+        ));
         reader_notes.append(&mut notes);
         Ok(Cidr {
             spec: spec.to_string(),

@@ -209,37 +209,11 @@ fn escape(
             if b.get(n) != Some(&b'{') {
                 return Err((i, "missing opening brace after \\o".into()));
             }
-            let close = p[n..]
-                .find('}')
-                .map(|k| n + k)
-                .ok_or((i, "missing } after \\o{".to_string()))?;
-            let digits = &p[n + 1..close];
-            let v = u32::from_str_radix(digits, 8)
-                .map_err(|_| (i, "bad octal digits in \\o{...}".to_string()))?;
-            if v > 0xff {
-                return Err((
-                    i,
-                    "character code in \\o{...} too large for non-UTF mode".into(),
-                ));
-            }
-            Ok((Esc::Byte(v as u8), close + 1))
+            braced_code(p, i, n, 'o', 8, "octal")
         }
         b'x' => {
             if b.get(n) == Some(&b'{') {
-                let close = p[n..]
-                    .find('}')
-                    .map(|k| n + k)
-                    .ok_or((i, "missing } after \\x{".to_string()))?;
-                let digits = &p[n + 1..close];
-                let v = u32::from_str_radix(digits, 16)
-                    .map_err(|_| (i, "bad hexadecimal digits in \\x{...}".to_string()))?;
-                if v > 0xff {
-                    return Err((
-                        i,
-                        "character code in \\x{...} too large for non-UTF mode".into(),
-                    ));
-                }
-                Ok((Esc::Byte(v as u8), close + 1))
+                braced_code(p, i, n, 'x', 16, "hexadecimal")
             } else {
                 let mut v: u32 = 0;
                 let mut j = n;
@@ -325,6 +299,30 @@ fn escape(
 
 /// Is there a valid counted repetition `{n}`, `{n,}` or `{n,m}` at `i`?
 /// Returns its end (after `}`).
+/// `\o{...}` or `\x{...}` (the `{` at byte `n`): one byte's code in `radix`.
+fn braced_code(
+    p: &str,
+    i: usize,
+    n: usize,
+    letter: char,
+    radix: u32,
+    digits_name: &str,
+) -> Result<(Esc, usize), (usize, String)> {
+    let close = p[n..]
+        .find('}')
+        .map(|k| n + k)
+        .ok_or((i, format!("missing }} after \\{letter}{{")))?;
+    let v = u32::from_str_radix(&p[n + 1..close], radix)
+        .map_err(|_| (i, format!("bad {digits_name} digits in \\{letter}{{...}}")))?;
+    if v > 0xff {
+        return Err((
+            i,
+            format!("character code in \\{letter}{{...}} too large for non-UTF mode"),
+        ));
+    }
+    Ok((Esc::Byte(v as u8), close + 1))
+}
+
 fn counted(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
     let s = j;

@@ -14,7 +14,9 @@
 //! [`DFA_SIZE_LIMIT`], so a hostile pattern cannot exhaust memory, and the
 //! regex crate's matching time is linear in the key length.
 
-use super::source::{for_each_logical_line, is_space, trim_start_space, LogicalLine};
+use super::source::{
+    for_each_logical_line, is_space, trim_start_space, unclosed_if_notes, LogicalLine,
+};
 use super::{join_notes, read_source, MapError, Table};
 use regex::bytes::{Regex, RegexBuilder};
 use std::path::{Path, PathBuf};
@@ -502,14 +504,13 @@ impl RegexTable {
                 "unrecognized request: expected /pattern/ result, if /pattern/ or endif",
             ))
         })?;
-        for i in stack {
-            if let Rule::If { line, .. } = rules[i] {
-                notes.push(format!(
-                    "{}, line {line}: IF has no matching ENDIF",
-                    path.display()
-                ));
-            }
-        }
+        notes.extend(unclosed_if_notes(
+            path,
+            stack.iter().filter_map(|&i| match rules[i] {
+                Rule::If { line, .. } => Some(line),
+                _ => None,
+            }),
+        ));
         reader_notes.append(&mut notes);
         Ok(RegexTable {
             spec: spec.to_string(),

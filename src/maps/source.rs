@@ -86,6 +86,13 @@ impl LogicalLine {
     }
 }
 
+/// The note Postfix logs for each `if` left open at the end of a table.
+pub(crate) fn unclosed_if_notes(path: &Path, if_lines: impl Iterator<Item = usize>) -> Vec<String> {
+    if_lines
+        .map(|line| format!("{}, line {line}: IF has no matching ENDIF", path.display()))
+        .collect()
+}
+
 /// Calls `f` for each logical line of `data` (the content of `path`).
 /// `notes` collects the warnings Postfix would log without dropping input.
 pub(crate) fn for_each_logical_line<F>(
