@@ -40,7 +40,6 @@
 //! less than 0.1 ms and cost one more file per table in the cache.
 
 use super::cdb::{Cdb, CdbWriter};
-use std::collections::HashMap;
 use std::fs::{self, File, Metadata};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -53,9 +52,22 @@ pub const THRESHOLD: u64 = 16 * 1024;
 /// Sources modified less than this many seconds ago are not indexed.
 pub const HOT_SECONDS: u64 = 2;
 
-const VERSION: &str = "v1";
 const META_KEY: &[u8] = b"\0deliver-index-v1";
 const NOTES_KEY: &[u8] = b"\0notes";
+
+/// What is cached: its file-name prefix and format version. A new version
+/// selects new file names, so an old index is never read by a newer format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kind {
+    pub prefix: &'static str,
+    pub version: &'static str,
+}
+
+/// Indexes of large text access tables.
+pub const MAP: Kind = Kind {
+    prefix: "",
+    version: "v1",
+};
 
 /// What identifies one version of a source file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +110,7 @@ fn absolute(path: &Path) -> PathBuf {
 }
 
 /// The file name prefix shared by all indexes of `path`.
-fn prefix(path: &Path) -> String {
+fn prefix(kind: Kind, path: &Path) -> String {
     use std::os::unix::ffi::OsStrExt;
     let abs = absolute(path);
     let stem: String = abs
@@ -116,19 +128,24 @@ fn prefix(path: &Path) -> String {
         .take(40)
         .collect();
     let stem = stem.trim_start_matches('.');
-    format!("{}-{:016x}-", stem, fnv1a(abs.as_os_str().as_bytes()))
+    format!(
+        "{}{}-{:016x}-",
+        kind.prefix,
+        stem,
+        fnv1a(abs.as_os_str().as_bytes())
+    )
 }
 
 /// The index file name of one version of `path`.
-pub(crate) fn index_name(path: &Path, id: &SourceId) -> String {
+pub(crate) fn index_name(kind: Kind, path: &Path, id: &SourceId) -> String {
     format!(
         "{}{:x}-{:x}-{:x}-{:x}.{}.cdb",
-        prefix(path),
+        prefix(kind, path),
         id.dev,
         id.ino,
         id.size,
         id.mtime_ns,
-        VERSION
+        kind.version
     )
 }
 
@@ -186,13 +203,14 @@ fn check_dir(dir: &Path) -> Result<(), String> {
 /// `Ok(None)`: no usable index yet (build one). `Err`: the cache directory is
 /// not usable at all.
 pub(crate) fn open_index(
+    kind: Kind,
     dir: &Path,
     path: &Path,
     meta: &Metadata,
 ) -> Result<Option<(Cdb, Vec<String>)>, String> {
     check_dir(dir)?;
     let id = SourceId::of(meta);
-    let ipath = dir.join(index_name(path, &id));
+    let ipath = dir.join(index_name(kind, path, &id));
     let file = match File::open(&ipath) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -236,13 +254,14 @@ fn unique_suffix() -> String {
     )
 }
 
-/// Write the index of `path` (whose parsed content is `map`) into `dir`.
+/// Write the index of `path` (whose parsed content is `entries`) into `dir`.
 /// Returns the index path.
-pub(crate) fn write_index(
+pub(crate) fn write_index<'a>(
+    kind: Kind,
     dir: &Path,
     path: &Path,
     meta: &Metadata,
-    map: &HashMap<String, String>,
+    entries: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     notes: &[String],
 ) -> Result<PathBuf, String> {
     let id = SourceId::of(meta);
@@ -262,7 +281,7 @@ pub(crate) fn write_index(
         ));
     }
     check_dir(dir)?;
-    let name = index_name(path, &id);
+    let name = index_name(kind, path, &id);
     let final_path = dir.join(&name);
     let tmp_path = dir.join(format!(".{name}.{}.tmp", unique_suffix()));
     let result = (|| -> io::Result<()> {
@@ -274,8 +293,8 @@ pub(crate) fn write_index(
         let mut w = CdbWriter::new(file)?;
         w.add(META_KEY, &meta_value(path, &id))?;
         w.add(NOTES_KEY, notes.join("\n").as_bytes())?;
-        for (k, v) in map {
-            w.add(k.as_bytes(), v.as_bytes())?;
+        for (k, v) in entries {
+            w.add(k, v)?;
         }
         let file = w.finish()?;
         file.set_permissions(fs::Permissions::from_mode(0o600))?;
@@ -287,13 +306,13 @@ pub(crate) fn write_index(
         let _ = fs::remove_file(&tmp_path);
         return Err(format!("cannot write {}: {e}", final_path.display()));
     }
-    remove_stale(dir, path, &name);
+    remove_stale(kind, dir, path, &name);
     Ok(final_path)
 }
 
 /// Remove the other indexes of `path`, and its abandoned temporary files.
-fn remove_stale(dir: &Path, path: &Path, keep: &str) {
-    let prefix = prefix(path);
+fn remove_stale(kind: Kind, dir: &Path, path: &Path, keep: &str) {
+    let prefix = prefix(kind, path);
     let tmp_prefix = format!(".{prefix}");
     let Ok(entries) = fs::read_dir(dir) else {
         return;
@@ -334,12 +353,15 @@ mod tests {
         };
         let b = SourceId { mtime_ns: 5, ..a };
         let p = Path::new("/etc/postfix/sender access");
-        let na = index_name(p, &a);
-        let nb = index_name(p, &b);
+        let na = index_name(MAP, p, &a);
+        let nb = index_name(MAP, p, &b);
         assert_ne!(na, nb);
-        assert!(na.starts_with(&prefix(p)) && nb.starts_with(&prefix(p)));
+        assert!(na.starts_with(&prefix(MAP, p)) && nb.starts_with(&prefix(MAP, p)));
         assert!(na.starts_with("sender_access-"), "{na}");
-        assert_ne!(prefix(p), prefix(Path::new("/etc/postfix2/sender access")));
+        assert_ne!(
+            prefix(MAP, p),
+            prefix(MAP, Path::new("/etc/postfix2/sender access"))
+        );
     }
 
     #[test]

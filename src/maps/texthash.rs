@@ -170,7 +170,7 @@ impl TextHash {
         if let Some(dir) = &opts.cache_dir {
             let meta = std::fs::metadata(path).map_err(|e| file_err(path, format!("open: {e}")))?;
             if meta.is_file() && meta.len() > index::THRESHOLD {
-                match index::open_index(dir, path, &meta) {
+                match index::open_index(index::MAP, dir, path, &meta) {
                     Ok(Some((cdb, mut inotes))) => {
                         notes.append(&mut inotes);
                         return Ok(TextHash {
@@ -190,9 +190,14 @@ impl TextHash {
                                 "{} changed while it was read; index not written",
                                 path.display()
                             ));
-                        } else if let Err(why) =
-                            index::write_index(dir, path, &meta, &parsed.map, &parsed.notes)
-                        {
+                        } else if let Err(why) = index::write_index(
+                            index::MAP,
+                            dir,
+                            path,
+                            &meta,
+                            parsed.map.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())),
+                            &parsed.notes,
+                        ) {
                             notes.push(format!("index cache not used: {why}"));
                         }
                         return Ok(TextHash {
