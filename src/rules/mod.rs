@@ -7,6 +7,7 @@
 //!
 //! The format is documented in deliver.rules(5).
 
+pub mod literal;
 pub mod model;
 
 use crate::maildir::FolderName;
