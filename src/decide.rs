@@ -527,6 +527,13 @@ pub fn valid_header_line(h: &str) -> bool {
 
 /// Decides what to do with a message.
 pub fn decide(input: &Input, system: &Layer, user: Option<&Layer>) -> Decision {
+    // A layer from the rules cache must first get the rules this message
+    // can trigger (`rules::cache::Deferred::complete`); deciding without
+    // them would skip rules. A bug, caught: the panic is a deferral (75).
+    assert!(
+        system.deferred.is_none() && user.is_none_or(|u| u.deferred.is_none()),
+        "decide() on a layer whose rules are still in the cache"
+    );
     let mut cx = Ctx {
         input,
         body: OnceCell::new(),

@@ -10,9 +10,10 @@ use crate::maildir::{self, Maildir};
 use crate::maps::OpenOptions;
 use crate::message::{self, Head, Limits};
 use crate::privs::{self, Recipient};
+use crate::rules::cache::{self, LoadError};
 use crate::rules::{self, Diag, Layer, Origin};
 use crate::testhook;
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -49,14 +50,24 @@ fn cache_dir(home: Option<&Path>) -> Option<PathBuf> {
 
 /// Loads the system layer. A missing default file means the embedded
 /// default; any other problem is a temporary failure (75) naming the file,
-/// line and column, so mail waits until the admin fixes it.
-pub fn load_system(path: Option<&Path>, cache: Option<PathBuf>) -> Result<Layer, Failure> {
+/// line and column, so mail waits until the admin fixes it. With `defer`,
+/// the rules may stay in the rules cache until the message is read
+/// (`Layers::complete`).
+pub fn load_system(
+    path: Option<&Path>,
+    cache: Option<PathBuf>,
+    defer: bool,
+) -> Result<Layer, Failure> {
     let (path, explicit) = match path {
         Some(p) => (p.to_path_buf(), true),
         None => (PathBuf::from(rules::SYSTEM_RULES), false),
     };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
+    let opened = File::open(&path).and_then(|f| {
+        let m = f.metadata()?;
+        Ok((f, m))
+    });
+    let (file, meta) = match opened {
+        Ok(fm) => fm,
         Err(e) if e.kind() == io::ErrorKind::NotFound && !explicit => {
             return Ok(rules::default_layer())
         }
@@ -67,26 +78,26 @@ pub fn load_system(path: Option<&Path>, cache: Option<PathBuf>) -> Result<Layer,
             ))
         }
     };
-    rules::load_str(
-        &text,
-        &path,
-        Origin::System,
-        &OpenOptions { cache_dir: cache },
-    )
-    .map_err(|diags| {
-        let more = if diags.len() > 1 {
-            format!(" (and {} more)", diags.len() - 1)
-        } else {
-            String::new()
-        };
-        Failure::temp("4.3.5", format!("system rules: {}{more}", diags[0]))
+    let opts = OpenOptions { cache_dir: cache };
+    cache::load(file, &meta, &path, Origin::System, &opts, defer).map_err(|e| match e {
+        LoadError::Read(e) => {
+            Failure::temp("4.3.5", format!("system rules {}: {e}", path.display()))
+        }
+        LoadError::Diags(diags) => {
+            let more = if diags.len() > 1 {
+                format!(" (and {} more)", diags.len() - 1)
+            } else {
+                String::new()
+            };
+            Failure::temp("4.3.5", format!("system rules: {}{more}", diags[0]))
+        }
     })
 }
 
-/// Checks that a user's rules file belongs to the user and is not writable
-/// by group or others. Returns the file's text.
-pub fn read_user_file(path: &Path, uid: u32) -> Result<Option<String>, String> {
-    let mut f = match File::open(path) {
+/// Opens a user's rules file and checks that it belongs to the user and is
+/// not writable by group or others.
+fn open_user_file(path: &Path, uid: u32) -> Result<Option<(File, Metadata)>, String> {
+    let f = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("{}: {e}", path.display())),
@@ -111,6 +122,14 @@ pub fn read_user_file(path: &Path, uid: u32) -> Result<Option<String>, String> {
             md.mode() & 0o7777
         ));
     }
+    Ok(Some((f, md)))
+}
+
+/// Checks a user's rules file as `open_user_file` does. Returns its text.
+pub fn read_user_file(path: &Path, uid: u32) -> Result<Option<String>, String> {
+    let Some((mut f, _)) = open_user_file(path, uid)? else {
+        return Ok(None);
+    };
     let mut text = String::new();
     f.read_to_string(&mut text)
         .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -125,10 +144,11 @@ pub fn user_rules_path(opt: Option<&Path>, home: Option<&Path>) -> Option<PathBu
 
 /// Loads both layers. The user's file is ignored (and the reason kept) when
 /// it has a bad owner or mode or does not load: a user never loses mail to
-/// their own typo.
-pub fn load_layers(opts: &Options, who: &Recipient) -> Result<Layers, Failure> {
+/// their own typo. With `defer`, rules may stay in the rules cache until
+/// the message is read (`Layers::complete`).
+pub fn load_layers(opts: &Options, who: &Recipient, defer: bool) -> Result<Layers, Failure> {
     let cache = cache_dir(who.home.as_deref());
-    let system = load_system(opts.rules.as_deref(), cache.clone())?;
+    let system = load_system(opts.rules.as_deref(), cache.clone(), defer)?;
     let user_path = user_rules_path(opts.user_rules.as_deref(), who.home.as_deref());
     let mut layers = Layers {
         system,
@@ -136,40 +156,106 @@ pub fn load_layers(opts: &Options, who: &Recipient) -> Result<Layers, Failure> {
         user_ignored: None,
         user_path: user_path.clone(),
     };
-    let Some(path) = user_path else {
-        return Ok(layers);
-    };
-    let ignored = match read_user_file(&path, who.uid) {
-        Ok(None) => None,
-        Ok(Some(text)) => match load_user_str(&text, &path, cache) {
-            Ok(l) => {
-                layers.user = Some(l);
-                None
-            }
-            Err(diags) => Some(format_diags(&diags)),
-        },
-        Err(why) => Some(why),
-    };
-    // The user's file (or a table it names) could not be read because the
-    // system is short of descriptors or memory, or the disk failed: not the
-    // user's doing, and a retry will read it. Ignoring the file would file
-    // or keep mail against the user's rules.
-    if let Some(why) = &ignored {
-        if crate::exit::mentions_transient_error(why) {
-            return Err(Failure::temp("4.3.0", format!("user rules: {why}")));
-        }
+    if let Some(path) = user_path {
+        let cache = user_cache_dir(&layers.system, who);
+        let (user, ignored) = load_user(&path, who.uid, cache, defer)?;
+        layers.user = user;
+        layers.user_ignored = ignored;
     }
-    layers.user_ignored = ignored;
     Ok(layers)
 }
 
-/// Loads a user's rules file. Many patterns, each within its own bound,
-/// must not add up to more memory than a user may ask for (src/budget.rs).
-fn load_user_str(text: &str, path: &Path, cache: Option<PathBuf>) -> Result<Layer, Vec<Diag>> {
+/// Where the user's layer keeps its caches (map indexes, rules cache): the
+/// system's `map_cache_dir` when it sets one, else `~/.cache/deliver`.
+fn user_cache_dir(system: &Layer, who: &Recipient) -> Option<PathBuf> {
+    system
+        .settings
+        .map_cache_dir
+        .clone()
+        .or_else(|| cache_dir(who.home.as_deref()))
+}
+
+/// Loads a user's rules file: the layer, or why it is ignored.
+fn load_user(
+    path: &Path,
+    uid: u32,
+    cache: Option<PathBuf>,
+    defer: bool,
+) -> Result<(Option<Layer>, Option<String>), Failure> {
+    let loaded = match open_user_file(path, uid) {
+        Ok(None) => Ok(None),
+        Ok(Some((file, meta))) => {
+            let opts = OpenOptions { cache_dir: cache };
+            user_budget(|| cache::load(file, &meta, path, Origin::User, &opts, defer))
+                .map_err(|e| match e {
+                    LoadError::Read(e) => format!("{}: {e}", path.display()),
+                    LoadError::Diags(d) => format_diags(&d),
+                })
+                .map(Some)
+        }
+        Err(why) => Err(why),
+    };
+    match loaded {
+        Ok(l) => Ok((l, None)),
+        // The user's file (or a table it names) could not be read because
+        // the system is short of descriptors or memory, or the disk failed:
+        // not the user's doing, and a retry will read it. Ignoring the file
+        // would file or keep mail against the user's rules.
+        Err(why) if crate::exit::mentions_transient_error(&why) => {
+            Err(Failure::temp("4.3.0", format!("user rules: {why}")))
+        }
+        Err(why) => Ok((None, Some(why))),
+    }
+}
+
+/// Runs `f` (which compiles a user's rules) within the user's memory
+/// budget: many patterns, each within its own bound, must not add up to
+/// more memory than a user may ask for (src/budget.rs).
+fn user_budget<T>(f: impl FnOnce() -> T) -> T {
     crate::budget::arm(Some(crate::budget::USER_LIMIT));
-    let l = rules::load_str(text, path, Origin::User, &OpenOptions { cache_dir: cache });
+    let out = f();
     crate::budget::arm(None);
-    l
+    out
+}
+
+impl Layers {
+    /// Compiles the rules the rules cache left for the message: those its
+    /// headers can trigger (src/rules/cache.rs). If the cache fails here,
+    /// the file is loaded in full instead, as without a cache.
+    pub fn complete(
+        &mut self,
+        headers: &message::Headers,
+        opts: &Options,
+        who: &Recipient,
+        log: &Logger,
+    ) -> Result<(), Failure> {
+        if let Some(d) = self.system.deferred.take() {
+            if let Err(why) = d.complete(&mut self.system, headers) {
+                log.warn(&format!(
+                    "rules cache of {}: {why}; loading the file",
+                    self.system.describe()
+                ));
+                let cache = cache_dir(who.home.as_deref());
+                self.system = load_system(opts.rules.as_deref(), cache, false)?;
+            }
+        }
+        if let Some(user) = &mut self.user {
+            if let Some(d) = user.deferred.take() {
+                if let Err(why) = user_budget(|| d.complete(user, headers)) {
+                    log.warn(&format!(
+                        "rules cache of {}: {why}; loading the file",
+                        user.describe()
+                    ));
+                    let path = self.user_path.clone().unwrap_or_default();
+                    let cache = user_cache_dir(&self.system, who);
+                    let (user, ignored) = load_user(&path, who.uid, cache, false)?;
+                    self.user = user;
+                    self.user_ignored = ignored;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 pub fn format_diags(diags: &[Diag]) -> String {
@@ -317,10 +403,7 @@ pub fn deliver(opts: &Options, input: impl Read, log: &Logger) -> Result<(), Fai
         read_env("HOME").map(PathBuf::from),
         false,
     )?;
-    let layers = load_layers(opts, &who)?;
-    if let Some(why) = &layers.user_ignored {
-        log.warn(&format!("ignoring user rules: {why}"));
-    }
+    let mut layers = load_layers(opts, &who, true)?;
     let limits = layers.system.settings.limits;
     let md_path = maildir_path(opts, &who)?;
     let md = Maildir::open(&md_path)?;
@@ -336,6 +419,13 @@ pub fn deliver(opts: &Options, input: impl Read, log: &Logger) -> Result<(), Fai
         }
     };
     testhook::pause("tmp-written");
+    if let Err(f) = layers.complete(&sp.head.headers, opts, &who, log) {
+        md.discard(tmp);
+        return Err(f);
+    }
+    if let Some(why) = &layers.user_ignored {
+        log.warn(&format!("ignoring user rules: {why}"));
+    }
     let env = Envelope::resolve(
         &opts.envelope,
         &read_env,
@@ -421,7 +511,8 @@ pub fn dry_run(opts: &Options, input: impl Read) -> Result<DryRun, Failure> {
         read_env("HOME").map(PathBuf::from),
         true,
     )?;
-    let layers = load_layers(opts, &who)?;
+    // The whole files, so that --test can show every rule.
+    let layers = load_layers(opts, &who, false)?;
     let limits = layers.system.settings.limits;
     let spooled = read_message(input, &limits, &mut io::sink())?;
     let envelope = Envelope::resolve(

@@ -319,11 +319,10 @@ mod tests {
                 " tickets for you"
             ])
         );
-        assert_eq!(req("(?i)(cheap|discount|bargain) zqitem7"), v(&[
-            "bargain zqitem7",
-            "cheap zqitem7",
-            "discount zqitem7"
-        ]));
+        assert_eq!(
+            req("(?i)(cheap|discount|bargain) zqitem7"),
+            v(&["bargain zqitem7", "cheap zqitem7", "discount zqitem7"])
+        );
         assert_eq!(req("foo.*barbaz"), v(&["barbaz"]));
         assert_eq!(req("colou?r"), v(&["color", "colour"]));
         assert_eq!(req("(ab){2}c"), v(&["ababc"]));
@@ -360,7 +359,10 @@ mod tests {
             let Some(set) = req(p) else { continue };
             for m in re.find_iter(hay) {
                 let f = fold(m.as_str());
-                assert!(set.iter().any(|s| f.contains(s.as_str())), "{p} {hay} {set:?}");
+                assert!(
+                    set.iter().any(|s| f.contains(s.as_str())),
+                    "{p} {hay} {set:?}"
+                );
             }
         }
     }
@@ -369,8 +371,8 @@ mod tests {
         use proptest::prelude::*;
         prop_oneof![
             proptest::sample::select(vec![
-                "a", "b", "s", "S", "ſ", "k", "K", "\u{212A}", "σ", "ς", "Σ", "ß", "ẞ", "İ",
-                "i", ".", "\\d", "\\w", "[ab]", "[sſ]", "[^a]", "^", "$", "\\b", "-", " ",
+                "a", "b", "s", "S", "ſ", "k", "K", "\u{212A}", "σ", "ς", "Σ", "ß", "ẞ", "İ", "i",
+                ".", "\\d", "\\w", "[ab]", "[sſ]", "[^a]", "^", "$", "\\b", "-", " ",
             ])
             .prop_map(str::to_string),
             "[a-c]{1,4}",
@@ -385,7 +387,10 @@ mod tests {
                 proptest::collection::vec(inner.clone(), 2..4).prop_map(|v| v.concat()),
                 proptest::collection::vec(inner.clone(), 2..4)
                     .prop_map(|v| format!("(?:{})", v.join("|"))),
-                (inner.clone(), proptest::sample::select(vec!["?", "+", "*", "{2}", "{1,3}"]))
+                (
+                    inner.clone(),
+                    proptest::sample::select(vec!["?", "+", "*", "{2}", "{1,3}"])
+                )
                     .prop_map(|(p, q)| format!("(?:{p}){q}")),
                 inner.prop_map(|p| format!("(?i:{p})")),
             ]

@@ -7,6 +7,7 @@
 //!
 //! The format is documented in deliver.rules(5).
 
+pub mod cache;
 pub mod literal;
 pub mod model;
 
@@ -252,6 +253,10 @@ pub struct Layer {
     pub rules: Vec<Rule>,
     /// Header patterns, one group per header name (see `Cond::Header`).
     pub header_groups: Vec<HeaderGroup>,
+    /// Set when the layer came from the rules cache: `rules` and
+    /// `header_groups` are still to be compiled for the message at hand
+    /// (`cache::Deferred::complete`); the decision refuses such a layer.
+    pub deferred: Option<cache::Deferred>,
 }
 
 impl Layer {
@@ -570,6 +575,17 @@ impl Loader<'_> {
         })
     }
 
+    /// Compiles the `[[rule]]` tables and their header groups.
+    fn rules(&mut self, specs: &[RuleSpec]) -> (Vec<Rule>, Vec<HeaderGroup>) {
+        let mut rules = Vec::new();
+        for (i, r) in specs.iter().enumerate() {
+            if let Some(rule) = self.rule(i, r) {
+                rules.push(rule);
+            }
+        }
+        (rules, self.build_groups())
+    }
+
     /// A relative table path is relative to the rules file's directory.
     fn resolve_spec(&self, spec: &str) -> String {
         match spec.split_once(':') {
@@ -654,18 +670,53 @@ pub fn load_str(
     origin: Origin,
     opts: &OpenOptions,
 ) -> Result<Layer, Vec<Diag>> {
-    let spec: FileSpec = match toml::from_str(text) {
-        Ok(s) => s,
-        Err(e) => {
-            let (line, col) = e.span().map_or((0, 0), |s| line_col(text, s.start));
-            return Err(vec![Diag {
-                file: file.to_path_buf(),
-                line,
-                col,
-                msg: e.message().trim().to_string(),
-            }]);
-        }
+    load_spec(text, file, origin, opts).map(|(layer, _)| layer)
+}
+
+/// Parses the TOML of a rules file (or of a piece the rules cache stored).
+pub(crate) fn parse_spec(text: &str, file: &Path) -> Result<FileSpec, Vec<Diag>> {
+    toml::from_str(text).map_err(|e| {
+        let (line, col) = e.span().map_or((0, 0), |s| line_col(text, s.start));
+        vec![Diag {
+            file: file.to_path_buf(),
+            line,
+            col,
+            msg: e.message().trim().to_string(),
+        }]
+    })
+}
+
+/// Compiles `[[rule]]` tables alone: the rules and their header groups.
+/// `text` is what they were parsed from (for positions).
+pub(crate) fn compile_rules(
+    specs: &[RuleSpec],
+    text: &str,
+    file: &Path,
+    origin: Origin,
+) -> Result<(Vec<Rule>, Vec<HeaderGroup>), Vec<Diag>> {
+    let mut l = Loader {
+        file,
+        text,
+        origin,
+        diags: Vec::new(),
+        groups: Vec::new(),
     };
+    let out = l.rules(specs);
+    if l.diags.is_empty() {
+        Ok(out)
+    } else {
+        Err(l.diags)
+    }
+}
+
+/// `load_str`, also returning the parsed file (for the rules cache).
+pub(crate) fn load_spec(
+    text: &str,
+    file: &Path,
+    origin: Origin,
+    opts: &OpenOptions,
+) -> Result<(Layer, FileSpec), Vec<Diag>> {
+    let spec = parse_spec(text, file)?;
     let mut l = Loader {
         file,
         text,
@@ -822,19 +873,12 @@ pub fn load_str(
         access.recipient = l.maps(&a.recipient, &opts);
     }
 
-    let mut rules = Vec::new();
-    for (i, r) in spec.rule.iter().enumerate() {
-        if let Some(rule) = l.rule(i, r) {
-            rules.push(rule);
-        }
-    }
-
-    let header_groups = l.build_groups();
+    let (rules, header_groups) = l.rules(&spec.rule);
     if !l.diags.is_empty() {
         l.diags.sort_by_key(|d| (d.line, d.col));
         return Err(l.diags);
     }
-    Ok(Layer {
+    let layer = Layer {
         origin,
         path: Some(file.to_path_buf()),
         settings,
@@ -842,7 +886,9 @@ pub fn load_str(
         access,
         rules,
         header_groups,
-    })
+        deferred: None,
+    };
+    Ok((layer, spec))
 }
 
 /// The embedded default layer.

@@ -1,7 +1,7 @@
 //! The rules file as written (serde model). Every value that can be wrong
 //! keeps its span, so problems are reported as `file:line:col`.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 /// Declares the condition keys once, for `[[rule]]` tables and for the
@@ -10,7 +10,7 @@ use toml::Spanned;
 macro_rules! condition_struct {
     ($(#[$m:meta])* pub struct $name:ident { $($extra:tt)* }) => {
         $(#[$m])*
-        #[derive(Debug, Deserialize, Default, Clone)]
+        #[derive(Debug, Deserialize, Serialize, Default, Clone)]
         #[serde(deny_unknown_fields)]
         pub struct $name {
             /// Header name; with `match`, any occurrence's decoded value must
@@ -89,7 +89,7 @@ condition_struct! {
     }
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct CustomSpamSpec {
     pub header: Spanned<String>,
@@ -100,7 +100,7 @@ pub struct CustomSpamSpec {
     pub flag: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize, Default, Clone)]
+#[derive(Debug, Deserialize, Serialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct SpamSpec {
     pub junk_threshold: Option<Spanned<f64>>,
@@ -117,20 +117,20 @@ pub struct SpamSpec {
     pub custom: Option<Vec<CustomSpamSpec>>,
 }
 
-#[derive(Debug, Deserialize, Default, Clone)]
+#[derive(Debug, Deserialize, Serialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct AccessSpec {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub client: Vec<Spanned<String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub helo: Vec<Spanned<String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sender: Vec<Spanned<String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recipient: Vec<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize, Default, Clone)]
+#[derive(Debug, Deserialize, Serialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsSpec {
     pub recipient_delimiter: Option<Spanned<String>>,
@@ -144,12 +144,12 @@ pub struct SettingsSpec {
     pub map_cache_dir: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize, Default, Clone)]
+#[derive(Debug, Deserialize, Serialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct FileSpec {
     pub settings: Option<SettingsSpec>,
     pub spam: Option<SpamSpec>,
     pub access: Option<AccessSpec>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rule: Vec<RuleSpec>,
 }

@@ -1,0 +1,438 @@
+//! The rules cache (src/rules/cache.rs): a delivery that compiles only the
+//! rules a message's headers can trigger decides exactly as the whole file
+//! does; a stale, corrupt or foreign cache is never used against the file.
+
+mod util;
+
+use deliver::decide::{decide, Decision, Input};
+use deliver::envelope::{Envelope, Flags};
+use deliver::maps::OpenOptions;
+use deliver::message::Headers;
+use deliver::rules::cache::{self, LoadError};
+use deliver::rules::{Layer, Origin};
+use proptest::prelude::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+use util::*;
+
+/// Sets a file's mtime an hour back: the cache is not written for a file
+/// modified in the last seconds (its mtime could hide a change).
+fn age(p: &Path) {
+    let f = fs::File::options().write(true).open(p).unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+}
+
+fn load(path: &Path, cache: &Path, defer: bool) -> Layer {
+    let file = fs::File::open(path).unwrap();
+    let meta = file.metadata().unwrap();
+    let opts = OpenOptions {
+        cache_dir: Some(cache.to_path_buf()),
+    };
+    match cache::load(file, &meta, path, Origin::User, &opts, defer) {
+        Ok(l) => l,
+        Err(LoadError::Diags(d)) => panic!("{d:?}"),
+        Err(LoadError::Read(e)) => panic!("{e}"),
+    }
+}
+
+fn decide_with(headers: &Headers, block: &str, layer: &Layer) -> Decision {
+    let env = Envelope::resolve(
+        &Flags {
+            sender: Some("someone@example.org".into()),
+            recipient: Some("user@example.com".into()),
+            ..Default::default()
+        },
+        &|_| None,
+        None,
+        headers,
+    );
+    let input = Input {
+        envelope: &env,
+        headers,
+        header_block: block.as_bytes(),
+        body_window: b"",
+        size: block.len() as u64,
+        limit_hit: None,
+    };
+    let system = deliver::rules::load_str(
+        "[spam]\ndialects = []\n",
+        Path::new("sys.toml"),
+        Origin::System,
+        &OpenOptions::default(),
+    )
+    .unwrap();
+    decide(&input, &system, Some(layer))
+}
+
+fn cache_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<PathBuf> = rd
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with("rules.") && n.ends_with(".cdb")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+const ATOMS: &[&str] = &[
+    "a", "b", "s", "S", "ſ", "k", "K", "\u{212A}", "σ", "ς", "Σ", "ß", "i", "İ", "free", "FREE",
+    "offer", "Viagra", "zq", "-", " ", "1", "42", "@", ".", "é", "É",
+];
+
+fn text() -> impl Strategy<Value = String> {
+    proptest::collection::vec(proptest::sample::select(ATOMS), 0..10).prop_map(|v| v.concat())
+}
+
+fn pattern() -> impl Strategy<Value = String> {
+    let atom = prop_oneof![
+        4 => proptest::sample::select(ATOMS).prop_map(regex::escape),
+        1 => proptest::sample::select(vec![
+            ".", r"\d", r"\w", "[ab]", "[sſ]", "[^a]", "^", "$", r"\b", "(?:free|offer)",
+            "[a-z]+", "x?",
+        ])
+        .prop_map(str::to_string),
+    ];
+    (
+        any::<bool>(),
+        proptest::collection::vec(atom, 1..5),
+        proptest::sample::select(vec!["", "+", "?", "*", "{2}"]),
+    )
+        .prop_map(|(ci, parts, q)| {
+            let body = if q.is_empty() {
+                parts.concat()
+            } else {
+                format!("(?:{}){q}", parts.concat())
+            };
+            if ci {
+                format!("(?i){body}")
+            } else {
+                body
+            }
+        })
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Header,
+    Sender,
+    Compound,
+}
+
+fn rule() -> impl Strategy<Value = (Kind, String, String, String, u8, bool)> {
+    (
+        prop_oneof![8 => Just(Kind::Header), 1 => Just(Kind::Sender), 1 => Just(Kind::Compound)],
+        proptest::sample::select(vec!["Subject", "From", "X-Tag"]),
+        pattern(),
+        pattern(),
+        1u8..4,
+        proptest::bool::weighted(0.15),
+    )
+        .prop_map(|(k, h, p, q, s, term)| (k, h.to_string(), p, q, s, term))
+}
+
+fn q(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+fn rules_file(rules: &[(Kind, String, String, String, u8, bool)]) -> String {
+    let mut t = String::from("[spam]\njunk_threshold = 4.0\njunk_folder = \"Junk\"\n");
+    // Enough indexed rules for the file to be cached (cache::MIN_INDEXED).
+    for w in ["free", "offer", "zq-", "viagra"] {
+        t.push_str(&format!(
+            "\n[[rule]]\nheader = \"Subject\"\nmatch = \"(?i){w}\"\nscore = 0.25\n"
+        ));
+    }
+    for (i, (k, h, p, p2, score, term)) in rules.iter().enumerate() {
+        t.push_str("\n[[rule]]\n");
+        if i % 3 != 0 {
+            t.push_str(&format!("name = \"r{i}\"\n"));
+        }
+        match k {
+            Kind::Header => t.push_str(&format!("header = {}\nmatch = {}\n", q(h), q(p))),
+            Kind::Sender => t.push_str(&format!("sender = {}\n", q(p))),
+            Kind::Compound => t.push_str(&format!(
+                "all = [{{ header = {}, match = {} }}, {{ not = {{ header = \"From\", match = {} }} }}]\n",
+                q(h),
+                q(p),
+                q(p2)
+            )),
+        }
+        if *term {
+            t.push_str(&format!("folder = \"F{i}\"\n"));
+        } else {
+            t.push_str(&format!("score = {score}.5\n"));
+        }
+    }
+    t
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(250))]
+    #[test]
+    fn cached_decisions_equal_full_decisions(
+        rules in proptest::collection::vec(rule(), 4..40),
+        subjects in proptest::collection::vec(text(), 0..3),
+        froms in proptest::collection::vec(text(), 0..2),
+        tags in proptest::collection::vec(text(), 0..2),
+    ) {
+        // Patterns the regex crate refuses are not what this test is about.
+        for r in &rules {
+            prop_assume!(regex::Regex::new(&r.2).is_ok() && regex::Regex::new(&r.3).is_ok());
+        }
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("rules.toml");
+        let cache_dir = d.path().join("cache");
+        fs::write(&path, rules_file(&rules)).unwrap();
+        age(&path);
+        let full = load(&path, &cache_dir, false);
+        prop_assert_eq!(cache_files(&cache_dir).len(), 1, "cache written");
+        let mut cached = load(&path, &cache_dir, true);
+        let deferred = cached.deferred.take();
+        prop_assert!(deferred.is_some(), "the cache is used");
+
+        let mut block = String::new();
+        for (name, values) in [("Subject", &subjects), ("From", &froms), ("X-Tag", &tags)] {
+            for v in values {
+                block.push_str(&format!("{name}: {v}\n"));
+            }
+        }
+        block.push('\n');
+        let headers = Headers::parse(block.as_bytes());
+        let n = deferred.unwrap().complete(&mut cached, &headers).unwrap();
+        prop_assert!(n <= full.rules.len());
+        let a = decide_with(&headers, &block, &full);
+        let b = decide_with(&headers, &block, &cached);
+        prop_assert_eq!(a.action, b.action);
+        prop_assert_eq!(&a.folder, &b.folder);
+        prop_assert_eq!(a.score, b.score);
+        prop_assert_eq!(&a.reason, &b.reason);
+    }
+}
+
+/// Rules for the binary tests: 4 routing rules, then many scored ones.
+fn many_rules(n: usize) -> String {
+    let mut t = String::from(
+        r#"[spam]
+junk_threshold = 5.0
+junk_folder = "Junk"
+
+[[rule]]
+name = "list"
+header = "List-Id"
+match = '(?i)rust-users\.lists\.example\.org'
+folder = "Lists.rust"
+
+[[rule]]
+name = "from-sender-map"
+sender = '^boss@'
+folder = "Boss"
+
+[[rule]]
+name = "pills"
+header = "Subject"
+match = '(?i)v[i1]agra'
+score = 3.0
+
+[[rule]]
+name = "loan"
+header = "Subject"
+match = '(?i)\bloans?\b'
+score = 3.0
+"#,
+    );
+    for i in 0..n {
+        t.push_str(&format!(
+            "\n[[rule]]\nname = \"g{i}\"\nheader = \"{}\"\nmatch = '(?i)zqword{i}\\b'\nscore = 1.0\n",
+            ["Subject", "From", "X-Mailer"][i % 3]
+        ));
+    }
+    t
+}
+
+fn messages() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("", msg("Subject: hello\nFrom: a@example.org\n", "hi\n")),
+        (
+            "Junk",
+            msg("Subject: VIAGRA loans\nFrom: a@example.org\n", "x\n"),
+        ),
+        (
+            "Lists.rust",
+            msg(
+                "Subject: [rust] question\nList-Id: Rust users <rust-users.lists.example.org>\n",
+                "x\n",
+            ),
+        ),
+        (
+            "Junk",
+            msg(
+                "Subject: zqword3 zqword6 zqword9 zqword12\nX-Mailer: zqword2 zqword5\n",
+                "x\n",
+            ),
+        ),
+        ("", msg("Subject: zqword7x zqword1\n", "x\n")),
+    ]
+}
+
+/// The folder each message went to, delivering one at a time.
+fn deliver_all(h: &Home, msgs: &[(&str, Vec<u8>)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (_, m) in msgs {
+        let before = h.delivered();
+        let r = h.run(
+            &[
+                "--log-stderr",
+                "-f",
+                "sender@example.org",
+                "-a",
+                "user@example.com",
+            ],
+            m,
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let after = h.delivered();
+        let folder = after
+            .iter()
+            .find(|(k, v)| before.get(*k).map_or(0, Vec::len) < v.len())
+            .map(|(k, _)| k.clone())
+            .expect("one message delivered");
+        out.push(folder);
+    }
+    out
+}
+
+/// The user's cache directory. Deliveries run as `nobody` when the tests
+/// run as root, whose password-file home does not exist: a system file
+/// names a cache directory in the test's home instead.
+fn user_cache(h: &Home) -> PathBuf {
+    h.home.join(".cache").join("deliver")
+}
+
+fn home() -> Home {
+    let mut h = Home::new();
+    h.system(&system_rules(&h, ""));
+    h
+}
+
+fn system_rules(h: &Home, more: &str) -> String {
+    format!(
+        "[settings]\nmap_cache_dir = {}\n\n{more}",
+        q(&user_cache(h).display().to_string())
+    )
+}
+
+#[test]
+fn deliveries_with_the_cache_file_as_the_whole_file_does() {
+    let h = home();
+    h.user(&many_rules(3000));
+    age(&h.user_rules);
+    let msgs = messages();
+    let want: Vec<String> = msgs.iter().map(|(f, _)| f.to_string()).collect();
+    // The first delivery loads the whole file and writes the cache.
+    let first = deliver_all(&h, &msgs[..1]);
+    assert_eq!(first, want[..1]);
+    let files = cache_files(&user_cache(&h));
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(h.owner_of(&files[0]), h.uid);
+    // The others are decided from the cache, and file the same way.
+    assert_eq!(deliver_all(&h, &msgs), want);
+    assert_eq!(cache_files(&user_cache(&h)), files);
+}
+
+/// Rewrites `old` as `new` (same length) in the cache file.
+fn patch(cache: &Path, old: &[u8], new: &[u8]) {
+    assert_eq!(old.len(), new.len());
+    let mut data = fs::read(cache).unwrap();
+    let at = data
+        .windows(old.len())
+        .position(|w| w == old)
+        .expect("text in the cache");
+    data[at..at + old.len()].copy_from_slice(new);
+    fs::write(cache, data).unwrap();
+}
+
+#[test]
+fn the_cache_is_what_delivery_uses_and_an_edit_of_the_file_replaces_it() {
+    let h = home();
+    h.user(&many_rules(100));
+    age(&h.user_rules);
+    let list = messages()[2].clone();
+    assert_eq!(deliver_all(&h, std::slice::from_ref(&list)), ["Lists.rust"]);
+    let cache = cache_files(&user_cache(&h)).remove(0);
+    // Proof that the cache, not the file, decides: a folder changed in the
+    // cache (which only the user can write, like the file itself).
+    patch(&cache, b"Lists.rust", b"Lists.rusX");
+    assert_eq!(deliver_all(&h, std::slice::from_ref(&list)), ["Lists.rusX"]);
+    // Editing the file (here: the same text again) makes the cache stale:
+    // it is not used, and a new one replaces it.
+    h.user(&many_rules(100));
+    age(&h.user_rules);
+    assert_eq!(deliver_all(&h, std::slice::from_ref(&list)), ["Lists.rust"]);
+    let now = cache_files(&user_cache(&h));
+    assert_eq!(now.len(), 1);
+    assert_ne!(now[0], cache);
+    assert_eq!(deliver_all(&h, &[list]), ["Lists.rust"]);
+}
+
+#[test]
+fn a_corrupt_cache_falls_back_to_the_whole_file() {
+    let h = home();
+    h.user(&many_rules(100));
+    age(&h.user_rules);
+    let msgs = messages();
+    deliver_all(&h, &msgs[..1]);
+    let cache = cache_files(&user_cache(&h)).remove(0);
+    // A rule that no longer parses: completing the layer fails, so the
+    // delivery loads the file instead, says so, and files as the file says.
+    patch(&cache, b"name = \"pills\"", b"name = \"pills\x01");
+    let r = h.run(
+        &[
+            "--log-stderr",
+            "-f",
+            "sender@example.org",
+            "-a",
+            "user@example.com",
+        ],
+        &msgs[1].1,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("rules cache of"), "{}", r.stderr);
+    assert_eq!(h.delivered().get("Junk").map(Vec::len), Some(1));
+    // A cache cut short is not even opened.
+    fs::write(&cache, b"short").unwrap();
+    let want: Vec<String> = msgs.iter().map(|(f, _)| f.to_string()).collect();
+    assert_eq!(deliver_all(&h, &msgs), want);
+}
+
+#[test]
+fn a_file_another_user_owns_is_not_cached() {
+    // A cache of the system file in a user's directory would let that user
+    // rewrite the system's rules for their own mail.
+    if !is_root() {
+        eprintln!("skipped: needs root to give the file away");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("rules.toml");
+    let cache_dir = d.path().join("cache");
+    fs::write(&path, many_rules(100)).unwrap();
+    age(&path);
+    let (uid, gid) = runner();
+    chown_tree(&path, uid, gid);
+    load(&path, &cache_dir, false);
+    let layer = load(&path, &cache_dir, true);
+    assert!(layer.deferred.is_none());
+    assert!(cache_files(&cache_dir).is_empty());
+    // Owned by the user deliver runs as (here root), it is cached.
+    chown_tree(&path, 0, 0);
+    load(&path, &cache_dir, false);
+    assert_eq!(cache_files(&cache_dir).len(), 1);
+    assert!(load(&path, &cache_dir, true).deferred.is_some());
+}
