@@ -62,6 +62,9 @@ PY
 # An index is only written for a source older than two seconds.
 touch -d '-1 minute' "$work"/home/map-*/senders
 [ "$(id -u)" -eq 0 ] && chown -R "$BENCH_USER:" "$work/home"
+for name in map-empty map-big; do
+    deliver_warm "$work/home/$name"
+done
 src_size=$(stat -c %s "$work/home/map-big/senders")
 
 # The map is consulted: its one matching entry rejects.
