@@ -42,9 +42,21 @@ fn read_env(name: &str) -> Option<String> {
     std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
 }
 
-/// The cache directory for compiled map indexes: `~/.cache/deliver`.
+/// The cache directory for compiled indexes of the maps the recipient owns:
+/// `~/.cache/deliver`. (Indexes of other maps are only read from the system
+/// cache directory; see `crate::maps::index`.)
 fn cache_dir(home: Option<&Path>) -> Option<PathBuf> {
     home.map(|h| h.join(".cache").join("deliver"))
+}
+
+/// The system cache directory: the system file's `system_cache_dir`, else
+/// `/var/cache/deliver`.
+fn system_cache_dir(system: &Layer) -> PathBuf {
+    system
+        .settings
+        .system_cache_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(crate::maps::index::SYSTEM_CACHE_DIR))
 }
 
 /// Loads the system layer. A missing default file means the embedded
@@ -71,7 +83,10 @@ pub fn load_system(path: Option<&Path>, cache: Option<PathBuf>) -> Result<Layer,
         &text,
         &path,
         Origin::System,
-        &OpenOptions { cache_dir: cache },
+        &OpenOptions {
+            cache_dir: cache,
+            system_cache_dir: Some(PathBuf::from(crate::maps::index::SYSTEM_CACHE_DIR)),
+        },
     )
     .map_err(|diags| {
         let more = if diags.len() > 1 {
@@ -141,7 +156,14 @@ pub fn load_layers(opts: &Options, who: &Recipient) -> Result<Layers, Failure> {
     };
     let ignored = match read_user_file(&path, who.uid) {
         Ok(None) => None,
-        Ok(Some(text)) => match load_user_str(&text, &path, cache) {
+        Ok(Some(text)) => match load_user_str(
+            &text,
+            &path,
+            OpenOptions {
+                cache_dir: cache,
+                system_cache_dir: Some(system_cache_dir(&layers.system)),
+            },
+        ) {
             Ok(l) => {
                 layers.user = Some(l);
                 None
@@ -165,9 +187,9 @@ pub fn load_layers(opts: &Options, who: &Recipient) -> Result<Layers, Failure> {
 
 /// Loads a user's rules file. Many patterns, each within its own bound,
 /// must not add up to more memory than a user may ask for (src/budget.rs).
-fn load_user_str(text: &str, path: &Path, cache: Option<PathBuf>) -> Result<Layer, Vec<Diag>> {
+fn load_user_str(text: &str, path: &Path, opts: OpenOptions) -> Result<Layer, Vec<Diag>> {
     crate::budget::arm(Some(crate::budget::USER_LIMIT));
-    let l = rules::load_str(text, path, Origin::User, &OpenOptions { cache_dir: cache });
+    let l = rules::load_str(text, path, Origin::User, &opts);
     crate::budget::arm(None);
     l
 }

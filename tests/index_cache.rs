@@ -54,9 +54,16 @@ fn tmp_files(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// The same directory for both kinds of source: as root the tables (root's)
+/// are indexed in the system directory, as a user in the user's own.
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
 fn opts(dir: &Path) -> OpenOptions {
     OpenOptions {
         cache_dir: Some(dir.to_path_buf()),
+        system_cache_dir: Some(dir.to_path_buf()),
     }
 }
 
@@ -67,6 +74,7 @@ fn build_then_reuse_without_parsing() {
     let cache = d.path().join("cache").join("maps");
     let t0 = ago(100);
     write_source(&src, "old", 5000, t0);
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o640)).unwrap();
     assert!(fs::metadata(&src).unwrap().len() > THRESHOLD);
 
     // First open: parses, answers from memory, writes the index.
@@ -79,8 +87,15 @@ fn build_then_reuse_without_parsing() {
     let files = cdb_files(&cache);
     assert_eq!(files.len(), 1, "{files:?}");
     let idx = files[0].clone();
-    assert_eq!(fs::metadata(&cache).unwrap().mode() & 0o777, 0o700);
-    assert_eq!(fs::metadata(&idx).unwrap().mode() & 0o777, 0o600);
+    // A user's own cache: 0700 and 0600. Root's is the system cache, read by
+    // every user: 0755, and the index is as readable as its source (0640).
+    let (dir_mode, idx_mode) = if is_root() {
+        (0o755, 0o640)
+    } else {
+        (0o700, 0o600)
+    };
+    assert_eq!(fs::metadata(&cache).unwrap().mode() & 0o777, dir_mode);
+    assert_eq!(fs::metadata(&idx).unwrap().mode() & 0o777, idx_mode);
     let idx_mtime = fs::metadata(&idx).unwrap().modified().unwrap();
     let idx_ino = fs::metadata(&idx).unwrap().ino();
 

@@ -102,6 +102,8 @@ pub struct Settings {
     pub quarantine_folder: FolderName,
     pub limits: Limits,
     pub map_cache_dir: Option<PathBuf>,
+    /// Indexes of maps the running user does not own (system file only).
+    pub system_cache_dir: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -112,6 +114,7 @@ impl Default for Settings {
             quarantine_folder: FolderName::parse("Quarantine").unwrap().unwrap(),
             limits: Limits::default(),
             map_cache_dir: None,
+            system_cache_dir: None,
         }
     }
 }
@@ -707,6 +710,13 @@ pub fn load_str(
         if let Some(d) = &s.map_cache_dir {
             settings.map_cache_dir = Some(PathBuf::from(d.get_ref()));
         }
+        if let Some(d) = &s.system_cache_dir {
+            if Path::new(d.get_ref()).is_absolute() {
+                settings.system_cache_dir = Some(PathBuf::from(d.get_ref()));
+            } else {
+                l.diag_at(d.span().start, "system_cache_dir must be an absolute path");
+            }
+        }
     }
 
     let mut spam = SpamConfig::default();
@@ -812,6 +822,10 @@ pub fn load_str(
             .map_cache_dir
             .clone()
             .or_else(|| opts.cache_dir.clone()),
+        system_cache_dir: settings
+            .system_cache_dir
+            .clone()
+            .or_else(|| opts.system_cache_dir.clone()),
     };
     let mut access = Access::default();
     if let Some(a) = &spec.access {
