@@ -530,7 +530,10 @@ mod tests {
         // Root's sources (and, when root runs, all) are indexed in the system
         // directory; a user's own in their own.
         let (own, sys) = (Path::new("/own"), Path::new("/sys"));
-        assert_eq!(dir_for(Some(own), Some(sys), &md(Path::new("/"))), Some(sys));
+        assert_eq!(
+            dir_for(Some(own), Some(sys), &md(Path::new("/"))),
+            Some(sys)
+        );
         let want = if me == 0 { sys } else { own };
         assert_eq!(dir_for(Some(own), Some(sys), &md(&src)), Some(want));
         if me == 0 {
