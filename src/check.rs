@@ -141,6 +141,14 @@ fn table_file(t: &dyn Table) -> PathBuf {
     PathBuf::from(rest)
 }
 
+/// `DEFER_IF_PERMIT` or `DEFER_IF_REJECT` when the result is one of them.
+fn defer_if(result: &str) -> Option<&'static str> {
+    let word = result.split([' ', '\t']).next().unwrap_or("");
+    ["DEFER_IF_PERMIT", "DEFER_IF_REJECT"]
+        .into_iter()
+        .find(|kw| word.eq_ignore_ascii_case(kw))
+}
+
 /// Results in a layer's maps that delivery cannot honour as written.
 fn map_results(layer: &Layer) -> Vec<Diag> {
     let a = &layer.access;
@@ -164,6 +172,11 @@ fn map_results(layer: &Layer) -> Vec<Diag> {
                 Action::Prepend(h) if !crate::decide::valid_header_line(&h) => Some(format!(
                     "PREPEND {h:?} is not a valid header line; delivery ignores it"
                 )),
+                Action::Defer { .. } => defer_if(&text).map(|kw| {
+                    format!(
+                        "{kw} defers every message it matches, like DEFER (exit 75): delivery has no later restriction to make it conditional, so the message stays queued and bounces when maximal_queue_lifetime ends"
+                    )
+                }),
                 _ => None,
             };
             if let Some(msg) = msg {
