@@ -410,7 +410,12 @@ fn a_forged_index_of_a_system_table_is_ignored() {
     big_table(&h, "sender_access", "REJECT system says no", cool);
     let after = fs::metadata(&table).unwrap();
     assert_eq!(
-        (before.ino(), before.size(), before.mtime(), before.mtime_nsec()),
+        (
+            before.ino(),
+            before.size(),
+            before.mtime(),
+            before.mtime_nsec()
+        ),
         (after.ino(), after.size(), after.mtime(), after.mtime_nsec())
     );
     // The recipient's own cache: map_cache_dir, as the harness's user
@@ -430,7 +435,13 @@ fn a_forged_index_of_a_system_table_is_ignored() {
         std::os::unix::fs::chown(&p, Some(uid), Some(h.gid)).unwrap();
     };
     let mail = msg("Subject: x\n", "x\n");
-    let test_args = ["--test", "-f", "sender@example.org", "-a", "user@example.com"];
+    let test_args = [
+        "--test",
+        "-f",
+        "sender@example.org",
+        "-a",
+        "user@example.com",
+    ];
 
     // 1. In the recipient's own cache, where the index used to be kept.
     plant(&own, h.uid);

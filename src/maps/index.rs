@@ -370,7 +370,7 @@ pub(crate) fn write_index<'a>(
     let euid = effective_uid();
     if !may_write(meta) {
         return Err(format!(
-            "no index of {} in {}: the table belongs to uid {}, and only root or its owner may index it (a delivery as uid {euid} only reads the index that `deliver check`, run as root, writes); the table is parsed at each open",
+            "no index of {} in {}: the table belongs to uid {}, and only root or its owner may index it (uid {euid} only reads it), so it is parsed at each open; `deliver check`, run as root, builds the index",
             path.display(),
             dir.display(),
             meta.uid()
