@@ -215,7 +215,7 @@ impl TextHash {
         ) else {
             let parsed = parse(path, &super::read_source(path)?)?;
             let why = format!(
-                "index cache not used: {} belongs to uid {}, and no system cache directory is set",
+                "index cache not used: no cache directory is set for {} (owned by uid {})",
                 path.display(),
                 meta.uid()
             );
