@@ -174,8 +174,10 @@ fn bench_maps(c: &mut Criterion) {
     let big = dir.path().join("big");
     write_map(&small, 100);
     write_map(&big, 1_000_000);
+    // Both directories: as root the map (root's) is indexed in the system one.
     let cached = OpenOptions {
         cache_dir: Some(dir.path().join("cache")),
+        system_cache_dir: Some(dir.path().join("cache")),
     };
     let small_spec = format!("texthash:{}", small.display());
     let big_spec = format!("texthash:{}", big.display());

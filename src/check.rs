@@ -1,28 +1,94 @@
 //! `deliver check`: validate the rules files without reading a message.
 //! Each problem is one line, `file:line:col: message`.
+//!
+//! It also maintains the index cache of the system file's large text tables
+//! (see `crate::maps::index`): run as root, it writes their indexes into the
+//! system cache directory, the only place a delivery believes an index of a
+//! table the recipient does not own; run as anyone else, it says whether
+//! they are there. These lines are notes, not problems.
 
 use crate::access::{parse_action, Action};
 use crate::maildir::FolderName;
-use crate::maps::{OpenOptions, Table};
+use crate::maps::{index, OpenOptions, Table};
 use crate::rules::{self, Diag, Layer, Origin};
 use crate::run;
 use std::path::{Path, PathBuf};
 
+/// What `deliver check` found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Problems, one per line; an empty list means clean (exit 0).
+    pub problems: Vec<Diag>,
+    /// What the index cache did for the system file's large tables
+    /// (`SPEC: index written: PATH`, `SPEC: indexed: ...`, or why not).
+    pub notes: Vec<String>,
+}
+
 /// Checks the system file (or notes the embedded default) and the user's
 /// file. Returns the problems found; an empty list means clean.
 pub fn check(system: Option<&Path>, user: Option<&Path>, uid: u32) -> Vec<Diag> {
+    check_report(system, user, uid).problems
+}
+
+/// Loads the system file with the system cache directory, so that its large
+/// tables are indexed there (as root) or found there. A table modified within
+/// the last seconds is not indexed yet (`index::HOT_SECONDS`): as root, wait
+/// once and load again, so that `deliver check` right after an edit works.
+fn load_system(text: &str, path: &Path) -> Result<Layer, Vec<Diag>> {
+    let opts = OpenOptions {
+        cache_dir: None,
+        system_cache_dir: Some(PathBuf::from(index::SYSTEM_CACHE_DIR)),
+    };
+    let layer = rules::load_str(text, path, Origin::System, &opts)?;
+    let hot = cache_notes(&layer)
+        .iter()
+        .any(|n| n.contains(index::NOT_YET));
+    if hot && nix::unistd::geteuid().is_root() {
+        std::thread::sleep(std::time::Duration::from_millis(
+            index::HOT_SECONDS * 1000 + 100,
+        ));
+        return rules::load_str(text, path, Origin::System, &opts);
+    }
+    Ok(layer)
+}
+
+/// The index cache's note of each table of a layer, once per table.
+fn cache_notes(layer: &Layer) -> Vec<String> {
+    let a = &layer.access;
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for t in a
+        .client
+        .iter()
+        .chain(&a.helo)
+        .chain(&a.sender)
+        .chain(&a.recipient)
+    {
+        if let Some(n) = t.cache_note() {
+            if seen.insert(t.spec().to_string()) {
+                out.push(format!("{}: {n}", t.spec()));
+            }
+        }
+    }
+    out
+}
+
+/// [`check`], with the index cache's notes.
+pub fn check_report(system: Option<&Path>, user: Option<&Path>, uid: u32) -> Report {
     let mut diags = Vec::new();
+    let mut notes = Vec::new();
     let (sys_path, explicit) = match system {
         Some(p) => (p.to_path_buf(), true),
         None => (PathBuf::from(rules::SYSTEM_RULES), false),
     };
     match std::fs::read_to_string(&sys_path) {
-        Ok(text) => {
-            match rules::load_str(&text, &sys_path, Origin::System, &OpenOptions::default()) {
-                Ok(layer) => diags.extend(map_results(&layer)),
-                Err(d) => diags.extend(d),
+        Ok(text) => match load_system(&text, &sys_path) {
+            Ok(layer) => {
+                diags.extend(map_results(&layer));
+                notes = cache_notes(&layer);
             }
-        }
+            Err(d) => diags.extend(d),
+        },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {}
         Err(e) => diags.push(Diag {
             file: sys_path.clone(),
@@ -56,7 +122,10 @@ pub fn check(system: Option<&Path>, user: Option<&Path>, uid: u32) -> Vec<Diag> 
             }),
         }
     }
-    diags
+    Report {
+        problems: diags,
+        notes,
+    }
 }
 
 /// The file a table spec names: the part after the last `type:` prefix.
@@ -70,6 +139,14 @@ fn table_file(t: &dyn Table) -> PathBuf {
         rest = path;
     }
     PathBuf::from(rest)
+}
+
+/// `DEFER_IF_PERMIT` or `DEFER_IF_REJECT` when the result is one of them.
+fn defer_if(result: &str) -> Option<&'static str> {
+    let word = result.split([' ', '\t']).next().unwrap_or("");
+    ["DEFER_IF_PERMIT", "DEFER_IF_REJECT"]
+        .into_iter()
+        .find(|kw| word.eq_ignore_ascii_case(kw))
 }
 
 /// Results in a layer's maps that delivery cannot honour as written.
@@ -95,6 +172,11 @@ fn map_results(layer: &Layer) -> Vec<Diag> {
                 Action::Prepend(h) if !crate::decide::valid_header_line(&h) => Some(format!(
                     "PREPEND {h:?} is not a valid header line; delivery ignores it"
                 )),
+                Action::Defer { .. } => defer_if(&text).map(|kw| {
+                    format!(
+                        "{kw} defers every message it matches, like DEFER (exit 75): delivery has no later restriction to make it conditional, so the message stays queued and bounces when maximal_queue_lifetime ends"
+                    )
+                }),
                 _ => None,
             };
             if let Some(msg) = msg {

@@ -135,13 +135,17 @@ fn real_main(log_stderr_hint: bool) -> u8 {
             Some(p) => Some(p.clone()),
             None => run::user_rules_path(None, run::own_home().as_deref()).filter(|p| p.exists()),
         };
-        let diags = check::check(rules.as_deref(), user.as_deref(), run::uid());
+        let report = check::check_report(rules.as_deref(), user.as_deref(), run::uid());
         if !quiet {
-            for d in &diags {
+            for d in &report.problems {
                 println!("{d}");
             }
+            // The index cache's notes: information, not problems.
+            for n in &report.notes {
+                println!("{n}");
+            }
         }
-        return if diags.is_empty() { 0 } else { 1 };
+        return if report.problems.is_empty() { 0 } else { 1 };
     }
     let opts = options(&cli);
     if cli.test {

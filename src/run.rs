@@ -48,6 +48,16 @@ fn cache_dir(home: Option<&Path>) -> Option<PathBuf> {
     home.map(|h| h.join(".cache").join("deliver"))
 }
 
+/// The system cache directory: the system file's `system_cache_dir`, else
+/// `/var/cache/deliver`.
+fn system_cache_dir(system: &Layer) -> PathBuf {
+    system
+        .settings
+        .system_cache_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(crate::maps::index::SYSTEM_CACHE_DIR))
+}
+
 /// Loads the system layer. A missing default file means the embedded
 /// default; any other problem is a temporary failure (75) naming the file,
 /// line and column, so mail waits until the admin fixes it. With `defer`,
@@ -78,7 +88,12 @@ pub fn load_system(
             ))
         }
     };
-    let opts = OpenOptions { cache_dir: cache };
+    // Before the system file is read, its system_cache_dir is not known:
+    // the system file's own cache is always in the default place.
+    let opts = OpenOptions {
+        cache_dir: cache,
+        system_cache_dir: Some(PathBuf::from(crate::maps::index::SYSTEM_CACHE_DIR)),
+    };
     cache::load(file, &meta, &path, Origin::System, &opts, defer).map_err(|e| match e {
         LoadError::Read(e) => {
             Failure::temp("4.3.5", format!("system rules {}: {e}", path.display()))
@@ -157,36 +172,39 @@ pub fn load_layers(opts: &Options, who: &Recipient, defer: bool) -> Result<Layer
         user_path: user_path.clone(),
     };
     if let Some(path) = user_path {
-        let cache = user_cache_dir(&layers.system, who);
-        let (user, ignored) = load_user(&path, who.uid, cache, defer)?;
+        let opts = user_cache_opts(&layers.system, who);
+        let (user, ignored) = load_user(&path, who.uid, &opts, defer)?;
         layers.user = user;
         layers.user_ignored = ignored;
     }
     Ok(layers)
 }
 
-/// Where the user's layer keeps its caches (map indexes, rules cache): the
-/// system's `map_cache_dir` when it sets one, else `~/.cache/deliver`.
-fn user_cache_dir(system: &Layer, who: &Recipient) -> Option<PathBuf> {
-    system
-        .settings
-        .map_cache_dir
-        .clone()
-        .or_else(|| cache_dir(who.home.as_deref()))
+/// Where the user's layer keeps its caches (map indexes, rules cache): for
+/// what the user owns, the system's `map_cache_dir` when it sets one, else
+/// `~/.cache/deliver`; for the rest, the system cache directory.
+fn user_cache_opts(system: &Layer, who: &Recipient) -> OpenOptions {
+    OpenOptions {
+        cache_dir: system
+            .settings
+            .map_cache_dir
+            .clone()
+            .or_else(|| cache_dir(who.home.as_deref())),
+        system_cache_dir: Some(system_cache_dir(system)),
+    }
 }
 
 /// Loads a user's rules file: the layer, or why it is ignored.
 fn load_user(
     path: &Path,
     uid: u32,
-    cache: Option<PathBuf>,
+    opts: &OpenOptions,
     defer: bool,
 ) -> Result<(Option<Layer>, Option<String>), Failure> {
     let loaded = match open_user_file(path, uid) {
         Ok(None) => Ok(None),
         Ok(Some((file, meta))) => {
-            let opts = OpenOptions { cache_dir: cache };
-            user_budget(|| cache::load(file, &meta, path, Origin::User, &opts, defer))
+            user_budget(|| cache::load(file, &meta, path, Origin::User, opts, defer))
                 .map_err(|e| match e {
                     LoadError::Read(e) => format!("{}: {e}", path.display()),
                     LoadError::Diags(d) => format_diags(&d),
@@ -247,8 +265,8 @@ impl Layers {
                         user.describe()
                     ));
                     let path = self.user_path.clone().unwrap_or_default();
-                    let cache = user_cache_dir(&self.system, who);
-                    let (user, ignored) = load_user(&path, who.uid, cache, false)?;
+                    let opts = user_cache_opts(&self.system, who);
+                    let (user, ignored) = load_user(&path, who.uid, &opts, false)?;
                     self.user = user;
                     self.user_ignored = ignored;
                 }

@@ -489,3 +489,53 @@ fn check_flags_map_results_delivery_cannot_honour() {
     }
     assert_eq!(lines.len(), 6, "{}", r.stdout);
 }
+
+#[test]
+fn check_warns_about_conditional_deferrals_in_maps() {
+    // In smtpd DEFER_IF_PERMIT/DEFER_IF_REJECT depend on later restrictions;
+    // at delivery they defer every match, until the message bounces.
+    let h = Home::new();
+    let sender = h.file(
+        "sender_access",
+        "a.example OK\nb.example DEFER_IF_PERMIT greylisted\n# comment\nc.example defer_if_reject\nd.example DEFER try later\n",
+    );
+    let re = h.file(
+        "helo.pcre",
+        "/^ok$/ OK\n/^x(.*)$/ DEFER_IF_REJECT helo $1\n",
+    );
+    let rules = h.file(
+        "sys.toml",
+        &format!(
+            "[access]\nsender = [\"texthash:{}\"]\nhelo = [\"pcre:{}\"]\n",
+            sender.display(),
+            re.display()
+        ),
+    );
+    let r = check(&h, &["--rules", rules.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    let expect = [
+        (
+            format!("{}:2:1:", re.display()),
+            "DEFER_IF_REJECT defers every message it matches",
+        ),
+        (
+            format!("{}:2:1:", sender.display()),
+            "DEFER_IF_PERMIT defers every message it matches",
+        ),
+        (
+            format!("{}:4:1:", sender.display()),
+            "DEFER_IF_REJECT defers",
+        ),
+    ];
+    for (pos, what) in &expect {
+        assert!(
+            lines.iter().any(|l| l.starts_with(pos) && l.contains(what)),
+            "missing {pos} {what} in:\n{}",
+            r.stdout
+        );
+    }
+    assert!(r.stdout.contains("maximal_queue_lifetime"), "{}", r.stdout);
+    // Plain DEFER is what it says: no warning.
+    assert_eq!(lines.len(), expect.len(), "{}", r.stdout);
+}

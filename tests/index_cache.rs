@@ -2,6 +2,8 @@
 //! fallback, concurrency. Plus an ignored measurement:
 //! `cargo test --release --test index_cache -- --ignored --nocapture`.
 
+mod util;
+
 use deliver::maps::index::THRESHOLD;
 use deliver::maps::texthash::TextHash;
 use deliver::maps::{open, OpenOptions, Table};
@@ -9,6 +11,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
+use util::{chown_tree, is_root, msg, Home, BIN};
 
 /// A source file comfortably above the threshold, with a cool mtime.
 fn write_source(path: &Path, tag: &str, lines: usize, mtime: SystemTime) {
@@ -54,9 +57,12 @@ fn tmp_files(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// The same directory for both kinds of source: as root the tables (root's)
+/// are indexed in the system directory, as a user in the user's own.
 fn opts(dir: &Path) -> OpenOptions {
     OpenOptions {
         cache_dir: Some(dir.to_path_buf()),
+        system_cache_dir: Some(dir.to_path_buf()),
     }
 }
 
@@ -67,6 +73,7 @@ fn build_then_reuse_without_parsing() {
     let cache = d.path().join("cache").join("maps");
     let t0 = ago(100);
     write_source(&src, "old", 5000, t0);
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o640)).unwrap();
     assert!(fs::metadata(&src).unwrap().len() > THRESHOLD);
 
     // First open: parses, answers from memory, writes the index.
@@ -79,8 +86,15 @@ fn build_then_reuse_without_parsing() {
     let files = cdb_files(&cache);
     assert_eq!(files.len(), 1, "{files:?}");
     let idx = files[0].clone();
-    assert_eq!(fs::metadata(&cache).unwrap().mode() & 0o777, 0o700);
-    assert_eq!(fs::metadata(&idx).unwrap().mode() & 0o777, 0o600);
+    // A user's own cache: 0700 and 0600. Root's is the system cache, read by
+    // every user: 0755, and the index is as readable as its source (0640).
+    let (dir_mode, idx_mode) = if is_root() {
+        (0o755, 0o640)
+    } else {
+        (0o700, 0o600)
+    };
+    assert_eq!(fs::metadata(&cache).unwrap().mode() & 0o777, dir_mode);
+    assert_eq!(fs::metadata(&idx).unwrap().mode() & 0o777, idx_mode);
     let idx_mtime = fs::metadata(&idx).unwrap().modified().unwrap();
     let idx_ino = fs::metadata(&idx).unwrap().ino();
 
@@ -295,6 +309,226 @@ fn concurrent_builders_agree() {
     assert!(TextHash::open("t", &src, &opts(&cache))
         .unwrap()
         .is_indexed());
+}
+
+/// A table above the threshold whose entry for `sender@example.org` is
+/// `result`, padded so that every version has the same size.
+fn big_text(result: &str) -> String {
+    let mut s = format!("sender@example.org {result:<30}\n");
+    for i in 0..1000 {
+        s.push_str(&format!("user{i}@example.net OK\n"));
+    }
+    assert!(s.len() as u64 > THRESHOLD);
+    s
+}
+
+/// `deliver check` of the home's system file, as root or as the user.
+fn check_as(h: &Home, root: bool) -> util::Run {
+    let mut c = std::process::Command::new(BIN);
+    c.arg("check")
+        .arg("--rules")
+        .arg(h.system_rules.as_ref().unwrap())
+        .env_clear()
+        .current_dir("/");
+    if is_root() && !root {
+        use std::os::unix::process::CommandExt;
+        c.uid(h.uid).gid(h.gid);
+    }
+    util::run_cmd(c, b"")
+}
+
+const TEST_ARGS: [&str; 5] = [
+    "--test",
+    "-f",
+    "sender@example.org",
+    "-a",
+    "user@example.com",
+];
+
+/// The SECURITY.md gap's fix, end to end: a root-owned table named by the
+/// system file is indexed only by `deliver check` run as root, into the
+/// system cache directory, and deliveries as the user read that index.
+#[test]
+fn check_as_root_writes_the_system_index_and_deliveries_read_it() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run check as root and deliver as a user");
+        return;
+    }
+    let mut h = Home::new();
+    let syscache = h._dir.path().join("var-cache-deliver");
+    let table = h.file("sender_access", &big_text("REJECT system says no"));
+    fs::set_permissions(&table, fs::Permissions::from_mode(0o644)).unwrap();
+    set_mtime(&table, ago(100));
+    let own = h.home.join(".cache").join("deliver");
+    h.system(&format!(
+        "[settings]\nsystem_cache_dir = \"{}\"\nmap_cache_dir = \"{}\"\n[access]\nsender = [\"texthash:{}\"]\n",
+        syscache.display(),
+        own.display(),
+        table.display()
+    ));
+    let mail = msg("Subject: x\n", "x\n");
+
+    // No index yet: the delivery parses (same answer), writes nothing, and
+    // the note says how to build it.
+    let t = h.run(&TEST_ARGS, &mail);
+    assert_eq!(t.code, 0, "{}", t.stderr);
+    assert!(t.stdout.contains("system says no"), "{}", t.stdout);
+    assert!(t.stdout.contains("no index of"), "{}", t.stdout);
+    assert!(
+        t.stdout.contains("`deliver check`, run as root"),
+        "{}",
+        t.stdout
+    );
+    assert!(
+        !syscache.exists(),
+        "a delivery never creates the system cache"
+    );
+    assert!(
+        !own.exists(),
+        "nor indexes root's table in the user's cache"
+    );
+    // The user's check says the same, and is clean.
+    let r = check_as(&h, false);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("no index of"), "{}", r.stdout);
+    assert!(!syscache.exists());
+
+    // Root's check writes it, readable by all.
+    let r = check_as(&h, true);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let want = format!(
+        "texthash:{}: index written: {}/",
+        table.display(),
+        syscache.display()
+    );
+    assert!(r.stdout.contains(&want), "want {want}\n{}", r.stdout);
+    let dm = fs::metadata(&syscache).unwrap();
+    assert_eq!((dm.uid(), dm.mode() & 0o777), (0, 0o755));
+    let files = cdb_files(&syscache);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let im = fs::metadata(&files[0]).unwrap();
+    assert_eq!((im.uid(), im.mode() & 0o777), (0, 0o644));
+
+    // The user's deliveries read it.
+    let t = h.run(&TEST_ARGS, &mail);
+    let want = format!("indexed: answered from {}", files[0].display());
+    assert!(t.stdout.contains(&want), "want {want}\n{}", t.stdout);
+    let r = h.deliver(&mail);
+    assert_eq!(r.code, 77, "{}", r.stderr);
+    assert!(r.first_line().contains("system says no"), "{}", r.stderr);
+    assert!(!own.exists());
+    let r = check_as(&h, true);
+    assert!(r.stdout.contains("indexed: answered from"), "{}", r.stdout);
+
+    // Edited just now: root's check waits out the cool-down and writes the
+    // new index; the old one goes.
+    fs::write(&table, big_text("DISCARD edited")).unwrap();
+    let r = check_as(&h, true);
+    assert!(r.stdout.contains("index written:"), "{}", r.stdout);
+    let now = cdb_files(&syscache);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now, files);
+    let t = h.run(&TEST_ARGS, &mail);
+    assert!(t.stdout.contains("indexed: answered from"), "{}", t.stdout);
+    assert_eq!(h.deliver(&mail).code, 0);
+    assert_eq!(h.count(), 0, "discarded");
+}
+
+/// The user's own table (here named by the system file, in the place
+/// map_cache_dir names, as the harness's user has no home of its own): the
+/// user indexes it there, as before; the system cache is not touched.
+#[test]
+fn a_users_own_table_is_indexed_in_their_own_cache() {
+    let mut h = Home::new();
+    let syscache = h._dir.path().join("var-cache-deliver");
+    let own = h.home.join(".cache").join("deliver");
+    let table = h.file("mine", &big_text("FOLDER Mine"));
+    chown_tree(&table, h.uid, h.gid);
+    set_mtime(&table, ago(100));
+    h.system(&format!(
+        "[settings]\nsystem_cache_dir = \"{}\"\nmap_cache_dir = \"{}\"\n[access]\nsender = [\"texthash:{}\"]\n",
+        syscache.display(),
+        own.display(),
+        table.display()
+    ));
+    let mail = msg("Subject: x\n", "x\n");
+    let t = h.run(&TEST_ARGS, &mail);
+    assert!(
+        t.stdout
+            .contains(&format!("index written: {}/", own.display())),
+        "{}",
+        t.stdout
+    );
+    let files = cdb_files(&own);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let im = fs::metadata(&files[0]).unwrap();
+    assert_eq!((im.uid(), im.mode() & 0o777), (h.uid, 0o600));
+    assert_eq!(fs::metadata(&own).unwrap().mode() & 0o777, 0o700);
+    let t = h.run(&TEST_ARGS, &mail);
+    assert!(
+        t.stdout
+            .contains(&format!("indexed: answered from {}", files[0].display())),
+        "{}",
+        t.stdout
+    );
+    assert_eq!(h.deliver(&mail).code, 0);
+    assert_eq!(h.delivered()["Mine"].len(), 1);
+    assert!(!syscache.exists(), "the system cache is not touched");
+}
+
+/// An index root wrote of the user's own table is trusted (root may index
+/// anything). It holds another version of the table with the same identity,
+/// so the answer shows which one was used: the index's.
+#[test]
+fn roots_index_of_a_users_own_table_is_trusted() {
+    if !is_root() {
+        eprintln!("skipped: needs root to write an index of another user's table");
+        return;
+    }
+    use deliver::maps::{index, texthash::TextHash};
+    let mut h = Home::new();
+    let own = h.home.join(".cache").join("deliver");
+    let cool = ago(100);
+    let table = h.file("mine", &big_text("FOLDER Root"));
+    fs::set_permissions(&table, fs::Permissions::from_mode(0o644)).unwrap();
+    chown_tree(&table, h.uid, h.gid);
+    set_mtime(&table, cool);
+    let scratch = h._dir.path().join("scratch");
+    let o = OpenOptions {
+        cache_dir: None,
+        system_cache_dir: Some(scratch.clone()),
+    };
+    TextHash::open("t", &table, &o).unwrap();
+    let meta = fs::metadata(&table).unwrap();
+    let built = index::index_path(index::MAP, &scratch, &table, &meta);
+    fs::write(&table, big_text("FOLDER User")).unwrap();
+    set_mtime(&table, cool);
+    fs::create_dir_all(&own).unwrap();
+    chown_tree(&h.home, h.uid, h.gid);
+    fs::set_permissions(&own, fs::Permissions::from_mode(0o700)).unwrap();
+    let placed = own.join(built.file_name().unwrap());
+    fs::copy(&built, &placed).unwrap();
+    let im = fs::metadata(&placed).unwrap();
+    assert_eq!((im.uid(), im.mode() & 0o777), (0, 0o644));
+    h.system(&format!(
+        "[settings]\nmap_cache_dir = \"{}\"\n[access]\nsender = [\"texthash:{}\"]\n",
+        own.display(),
+        table.display()
+    ));
+    let mail = msg("Subject: x\n", "x\n");
+    let t = h.run(&TEST_ARGS, &mail);
+    assert!(
+        t.stdout
+            .contains(&format!("indexed: answered from {}", placed.display())),
+        "{}",
+        t.stdout
+    );
+    assert_eq!(h.deliver(&mail).code, 0);
+    assert_eq!(
+        h.delivered().keys().collect::<Vec<_>>(),
+        vec!["Root"],
+        "answered from root's index"
+    );
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

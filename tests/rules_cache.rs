@@ -24,11 +24,14 @@ fn age(p: &Path) {
         .unwrap();
 }
 
+/// Loads `path` with `cache` as the cache directory (the user's and the
+/// system's: the test runs as the file's owner, or as root).
 fn load(path: &Path, cache: &Path, defer: bool) -> Layer {
     let file = fs::File::open(path).unwrap();
     let meta = file.metadata().unwrap();
     let opts = OpenOptions {
         cache_dir: Some(cache.to_path_buf()),
+        system_cache_dir: Some(cache.to_path_buf()),
     };
     match cache::load(file, &meta, path, Origin::User, &opts, defer) {
         Ok(l) => l,
@@ -412,11 +415,11 @@ fn a_corrupt_cache_falls_back_to_the_whole_file() {
 }
 
 #[test]
-fn a_file_another_user_owns_is_not_cached() {
-    // A cache of the system file in a user's directory would let that user
-    // rewrite the system's rules for their own mail.
+fn a_cache_is_trusted_only_from_root_or_the_files_owner() {
+    // As map indexes (tests/security.rs): a user who could plant the cache
+    // of the system file could rewrite the system's rules for their mail.
     if !is_root() {
-        eprintln!("skipped: needs root to give the file away");
+        eprintln!("skipped: needs root to give the cache away");
         return;
     }
     let d = tempfile::tempdir().unwrap();
@@ -424,15 +427,28 @@ fn a_file_another_user_owns_is_not_cached() {
     let cache_dir = d.path().join("cache");
     fs::write(&path, many_rules(100)).unwrap();
     age(&path);
+    load(&path, &cache_dir, false);
+    let cache = cache_files(&cache_dir).remove(0);
+    patch(&cache, b"Lists.rust", b"Lists.rusX");
+    let folder = |l: &Layer| {
+        format!(
+            "{:?}",
+            l.rules.iter().find(|r| r.name == "list").map(|r| &r.action)
+        )
+    };
+    let list_headers = Headers::parse(b"List-Id: <rust-users.lists.example.org>\n\n");
+    // Owned by root (the file's owner): used.
+    let mut l = load(&path, &cache_dir, true);
+    l.deferred
+        .take()
+        .unwrap()
+        .complete(&mut l, &list_headers)
+        .unwrap();
+    assert!(folder(&l).contains("Lists.rusX"), "{}", folder(&l));
+    // Owned by another user: not used; the file is loaded in full.
     let (uid, gid) = runner();
-    chown_tree(&path, uid, gid);
-    load(&path, &cache_dir, false);
-    let layer = load(&path, &cache_dir, true);
-    assert!(layer.deferred.is_none());
-    assert!(cache_files(&cache_dir).is_empty());
-    // Owned by the user deliver runs as (here root), it is cached.
-    chown_tree(&path, 0, 0);
-    load(&path, &cache_dir, false);
-    assert_eq!(cache_files(&cache_dir).len(), 1);
-    assert!(load(&path, &cache_dir, true).deferred.is_some());
+    chown_tree(&cache, uid, gid);
+    let l = load(&path, &cache_dir, true);
+    assert!(l.deferred.is_none());
+    assert!(folder(&l).contains("Lists.rust\""), "{}", folder(&l));
 }

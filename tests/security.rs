@@ -346,3 +346,128 @@ fn hostile_user_patterns_cannot_exhaust_memory() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("too big"), "{}", r.stderr);
 }
+
+/// A root-owned table above the index threshold, with the mtime `mtime`,
+/// whose entry for `sender@example.org` is `result` (padded so that every
+/// version has the same size). Returns its path.
+fn big_table(
+    h: &Home,
+    name: &str,
+    result: &str,
+    mtime: std::time::SystemTime,
+) -> std::path::PathBuf {
+    let mut s = format!("sender@example.org {result:<30}\n");
+    for i in 0..1000 {
+        s.push_str(&format!("user{i}@example.net OK\n"));
+    }
+    let p = h.file(name, &s);
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    p
+}
+
+/// The SECURITY.md gap, closed: the recipient cannot make a system table
+/// answer differently for their mail by forging its cached index, neither in
+/// their own cache (where deliver used to keep it) nor, owned by them, in the
+/// system cache directory. The forged index is a genuine index of another
+/// version of the table with the same identity (path, inode, size, mtime),
+/// so only its owner gives it away; the control at the end shows that the
+/// same file, owned by root, is used.
+#[test]
+fn a_forged_index_of_a_system_table_is_ignored() {
+    if !is_root() {
+        eprintln!("skipped: needs root to own the table and forge as another user");
+        return;
+    }
+    use deliver::maps::{index, texthash::TextHash, OpenOptions};
+    use std::os::unix::fs::MetadataExt;
+    let mut h = Home::new();
+    let syscache = h._dir.path().join("syscache");
+    fs::create_dir(&syscache).unwrap();
+    fs::set_permissions(&syscache, fs::Permissions::from_mode(0o755)).unwrap();
+    // The forgery: index the table while it says OK, then put the REJECT
+    // back in place with the same inode, size and mtime.
+    let cool = std::time::SystemTime::now() - std::time::Duration::from_secs(100);
+    let table = big_table(&h, "sender_access", "OK", cool);
+    let scratch = h._dir.path().join("scratch");
+    let o = OpenOptions {
+        cache_dir: Some(scratch.clone()),
+        system_cache_dir: Some(scratch.clone()),
+    };
+    TextHash::open("t", &table, &o).unwrap();
+    let before = fs::metadata(&table).unwrap();
+    let name = index::index_path(index::MAP, &scratch, &table, &before)
+        .file_name()
+        .unwrap()
+        .to_owned();
+    let forged = scratch.join(&name);
+    assert!(forged.exists(), "the forged index was built");
+    big_table(&h, "sender_access", "REJECT system says no", cool);
+    let after = fs::metadata(&table).unwrap();
+    assert_eq!(
+        (
+            before.ino(),
+            before.size(),
+            before.mtime(),
+            before.mtime_nsec()
+        ),
+        (after.ino(), after.size(), after.mtime(), after.mtime_nsec())
+    );
+    // The recipient's own cache: map_cache_dir, as the harness's user
+    // (nobody) has no home of its own for ~/.cache/deliver.
+    let own = h.home.join(".cache").join("deliver");
+    h.system(&format!(
+        "[settings]\nsystem_cache_dir = \"{}\"\nmap_cache_dir = \"{}\"\n[access]\nsender = [\"texthash:{}\"]\n",
+        syscache.display(),
+        own.display(),
+        table.display()
+    ));
+    let plant = |dir: &std::path::Path, uid: u32| {
+        fs::create_dir_all(dir).unwrap();
+        let p = dir.join(&name);
+        fs::copy(&forged, &p).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::chown(&p, Some(uid), Some(h.gid)).unwrap();
+    };
+    let mail = msg("Subject: x\n", "x\n");
+    let test_args = [
+        "--test",
+        "-f",
+        "sender@example.org",
+        "-a",
+        "user@example.com",
+    ];
+
+    // 1. In the recipient's own cache, where the index used to be kept.
+    plant(&own, h.uid);
+    chown_tree(&h.home.join(".cache"), h.uid, h.gid);
+    fs::set_permissions(&own, fs::Permissions::from_mode(0o700)).unwrap();
+    let r = h.deliver(&mail);
+    assert_eq!(r.code, 77, "the system REJECT applies: {}", r.stderr);
+    assert!(r.first_line().contains("system says no"), "{}", r.stderr);
+    let t = h.run(&test_args, &mail);
+    assert!(t.stdout.contains("no index of"), "{}", t.stdout);
+    assert!(t.stdout.contains("deliver check"), "{}", t.stdout);
+
+    // 2. Owned by the recipient in the system cache directory.
+    plant(&syscache, h.uid);
+    let r = h.deliver(&mail);
+    assert_eq!(r.code, 77, "the system REJECT applies: {}", r.stderr);
+    let t = h.run(&test_args, &mail);
+    assert!(t.stdout.contains("is not trusted"), "{}", t.stdout);
+    assert_eq!(h.count(), 0);
+
+    // Control: the same file owned by root is a trusted index, and answers
+    // OK; so it is its owner alone that had it ignored above.
+    plant(&syscache, 0);
+    let t = h.run(&test_args, &mail);
+    assert!(t.stdout.contains("indexed: answered from"), "{}", t.stdout);
+    let r = h.deliver(&mail);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(h.count(), 1);
+}

@@ -101,6 +101,9 @@ impl Table for DbSource {
     fn results(&self) -> Vec<(usize, String)> {
         self.inner.results()
     }
+    fn cache_note(&self) -> Option<String> {
+        self.inner.cache_note()
+    }
     fn note(&self) -> Option<String> {
         let mut all = vec![self.note.clone()];
         all.extend(self.inner.notes().iter().cloned());

@@ -2,9 +2,28 @@
 //!
 //! A delivery agent runs once per message. Parsing a 1,000,000-line
 //! texthash file at every delivery would cost about a second; mapping a cdb
-//! index costs microseconds. So, when `OpenOptions::cache_dir` is set and a
-//! source is larger than [`THRESHOLD`] bytes, the first open parses it and
-//! writes `DIR/NAME`, and later opens map that file instead of parsing.
+//! index costs microseconds. So, when a cache directory is set and a source
+//! is larger than [`THRESHOLD`] bytes, the first open parses it and writes
+//! `DIR/NAME`, and later opens map that file instead of parsing.
+//!
+//! Whose index is believed (the trust decision, shared by every [`Kind`]):
+//! - An index stands in for its source, so it is trusted only as far as the
+//!   source is: it must be a regular file owned by root or by the owner of
+//!   the source, not writable by group or others ([`trusted`]), in a
+//!   directory owned by root or by the running user and not writable by group
+//!   or others. An index the recipient wrote of a table root owns is never
+//!   believed, wherever it lies.
+//! - An index is written only by root or by the owner of the source
+//!   ([`may_write`]).
+//! - Where ([`dir_for`]): the running user's own sources (not root's) are
+//!   indexed in their own cache directory (`~/.cache/deliver`, or the system
+//!   setting `map_cache_dir`); every other source (root's, or another
+//!   user's) only in the system cache directory ([`SYSTEM_CACHE_DIR`] or the
+//!   system setting `system_cache_dir`), which only root writes: `deliver
+//!   check` run as root builds the indexes of the system file's tables
+//!   there, and a delivery only reads them. Root creates that directory with
+//!   mode 0755 and gives an index the read permissions (and group) of its
+//!   source, so whoever may read the source may read its index.
 //!
 //! Promises:
 //! - NAME is derived from the source's path, device, inode, size and mtime in
@@ -12,7 +31,8 @@
 //!   so any change to the source (rewrite, rename over it, touch) selects a
 //!   new NAME: a stale index is never used. The index also records that
 //!   identity, and it is checked again when the index is opened.
-//! - The directory is created with mode 0700; index files get mode 0600.
+//! - A user's cache directory is created with mode 0700; their index files
+//!   get mode 0600.
 //!   An index is written to a temporary name in the same directory, synced,
 //!   and renamed into place, so readers see a complete file or none, and any
 //!   number of concurrent builders may race (each renames an identical file).
@@ -21,8 +41,9 @@
 //! - The cache is an optimisation only: if the directory cannot be created
 //!   or written (read-only, no space, a file in the way) or is not safe (not
 //!   owned by us or by root, or writable by group or others: someone else
-//!   could plant a forged index), or an index is unreadable, lookups are
-//!   answered by parsing the source, and the table's note says why. The
+//!   could plant a forged index), or an index is unreadable or not trusted,
+//!   or nobody has written the index of a source we may not index, lookups
+//!   are answered by parsing the source, and the table's note says why. The
 //!   lookup never fails because of the cache.
 //! - A source modified less than [`HOT_SECONDS`] ago, or while it was being
 //!   read, is parsed but not indexed (its mtime may not yet tell the change
@@ -51,6 +72,13 @@ pub const THRESHOLD: u64 = 16 * 1024;
 
 /// Sources modified less than this many seconds ago are not indexed.
 pub const HOT_SECONDS: u64 = 2;
+
+/// The end of [`write_index`]'s message for a source too recently modified.
+pub const NOT_YET: &str = "not indexed yet";
+
+/// The default system cache directory: indexes of sources the running user
+/// does not own (or of every source, when root runs), written only by root.
+pub const SYSTEM_CACHE_DIR: &str = "/var/cache/deliver";
 
 const META_KEY: &[u8] = b"\0deliver-index-v1";
 const NOTES_KEY: &[u8] = b"\0notes";
@@ -156,25 +184,72 @@ fn meta_value(path: &Path, id: &SourceId) -> Vec<u8> {
     v
 }
 
-fn effective_uid() -> Option<u32> {
-    // The owner of /proc/self is the process's effective uid (Linux).
-    fs::metadata("/proc/self").ok().map(|m| m.uid())
+fn effective_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
 }
 
-fn owner_ok(m: &Metadata) -> bool {
-    m.uid() == 0 || Some(m.uid()) == effective_uid()
+/// A directory may hold indexes when root or the running user owns it.
+fn dir_owner_ok(m: &Metadata) -> bool {
+    m.uid() == 0 || m.uid() == effective_uid()
 }
 
-/// Create `dir` if needed and check that it is a safe place for indexes.
-fn check_dir(dir: &Path) -> Result<(), String> {
+/// The cache directory for the indexes of a source with metadata `source`:
+/// `own` (the running user's cache directory) when the running user owns the
+/// source and is not root; `system` for every other source, and for every
+/// source when root runs. `None` when that directory is not set: no index.
+pub fn dir_for<'a>(
+    own: Option<&'a Path>,
+    system: Option<&'a Path>,
+    source: &Metadata,
+) -> Option<&'a Path> {
+    let euid = effective_uid();
+    if euid != 0 && source.uid() == euid {
+        own
+    } else {
+        system
+    }
+}
+
+/// May the running process write the index of a source with metadata
+/// `source`? Only root and the source's owner may.
+pub fn may_write(source: &Metadata) -> bool {
+    let euid = effective_uid();
+    euid == 0 || euid == source.uid()
+}
+
+/// Is the file with metadata `index` trusted as the index of a source with
+/// metadata `source`? It must be a regular file owned by root or by the
+/// source's owner, and not writable by group or others. (That it is the
+/// index of this very source is checked from its content, in [`open_index`].)
+pub fn trusted(index: &Metadata, source: &Metadata) -> bool {
+    index.is_file()
+        && (index.uid() == 0 || index.uid() == source.uid())
+        && index.mode() & 0o022 == 0
+}
+
+/// The path the index of the current version of `path` has in `dir`.
+pub fn index_path(kind: Kind, dir: &Path, path: &Path, meta: &Metadata) -> PathBuf {
+    dir.join(index_name(kind, path, &SourceId::of(meta)))
+}
+
+/// Check that `dir` is a safe place for indexes. A missing directory is
+/// created when `create` gives its mode (and then `Ok(true)`), and is
+/// otherwise `Ok(false)`.
+fn check_dir(dir: &Path, create: Option<u32>) -> Result<bool, String> {
     match fs::metadata(dir) {
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let Some(mode) = create else {
+                return Ok(false);
+            };
             fs::DirBuilder::new()
                 .recursive(true)
-                .mode(0o700)
+                .mode(mode)
                 .create(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            // The umask may have taken bits a reader needs.
+            fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
         }
         Err(e) => return Err(format!("{}: {e}", dir.display())),
     }
@@ -182,7 +257,7 @@ fn check_dir(dir: &Path) -> Result<(), String> {
     if !m.is_dir() {
         return Err(format!("{} is not a directory", dir.display()));
     }
-    if !owner_ok(&m) {
+    if !dir_owner_ok(&m) {
         return Err(format!(
             "{} is owned by uid {}, neither root nor us",
             dir.display(),
@@ -196,31 +271,59 @@ fn check_dir(dir: &Path) -> Result<(), String> {
             m.mode() & 0o7777
         ));
     }
-    Ok(())
+    Ok(true)
 }
 
-/// Open the index of the current version of `path`, if there is one.
-/// `Ok(None)`: no usable index yet (build one). `Err`: the cache directory is
-/// not usable at all.
+/// The mode of a cache directory we create: root's is read by every user.
+fn dir_mode() -> u32 {
+    if effective_uid() == 0 {
+        0o755
+    } else {
+        0o700
+    }
+}
+
+/// Open the index of the current version of `path` (whose metadata is
+/// `meta`), if there is a trusted one in `dir`.
+/// `Ok(None)`: no usable index yet (build one when [`may_write`] allows; else
+/// [`write_index`] says why not). `Err`: the cache directory is not usable at
+/// all, or, for a source we may not index, the index cannot be read.
+/// The directory is created (see [`dir_for`] for its mode) only when we may
+/// write the index.
 pub(crate) fn open_index(
     kind: Kind,
     dir: &Path,
     path: &Path,
     meta: &Metadata,
 ) -> Result<Option<(Cdb, Vec<String>)>, String> {
-    check_dir(dir)?;
+    let writer = may_write(meta);
+    if !check_dir(dir, writer.then(dir_mode))? {
+        return Ok(None);
+    }
     let id = SourceId::of(meta);
     let ipath = dir.join(index_name(kind, path, &id));
     let file = match File::open(&ipath) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(_) => return Ok(None),
+        // We would rebuild it; a reader says why it cannot use it.
+        Err(_) if writer => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", ipath.display())),
     };
     let Ok(fm) = file.metadata() else {
         return Ok(None);
     };
-    if !fm.is_file() || !owner_ok(&fm) || fm.mode() & 0o022 != 0 {
-        return Ok(None);
+    if !trusted(&fm, meta) {
+        if writer {
+            return Ok(None);
+        }
+        return Err(format!(
+            "{} is not trusted (owner uid {}, mode {:o}; an index of {} must belong to root or uid {} and not be writable by group or others)",
+            ipath.display(),
+            fm.uid(),
+            fm.mode() & 0o7777,
+            path.display(),
+            meta.uid()
+        ));
     }
     let Ok(cdb) = Cdb::from_file(&ipath, &file) else {
         return Ok(None);
@@ -264,13 +367,22 @@ pub(crate) fn write_index<'a>(
     entries: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     notes: &[String],
 ) -> Result<PathBuf, String> {
+    let euid = effective_uid();
+    if !may_write(meta) {
+        return Err(format!(
+            "no index of {} in {}: the table belongs to uid {}, and only root or its owner may index it (uid {euid} only reads it), so it is parsed at each open; `deliver check`, run as root, builds the index",
+            path.display(),
+            dir.display(),
+            meta.uid()
+        ));
+    }
     let id = SourceId::of(meta);
     if let Ok(age) = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH + Duration::from_nanos(id.mtime_ns.max(0) as u64))
     {
         if age < Duration::from_secs(HOT_SECONDS) {
             return Err(format!(
-                "{} was modified less than {HOT_SECONDS} s ago; not indexed yet",
+                "{} was modified less than {HOT_SECONDS} s ago; {NOT_YET}",
                 path.display()
             ));
         }
@@ -280,7 +392,14 @@ pub(crate) fn write_index<'a>(
             path.display()
         ));
     }
-    check_dir(dir)?;
+    check_dir(dir, Some(dir_mode()))?;
+    // Root's indexes are read by the users who may read the source: the
+    // source's read permissions and group. A user's own: 0600.
+    let (mode, gid) = if euid == 0 {
+        (0o600 | (meta.mode() & 0o044), Some(meta.gid()))
+    } else {
+        (0o600, None)
+    };
     let name = index_name(kind, path, &id);
     let final_path = dir.join(&name);
     let tmp_path = dir.join(format!(".{name}.{}.tmp", unique_suffix()));
@@ -297,7 +416,13 @@ pub(crate) fn write_index<'a>(
             w.add(k, v)?;
         }
         let file = w.finish()?;
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+        let mut mode = mode;
+        if let Some(gid) = gid {
+            if mode & 0o040 != 0 && std::os::unix::fs::fchown(&file, None, Some(gid)).is_err() {
+                mode &= !0o040;
+            }
+        }
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
         file.sync_all()?;
         fs::rename(&tmp_path, &final_path)?;
         Ok(())
@@ -368,15 +493,65 @@ mod tests {
     fn unsafe_dirs_are_refused() {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("cache");
-        check_dir(&dir).unwrap();
+        assert!(!check_dir(&dir, None).unwrap(), "not created for a reader");
+        assert!(!dir.exists());
+        assert!(check_dir(&dir, Some(0o700)).unwrap());
         assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
-        assert!(check_dir(&dir)
+        assert!(check_dir(&dir, None)
             .unwrap_err()
             .contains("writable by group or others"));
         let file = d.path().join("plain");
         fs::write(&file, "x").unwrap();
-        assert!(check_dir(&file).unwrap_err().contains("not a directory"));
-        assert!(check_dir(&file.join("sub")).is_err());
+        assert!(check_dir(&file, Some(0o700))
+            .unwrap_err()
+            .contains("not a directory"));
+        assert!(check_dir(&file.join("sub"), Some(0o700)).is_err());
+    }
+
+    #[test]
+    fn trust_follows_the_owner_of_the_source() {
+        let d = tempfile::tempdir().unwrap();
+        let file = |name: &str, mode: u32| {
+            let p = d.path().join(name);
+            fs::write(&p, "x").unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+            p
+        };
+        let me = effective_uid();
+        let src = file("src", 0o644);
+        let idx = file("idx", 0o600);
+        let md = |p: &Path| fs::metadata(p).unwrap();
+        assert!(trusted(&md(&idx), &md(&src)), "same owner");
+        assert!(may_write(&md(&src)));
+        let loose = file("loose", 0o620);
+        assert!(!trusted(&md(&loose), &md(&src)), "group-writable");
+        assert!(!trusted(&md(d.path()), &md(&src)), "not a regular file");
+        // Root's sources (and, when root runs, all) are indexed in the system
+        // directory; a user's own in their own.
+        let (own, sys) = (Path::new("/own"), Path::new("/sys"));
+        assert_eq!(
+            dir_for(Some(own), Some(sys), &md(Path::new("/"))),
+            Some(sys)
+        );
+        let want = if me == 0 { sys } else { own };
+        assert_eq!(dir_for(Some(own), Some(sys), &md(&src)), Some(want));
+        if me == 0 {
+            // Another user's index of root's source: not trusted; root's index
+            // of that user's source: trusted; the user's own: trusted.
+            let other = 65534;
+            let uidx = file("uidx", 0o600);
+            std::os::unix::fs::chown(&uidx, Some(other), None).unwrap();
+            assert!(!trusted(&md(&uidx), &md(&src)));
+            let usrc = file("usrc", 0o644);
+            std::os::unix::fs::chown(&usrc, Some(other), None).unwrap();
+            assert!(trusted(&md(&uidx), &md(&usrc)));
+            assert!(trusted(&md(&idx), &md(&usrc)));
+            let third = file("third", 0o600);
+            std::os::unix::fs::chown(&third, Some(other - 1), None).unwrap();
+            assert!(!trusted(&md(&third), &md(&usrc)), "a third user's");
+        } else {
+            assert!(!may_write(&md(Path::new("/"))));
+        }
     }
 }

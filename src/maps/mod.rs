@@ -83,14 +83,27 @@ pub trait Table: Send + Sync + fmt::Debug {
     fn results(&self) -> Vec<(usize, String)> {
         Vec::new()
     }
+    /// What the index cache did for this table (answered from an index,
+    /// wrote one, or why not), for `deliver check`; also part of `note()`.
+    /// `None` for tables the cache does not serve (small, or not text).
+    fn cache_note(&self) -> Option<String> {
+        None
+    }
 }
 
-/// Where compiled indexes of large text tables may be cached.
+/// Where compiled indexes of large text tables may be cached. Which of the
+/// two directories serves a table depends on who owns it
+/// ([`index::dir_for`]); with neither set, large tables are parsed at each
+/// open.
 #[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
-    /// Directory for cached indexes (created on demand, mode 0700). `None`
-    /// disables caching: large tables are then parsed at each open.
+    /// The running user's cache directory, for the indexes of the tables
+    /// that user owns (created on demand, mode 0700). Not used as root.
     pub cache_dir: Option<PathBuf>,
+    /// The system cache directory, for the indexes of every other table
+    /// (root's, another user's): read by everyone, written only by root
+    /// (`deliver check`), who creates it with mode 0755.
+    pub system_cache_dir: Option<PathBuf>,
 }
 
 /// Fold a fixed-table key the way Postfix does with `smtputf8_enable = yes`:

@@ -17,10 +17,12 @@
 //! - Refused with a [`MapError`] (postmap warns and drops the line): a line
 //!   without a value, an unbalanced `"`, text that is not UTF-8.
 //!
-//! Large files: with `OpenOptions::cache_dir` set and a source larger than
-//! [`super::index::THRESHOLD`], the parsed table is stored once as a cdb
+//! Large files: with a cache directory in [`OpenOptions`] and a source larger
+//! than [`super::index::THRESHOLD`], the parsed table is stored once as a cdb
 //! index and later opens map that index instead of parsing (see
-//! [`super::index`]); the answers are the same either way.
+//! [`super::index`] for which directory, and whose index is believed); the
+//! answers are the same either way. The table's note says what the cache did
+//! ("indexed: ...", "index written: ...", or why it was not used).
 
 use super::cdb::{Cdb, CdbTable};
 use super::source::{for_each_logical_line, is_space, LogicalLine};
@@ -28,6 +30,7 @@ use super::{file_err, fold_key, index, join_notes, MapError, OpenOptions, Table}
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// At most this many notes are kept; the rest are counted.
@@ -46,6 +49,8 @@ pub struct TextHash {
     path: PathBuf,
     store: Store,
     notes: Vec<String>,
+    /// What the index cache did (also the first of `notes`).
+    cache_note: Option<String>,
 }
 
 /// The parsed content of a source file.
@@ -166,60 +171,92 @@ pub(crate) fn read_stable(path: &Path) -> Result<(Vec<u8>, std::fs::Metadata, bo
 impl TextHash {
     /// Open `path` as a texthash table shown as `spec`.
     pub fn open(spec: &str, path: &Path, opts: &OpenOptions) -> Result<TextHash, MapError> {
-        let mut notes = Vec::new();
-        if let Some(dir) = &opts.cache_dir {
+        if opts.cache_dir.is_some() || opts.system_cache_dir.is_some() {
             let meta = std::fs::metadata(path).map_err(|e| file_err(path, format!("open: {e}")))?;
             if meta.is_file() && meta.len() > index::THRESHOLD {
-                match index::open_index(index::MAP, dir, path, &meta) {
-                    Ok(Some((cdb, mut inotes))) => {
-                        notes.append(&mut inotes);
-                        return Ok(TextHash {
-                            spec: spec.to_string(),
-                            path: path.to_path_buf(),
-                            store: Store::Index(cdb),
-                            notes,
-                        });
-                    }
-                    Ok(None) => {
-                        let (data, meta, stable) = read_stable(path)?;
-                        let parsed = parse(path, &data)?;
-                        drop(data);
-                        notes.extend(parsed.notes.iter().cloned());
-                        if !stable {
-                            notes.push(format!(
-                                "{} changed while it was read; index not written",
-                                path.display()
-                            ));
-                        } else if let Err(why) = index::write_index(
-                            index::MAP,
-                            dir,
-                            path,
-                            &meta,
-                            parsed.map.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())),
-                            &parsed.notes,
-                        ) {
-                            notes.push(format!("index cache not used: {why}"));
-                        }
-                        return Ok(TextHash {
-                            spec: spec.to_string(),
-                            path: path.to_path_buf(),
-                            store: Store::Memory(parsed.map),
-                            notes,
-                        });
-                    }
-                    Err(why) => notes.push(format!("index cache not used: {why}")),
-                }
+                return Self::open_cached(spec, path, opts, &meta);
             }
         }
         let data = super::read_source(path)?;
-        let mut parsed = parse(path, &data)?;
-        notes.append(&mut parsed.notes);
+        let parsed = parse(path, &data)?;
         Ok(TextHash {
             spec: spec.to_string(),
             path: path.to_path_buf(),
             store: Store::Memory(parsed.map),
-            notes,
+            notes: parsed.notes,
+            cache_note: None,
         })
+    }
+
+    /// Open a large source through the index cache: map a trusted index, or
+    /// parse the source and write one when we may ([`index`] decides which
+    /// directory and whose index to believe).
+    fn open_cached(
+        spec: &str,
+        path: &Path,
+        opts: &OpenOptions,
+        meta: &std::fs::Metadata,
+    ) -> Result<TextHash, MapError> {
+        let table = |store, mut notes: Vec<String>, cache_note: String| {
+            // First, so that many parse warnings cannot hide it.
+            notes.insert(0, cache_note.clone());
+            TextHash {
+                spec: spec.to_string(),
+                path: path.to_path_buf(),
+                store,
+                notes,
+                cache_note: Some(cache_note),
+            }
+        };
+        let Some(dir) = index::dir_for(
+            opts.cache_dir.as_deref(),
+            opts.system_cache_dir.as_deref(),
+            meta,
+        ) else {
+            let parsed = parse(path, &super::read_source(path)?)?;
+            let why = format!(
+                "index cache not used: no cache directory is set for {} (owned by uid {})",
+                path.display(),
+                meta.uid()
+            );
+            return Ok(table(Store::Memory(parsed.map), parsed.notes, why));
+        };
+        match index::open_index(index::MAP, dir, path, meta) {
+            Ok(Some((cdb, notes))) => {
+                let ipath = index::index_path(index::MAP, dir, path, meta);
+                let why = format!("indexed: answered from {}", ipath.display());
+                Ok(table(Store::Index(cdb), notes, why))
+            }
+            Ok(None) => {
+                let (data, meta, stable) = read_stable(path)?;
+                let parsed = parse(path, &data)?;
+                drop(data);
+                let why = if !stable {
+                    format!(
+                        "index cache not used: {} changed while it was read; index not written",
+                        path.display()
+                    )
+                } else {
+                    match index::write_index(
+                        index::MAP,
+                        dir,
+                        path,
+                        &meta,
+                        parsed.map.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())),
+                        &parsed.notes,
+                    ) {
+                        Ok(ipath) => format!("index written: {}", ipath.display()),
+                        Err(why) => format!("index cache not used: {why}"),
+                    }
+                };
+                Ok(table(Store::Memory(parsed.map), parsed.notes, why))
+            }
+            Err(why) => {
+                let parsed = parse(path, &super::read_source(path)?)?;
+                let why = format!("index cache not used: {why}");
+                Ok(table(Store::Memory(parsed.map), parsed.notes, why))
+            }
+        }
     }
 
     /// True when lookups are answered from a cached cdb index.
@@ -259,6 +296,9 @@ impl Table for TextHash {
     }
     fn note(&self) -> Option<String> {
         join_notes(&self.notes)
+    }
+    fn cache_note(&self) -> Option<String> {
+        self.cache_note.clone()
     }
     /// Reads the source again (the parsed or indexed form keeps no lines).
     fn results(&self) -> Vec<(usize, String)> {

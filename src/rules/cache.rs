@@ -26,11 +26,14 @@
 //! tests compare the two. `--test` and `check` load the whole file, so
 //! that `--test` can show every rule.
 //!
-//! The cache is an optimisation: it is used only for a file owned by the
-//! user running deliver (a system file's cache, in a user's directory,
-//! would let that user edit the system's rules for their own mail), and
-//! whatever goes wrong with it (unreadable, stale, a piece that does not
-//! parse) ends in a full load of the file, never in a failed delivery.
+//! The cache is trusted as map indexes are: the cache of a file the user
+//! owns lives in the user's cache directory, the cache of any other file
+//! (the system's) in the system cache directory, written only by root
+//! (`deliver check` or `--test` run as root); a system file's cache in a
+//! user's directory would let that user edit the system's rules for their
+//! own mail. Whatever goes wrong with the cache (unreadable, stale, a piece
+//! that does not parse) ends in a full load of the file, never in a failed
+//! delivery.
 
 use super::literal::{fold_into, required};
 use super::model::{FileSpec, RuleSpec};
@@ -43,7 +46,6 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, Metadata};
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 pub(crate) const KIND: Kind = Kind {
@@ -61,12 +63,6 @@ const GRAM_MIN: usize = 3;
 
 /// A file is cached when it has at least this many indexed rules.
 pub const MIN_INDEXED: usize = 4;
-
-/// Whether deliver may keep a cache of this file where it keeps its own:
-/// only of a file owned by the user it runs as.
-pub fn may_cache(meta: &Metadata) -> bool {
-    meta.is_file() && meta.uid() == crate::privs::current_uid()
-}
 
 /// What a rule is indexed under: its header and the required literals of
 /// its pattern. `None`: the rule is compiled at every delivery.
@@ -326,7 +322,15 @@ pub fn load(
     opts: &OpenOptions,
     defer: bool,
 ) -> Result<Layer, LoadError> {
-    let dir = opts.cache_dir.as_deref().filter(|_| may_cache(meta));
+    // The same trust as map indexes (crate::maps::index): the cache of a
+    // file the user owns in the user's cache directory, of any other file
+    // (the system's) in the system cache directory, which only root writes.
+    let dir = index::dir_for(
+        opts.cache_dir.as_deref(),
+        opts.system_cache_dir.as_deref(),
+        meta,
+    )
+    .filter(|_| meta.is_file());
     if let (true, Some(dir)) = (defer, dir) {
         if let Some((deferred, head)) = open(dir, path, meta) {
             // The head is a valid file's head: an error here means the
@@ -340,7 +344,7 @@ pub fn load(
     let mut text = String::new();
     file.read_to_string(&mut text).map_err(LoadError::Read)?;
     let (layer, spec) = super::load_spec(&text, path, origin, opts).map_err(LoadError::Diags)?;
-    if let Some(dir) = dir {
+    if let Some(dir) = dir.filter(|_| index::may_write(meta)) {
         let unchanged = file
             .metadata()
             .is_ok_and(|m| SourceId::of(&m) == SourceId::of(meta) && text.len() as u64 == m.len());

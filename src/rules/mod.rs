@@ -104,6 +104,8 @@ pub struct Settings {
     pub quarantine_folder: FolderName,
     pub limits: Limits,
     pub map_cache_dir: Option<PathBuf>,
+    /// Indexes of maps the running user does not own (system file only).
+    pub system_cache_dir: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -114,6 +116,7 @@ impl Default for Settings {
             quarantine_folder: FolderName::parse("Quarantine").unwrap().unwrap(),
             limits: Limits::default(),
             map_cache_dir: None,
+            system_cache_dir: None,
         }
     }
 }
@@ -759,6 +762,13 @@ pub(crate) fn load_spec(
         if let Some(d) = &s.map_cache_dir {
             settings.map_cache_dir = Some(PathBuf::from(d.get_ref()));
         }
+        if let Some(d) = &s.system_cache_dir {
+            if Path::new(d.get_ref()).is_absolute() {
+                settings.system_cache_dir = Some(PathBuf::from(d.get_ref()));
+            } else {
+                l.diag_at(d.span().start, "system_cache_dir must be an absolute path");
+            }
+        }
     }
 
     let mut spam = SpamConfig::default();
@@ -864,6 +874,10 @@ pub(crate) fn load_spec(
             .map_cache_dir
             .clone()
             .or_else(|| opts.cache_dir.clone()),
+        system_cache_dir: settings
+            .system_cache_dir
+            .clone()
+            .or_else(|| opts.system_cache_dir.clone()),
     };
     let mut access = Access::default();
     if let Some(a) = &spec.access {

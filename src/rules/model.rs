@@ -139,9 +139,12 @@ pub struct SettingsSpec {
     pub max_header_bytes: Option<usize>,
     pub max_headers: Option<usize>,
     pub body_window: Option<usize>,
-    /// Where compiled indexes of large maps are cached (default: the
-    /// recipient's `~/.cache/deliver`).
+    /// Where compiled indexes of large maps the recipient owns are cached
+    /// (default: the recipient's `~/.cache/deliver`).
     pub map_cache_dir: Option<Spanned<String>>,
+    /// Where indexes of large maps the recipient does not own are read from,
+    /// written only by root (default: `/var/cache/deliver`).
+    pub system_cache_dir: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Serialize, Default, Clone)]
