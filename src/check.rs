@@ -10,7 +10,7 @@
 use crate::access::{parse_action, Action};
 use crate::maildir::FolderName;
 use crate::maps::{index, OpenOptions, Table};
-use crate::rules::{self, Diag, Layer, Origin};
+use crate::rules::{self, cache, Diag, Layer, Origin};
 use crate::run;
 use std::path::{Path, PathBuf};
 
@@ -52,6 +52,37 @@ fn load_system(text: &str, path: &Path) -> Result<Layer, Vec<Diag>> {
     Ok(layer)
 }
 
+/// As root, writes the rules cache of the system file into the system cache
+/// directory, where deliveries (which do not run as root) read it but cannot
+/// write it (see `crate::rules::cache`). Returns the note to print.
+fn system_rules_cache(path: &Path, text: &str) -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let meta = std::fs::metadata(path).ok()?;
+    let spec = rules::parse_spec(text, path).ok()?;
+    if cache::indexed_count(&spec) < cache::MIN_INDEXED {
+        return None;
+    }
+    let why = if meta.len() != text.len() as u64 {
+        Err("the file changed while it was read".to_string())
+    } else {
+        let dir = Path::new(index::SYSTEM_CACHE_DIR);
+        let mut res = cache::write(dir, path, &meta, &spec);
+        if res.as_ref().is_err_and(|e| e.contains(index::NOT_YET)) {
+            std::thread::sleep(std::time::Duration::from_millis(
+                index::HOT_SECONDS * 1000 + 100,
+            ));
+            res = cache::write(dir, path, &meta, &spec);
+        }
+        res
+    };
+    Some(match why {
+        Ok(p) => format!("{}: rules cache written: {}", path.display(), p.display()),
+        Err(e) => format!("{}: rules cache not written: {e}", path.display()),
+    })
+}
+
 /// The index cache's note of each table of a layer, once per table.
 fn cache_notes(layer: &Layer) -> Vec<String> {
     let a = &layer.access;
@@ -86,6 +117,7 @@ pub fn check_report(system: Option<&Path>, user: Option<&Path>, uid: u32) -> Rep
             Ok(layer) => {
                 diags.extend(map_results(&layer));
                 notes = cache_notes(&layer);
+                notes.extend(system_rules_cache(&sys_path, &text));
             }
             Err(d) => diags.extend(d),
         },

@@ -452,3 +452,47 @@ fn a_cache_is_trusted_only_from_root_or_the_files_owner() {
     assert!(l.deferred.is_none());
     assert!(folder(&l).contains("Lists.rust\""), "{}", folder(&l));
 }
+
+#[test]
+fn check_as_root_writes_the_system_files_cache_and_deliveries_use_it() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run check as root and deliver as a user");
+        return;
+    }
+    let mut h = Home::new();
+    h.system(&many_rules(100));
+    let sys = h.system_rules.clone().unwrap();
+    // Edited just now: check waits out the two seconds and writes it.
+    let r = run_cmd(
+        {
+            let mut c = std::process::Command::new(BIN);
+            c.arg("check").arg("--rules").arg(&sys).env_clear();
+            c
+        },
+        b"",
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.contains("rules cache written: "))
+        .unwrap_or_else(|| panic!("{}", r.stdout))
+        .to_string();
+    let cache = PathBuf::from(line.split("rules cache written: ").nth(1).unwrap());
+    assert!(cache.starts_with("/var/cache/deliver"), "{line}");
+    struct Remove(PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = fs::remove_file(&self.0);
+        }
+    }
+    let _cleanup = Remove(cache.clone());
+    // The user's deliveries read it (a folder changed in it shows).
+    patch(&cache, b"Lists.rust", b"Lists.rusX");
+    let list = messages()[2].clone();
+    assert_eq!(deliver_all(&h, std::slice::from_ref(&list)), ["Lists.rusX"]);
+    // Not owned by root any more: not used.
+    let (uid, gid) = runner();
+    chown_tree(&cache, uid, gid);
+    assert_eq!(deliver_all(&h, std::slice::from_ref(&list)), ["Lists.rust"]);
+}
