@@ -348,7 +348,8 @@ pub fn load(
         let unchanged = file
             .metadata()
             .is_ok_and(|m| SourceId::of(&m) == SourceId::of(meta) && text.len() as u64 == m.len());
-        if unchanged && indexed_count(&spec) >= MIN_INDEXED {
+        let exists = index::index_path(KIND, dir, path, meta).exists();
+        if unchanged && !exists && indexed_count(&spec) >= MIN_INDEXED {
             // Best effort, like the map index: a delivery never fails
             // because of the cache.
             let _ = write(dir, path, meta, &spec);
