@@ -88,13 +88,7 @@ fn cache_notes(layer: &Layer) -> Vec<String> {
     let a = &layer.access;
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
-    for t in a
-        .client
-        .iter()
-        .chain(&a.helo)
-        .chain(&a.sender)
-        .chain(&a.recipient)
-    {
+    for t in a.tables() {
         if let Some(n) = t.cache_note() {
             if seen.insert(t.spec().to_string()) {
                 out.push(format!("{}: {n}", t.spec()));
@@ -185,13 +179,7 @@ fn defer_if(result: &str) -> Option<&'static str> {
 fn map_results(layer: &Layer) -> Vec<Diag> {
     let a = &layer.access;
     let mut out = Vec::new();
-    for t in a
-        .client
-        .iter()
-        .chain(&a.helo)
-        .chain(&a.sender)
-        .chain(&a.recipient)
-    {
+    for t in a.tables() {
         let file = table_file(t.as_ref());
         for (line, text) in t.results() {
             let msg = match parse_action(&text) {

@@ -74,13 +74,7 @@ pub fn text(dr: &DryRun) -> String {
     }
     for l in std::iter::once(&layers.system).chain(layers.user.as_ref()) {
         let a = &l.access;
-        for t in a
-            .client
-            .iter()
-            .chain(&a.helo)
-            .chain(&a.sender)
-            .chain(&a.recipient)
-        {
+        for t in a.tables() {
             if let Some(n) = t.note() {
                 let _ = writeln!(out, "  note    {n}");
             }

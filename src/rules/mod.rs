@@ -181,10 +181,16 @@ pub struct Access {
 
 impl Access {
     pub fn is_empty(&self) -> bool {
-        self.client.is_empty()
-            && self.helo.is_empty()
-            && self.sender.is_empty()
-            && self.recipient.is_empty()
+        self.tables().next().is_none()
+    }
+
+    /// Every table: client, helo, sender, recipient, in that order.
+    pub fn tables(&self) -> impl Iterator<Item = &Box<dyn Table>> {
+        self.client
+            .iter()
+            .chain(&self.helo)
+            .chain(&self.sender)
+            .chain(&self.recipient)
     }
 }
 
@@ -302,7 +308,17 @@ struct Loader<'a> {
     groups: Vec<PendingGroup>,
 }
 
-impl Loader<'_> {
+impl<'a> Loader<'a> {
+    fn new(file: &'a Path, text: &'a str, origin: Origin) -> Loader<'a> {
+        Loader {
+            file,
+            text,
+            origin,
+            diags: Vec::new(),
+            groups: Vec::new(),
+        }
+    }
+
     fn diag_at(&mut self, offset: usize, msg: impl Into<String>) {
         let (line, col) = line_col(self.text, offset);
         self.diags.push(Diag {
@@ -697,13 +713,7 @@ pub(crate) fn compile_rules(
     file: &Path,
     origin: Origin,
 ) -> Result<(Vec<Rule>, Vec<HeaderGroup>), Vec<Diag>> {
-    let mut l = Loader {
-        file,
-        text,
-        origin,
-        diags: Vec::new(),
-        groups: Vec::new(),
-    };
+    let mut l = Loader::new(file, text, origin);
     let out = l.rules(specs);
     if l.diags.is_empty() {
         Ok(out)
@@ -720,13 +730,7 @@ pub(crate) fn load_spec(
     opts: &OpenOptions,
 ) -> Result<(Layer, FileSpec), Vec<Diag>> {
     let spec = parse_spec(text, file)?;
-    let mut l = Loader {
-        file,
-        text,
-        origin,
-        diags: Vec::new(),
-        groups: Vec::new(),
-    };
+    let mut l = Loader::new(file, text, origin);
     if l.origin == Origin::User {
         for (at, msg) in user_forbidden(&spec, text) {
             l.diag_at(at, msg);
