@@ -272,5 +272,7 @@ unsafe fn runtime_init() {
 extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
     // SAFETY: first thing in the process, single-threaded.
     unsafe { runtime_init() };
-    deliver_main().into()
+    // As std's runtime: a panic outside `real_main`'s own catch (in reading
+    // the arguments) is exit 101, and must not unwind out of a C function.
+    std::panic::catch_unwind(deliver_main).map_or(101, Into::into)
 }
