@@ -23,6 +23,25 @@ pub fn sanitize(s: &str) -> String {
     out
 }
 
+/// An unbound, non-blocking, close-on-exec Unix datagram socket, made so
+/// by socket(2) itself: `UnixDatagram::unbound` and `set_nonblocking` take
+/// a second system call at every delivery.
+fn nonblocking_datagram_socket() -> Option<UnixDatagram> {
+    use nix::libc;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: socket(2) has no memory-safety preconditions; a descriptor
+    // it returns is new and owned by nothing else.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
+    // SAFETY: fd is a valid descriptor that nothing else owns.
+    (fd >= 0).then(|| UnixDatagram::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
 /// Where log lines go.
 #[derive(Debug, Default)]
 pub struct Logger {
@@ -35,9 +54,8 @@ pub struct Logger {
 impl Logger {
     pub fn new(stderr: bool) -> Self {
         let socket = ["/dev/log", "/var/run/syslog"].iter().find_map(|p| {
-            let s = UnixDatagram::unbound().ok()?;
+            let s = nonblocking_datagram_socket()?;
             s.connect(p).ok()?;
-            s.set_nonblocking(true).ok()?;
             Some(s)
         });
         Logger {
