@@ -38,6 +38,9 @@ fn config() -> meta::Config {
         .onepass(false)
         .dfa(false)
         .hybrid_cache_capacity(CACHE_LIMIT)
+        // One thread: the default pool size asks available_parallelism,
+        // which reads the cgroup CPU quota files at every start.
+        .pool_capacity(1)
 }
 
 /// Why a pattern did not compile, in one line.
