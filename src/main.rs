@@ -372,7 +372,10 @@ unsafe fn runtime_init() {
 /// `.init_array`, before this runs.
 #[cfg(not(test))]
 #[no_mangle]
-extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
+extern "C" fn main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
     // SAFETY: first thing in the process, single-threaded.
     unsafe { runtime_init() };
     // As std's runtime: a panic outside `real_main`'s own catch (in reading
@@ -390,10 +393,33 @@ mod tests {
     #[test]
     fn plain_parser_agrees_with_clap() {
         let words = [
-            "-f", "-a", "-d", "--maildir", "--rules", "--user-rules", "--test", "--format",
-            "--client-address", "--client-hostname", "--helo", "--log-stderr", "a@b.example",
-            "", "-", "-x", "--", "text", "json", "JSON", "check", "/tmp/M dir", "--rules=x",
-            "-fa@b", "--help", "-V", "x\ny",
+            "-f",
+            "-a",
+            "-d",
+            "--maildir",
+            "--rules",
+            "--user-rules",
+            "--test",
+            "--format",
+            "--client-address",
+            "--client-hostname",
+            "--helo",
+            "--log-stderr",
+            "a@b.example",
+            "",
+            "-",
+            "-x",
+            "--",
+            "text",
+            "json",
+            "JSON",
+            "check",
+            "/tmp/M dir",
+            "--rules=x",
+            "-fa@b",
+            "--help",
+            "-V",
+            "x\ny",
         ];
         let mut lists: Vec<Vec<&str>> = vec![vec![]];
         for _ in 0..3 {
@@ -410,7 +436,9 @@ mod tests {
                 .collect();
             lists.extend(longer);
         }
-        let few = ["-f", "-a", "--test", "--format", "json", "", "x@y", "--", "-y"];
+        let few = [
+            "-f", "-a", "--test", "--format", "json", "", "x@y", "--", "-y",
+        ];
         for a in few {
             for b in few {
                 for c in few {
@@ -442,9 +470,36 @@ mod tests {
         for l in [
             &["-f", "s@x", "-a", "r@y"][..],
             &["-f", "s@x", "-a", "r@y", "-d", "alice"],
-            &["--rules", "/r", "--user-rules", "/u", "--maildir", "/m", "-f", "s@x", "-a", "r@y"],
-            &["--test", "--format", "json", "-f", "s@x", "-a", "r@y", "--log-stderr"],
-            &["--client-address", "192.0.2.1", "--client-hostname", "h", "--helo", "h"],
+            &[
+                "--rules",
+                "/r",
+                "--user-rules",
+                "/u",
+                "--maildir",
+                "/m",
+                "-f",
+                "s@x",
+                "-a",
+                "r@y",
+            ],
+            &[
+                "--test",
+                "--format",
+                "json",
+                "-f",
+                "s@x",
+                "-a",
+                "r@y",
+                "--log-stderr",
+            ],
+            &[
+                "--client-address",
+                "192.0.2.1",
+                "--client-hostname",
+                "h",
+                "--helo",
+                "h",
+            ],
         ] {
             let args: Vec<OsString> = std::iter::once("deliver")
                 .chain(l.iter().copied())
@@ -453,7 +508,11 @@ mod tests {
             assert!(parse_plain(&args).is_some(), "{l:?}");
         }
         use std::os::unix::ffi::OsStringExt;
-        let bad = ["deliver".into(), "-f".into(), OsString::from_vec(vec![0xff])];
+        let bad = [
+            "deliver".into(),
+            "-f".into(),
+            OsString::from_vec(vec![0xff]),
+        ];
         assert!(parse_plain(&bad).is_none());
     }
 }

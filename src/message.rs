@@ -369,8 +369,8 @@ mod tests {
     fn one_line_fast_path_is_mail_parser() {
         use proptest::prelude::*;
         let bytes: &[u8] = &[
-            b' ', b'\t', b'\r', b'\n', b'=', b'?', b'a', b'Q', b'B', b'_', 0x0b, 0x0c, 0x00,
-            0xc3, 0xa9, 0xc2, 0xa0, 0xe2, 0x80, 0x83, 0xff, 0x85,
+            b' ', b'\t', b'\r', b'\n', b'=', b'?', b'a', b'Q', b'B', b'_', 0x0b, 0x0c, 0x00, 0xc3,
+            0xa9, 0xc2, 0xa0, 0xe2, 0x80, 0x83, 0xff, 0x85,
         ];
         let byte = proptest::sample::select(bytes.to_vec());
         let mut runner = proptest::test_runner::TestRunner::new(
@@ -391,7 +391,11 @@ mod tests {
             b" caf\xc3\xa9 \xff\n",
             b" \xc2\xa0nbsp\xc2\xa0\n",
         ] {
-            assert_eq!(super::decode_value(raw), super::decode_value_slow(raw), "{raw:?}");
+            assert_eq!(
+                super::decode_value(raw),
+                super::decode_value_slow(raw),
+                "{raw:?}"
+            );
         }
     }
 
