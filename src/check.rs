@@ -10,6 +10,7 @@
 use crate::access::{parse_action, Action};
 use crate::maildir::FolderName;
 use crate::maps::{index, OpenOptions, Table};
+use crate::rules::model::FileSpec;
 use crate::rules::{self, cache, Diag, Layer, Origin};
 use crate::run;
 use std::path::{Path, PathBuf};
@@ -34,51 +35,61 @@ pub fn check(system: Option<&Path>, user: Option<&Path>, uid: u32) -> Vec<Diag> 
 /// tables are indexed there (as root) or found there. A table modified within
 /// the last seconds is not indexed yet (`index::HOT_SECONDS`): as root, wait
 /// once and load again, so that `deliver check` right after an edit works.
-fn load_system(text: &str, path: &Path) -> Result<Layer, Vec<Diag>> {
+fn load_system(text: &str, path: &Path) -> Result<(Layer, FileSpec), Vec<Diag>> {
     let opts = OpenOptions {
         cache_dir: None,
         system_cache_dir: Some(PathBuf::from(index::SYSTEM_CACHE_DIR)),
     };
-    let layer = rules::load_str(text, path, Origin::System, &opts)?;
-    let hot = cache_notes(&layer)
+    let loaded = rules::load_spec(text, path, Origin::System, &opts)?;
+    let hot = cache_notes(&loaded.0)
         .iter()
         .any(|n| n.contains(index::NOT_YET));
     if hot && nix::unistd::geteuid().is_root() {
-        std::thread::sleep(std::time::Duration::from_millis(
-            index::HOT_SECONDS * 1000 + 100,
-        ));
-        return rules::load_str(text, path, Origin::System, &opts);
+        wait_cool_down();
+        return rules::load_spec(text, path, Origin::System, &opts);
     }
-    Ok(layer)
+    Ok(loaded)
 }
 
-/// As root, writes the rules cache of the system file into the system cache
-/// directory, where deliveries (which do not run as root) read it but cannot
-/// write it (see `crate::rules::cache`). Returns the note to print.
-fn system_rules_cache(path: &Path, text: &str) -> Option<String> {
+/// Waits until a file modified just now may be cached (`index::HOT_SECONDS`).
+fn wait_cool_down() {
+    std::thread::sleep(std::time::Duration::from_millis(
+        index::HOT_SECONDS * 1000 + 100,
+    ));
+}
+
+/// As root, writes the rules cache of the system file (parsed as `spec`)
+/// into the system cache directory, where deliveries (which do not run as
+/// root) read it but cannot write it (see `crate::rules::cache`). Returns
+/// the note to print.
+fn system_rules_cache(path: &Path, text: &str, spec: &FileSpec) -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
         return None;
     }
     let meta = std::fs::metadata(path).ok()?;
-    let spec = rules::parse_spec(text, path).ok()?;
-    if cache::indexed_count(&spec) < cache::MIN_INDEXED {
-        return None;
-    }
+    let dir = Path::new(index::SYSTEM_CACHE_DIR);
     let why = if meta.len() != text.len() as u64 {
         Err("the file changed while it was read".to_string())
     } else {
-        let dir = Path::new(index::SYSTEM_CACHE_DIR);
-        let mut res = cache::write(dir, path, &meta, &spec);
-        if res.as_ref().is_err_and(|e| e.contains(index::NOT_YET)) {
-            std::thread::sleep(std::time::Duration::from_millis(
-                index::HOT_SECONDS * 1000 + 100,
-            ));
-            res = cache::write(dir, path, &meta, &spec);
+        match cache::store(dir, path, &meta, spec)? {
+            Err(e) if e.contains(index::NOT_YET) => {
+                wait_cool_down();
+                cache::store(dir, path, &meta, spec)?
+            }
+            res => res,
         }
-        res
     };
     Some(match why {
-        Ok(p) => format!("{}: rules cache written: {}", path.display(), p.display()),
+        Ok(cache::Stored::Written(p)) => {
+            format!("{}: rules cache written: {}", path.display(), p.display())
+        }
+        Ok(cache::Stored::Present(p)) => {
+            format!(
+                "{}: rules cache up to date: {}",
+                path.display(),
+                p.display()
+            )
+        }
         Err(e) => format!("{}: rules cache not written: {e}", path.display()),
     })
 }
@@ -108,10 +119,10 @@ pub fn check_report(system: Option<&Path>, user: Option<&Path>, uid: u32) -> Rep
     };
     match std::fs::read_to_string(&sys_path) {
         Ok(text) => match load_system(&text, &sys_path) {
-            Ok(layer) => {
+            Ok((layer, spec)) => {
                 diags.extend(map_results(&layer));
                 notes = cache_notes(&layer);
-                notes.extend(system_rules_cache(&sys_path, &text));
+                notes.extend(system_rules_cache(&sys_path, &text, &spec));
             }
             Err(d) => diags.extend(d),
         },

@@ -487,6 +487,13 @@ fn check_as_root_writes_the_system_files_cache_and_deliveries_use_it() {
         }
     }
     let _cleanup = Remove(cache.clone());
+    // Checked again, the cache of this version is kept as it is.
+    let mut c = std::process::Command::new(BIN);
+    c.arg("check").arg("--rules").arg(&sys).env_clear();
+    let again = run_cmd(c, b"");
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    let want = format!("rules cache up to date: {}", cache.display());
+    assert!(again.stdout.contains(&want), "{}", again.stdout);
     // The user's deliveries read it (a folder changed in it shows).
     patch(&cache, b"Lists.rust", b"Lists.rusX");
     let list = messages()[2].clone();

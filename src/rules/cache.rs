@@ -67,7 +67,20 @@ pub const MIN_INDEXED: usize = 4;
 /// What a rule is indexed under: its header and the required literals of
 /// its pattern. `None`: the rule is compiled at every delivery.
 fn indexed(r: &RuleSpec) -> Option<(String, Vec<String>)> {
-    let only_header = r.sender.is_none()
+    if !header_pattern_only(r) {
+        return None;
+    }
+    let header = r.header.as_ref()?.get_ref().trim().to_ascii_lowercase();
+    let lits = required(r.pattern.as_ref()?.get_ref(), GRAM_MIN)?;
+    Some((header, lits))
+}
+
+/// Is the rule's only condition `header` with `match`? (What `indexed`
+/// needs before it parses the pattern.)
+fn header_pattern_only(r: &RuleSpec) -> bool {
+    r.header.is_some()
+        && r.pattern.is_some()
+        && r.sender.is_none()
         && r.recipient.is_none()
         && r.client_address.is_none()
         && r.client_hostname.is_none()
@@ -77,13 +90,7 @@ fn indexed(r: &RuleSpec) -> Option<(String, Vec<String>)> {
         && r.size_under.is_none()
         && r.all.is_none()
         && r.any.is_none()
-        && r.not.is_none();
-    if !only_header {
-        return None;
-    }
-    let header = r.header.as_ref()?.get_ref().trim().to_ascii_lowercase();
-    let lits = required(r.pattern.as_ref()?.get_ref(), GRAM_MIN)?;
-    Some((header, lits))
+        && r.not.is_none()
 }
 
 /// How unusual a byte is in header text: pieces made of rare bytes select
@@ -142,13 +149,47 @@ struct Rules<'a> {
     rule: Vec<&'a RuleSpec>,
 }
 
-/// The number of rules `spec` would index.
-pub fn indexed_count(spec: &FileSpec) -> usize {
-    spec.rule.iter().filter(|r| indexed(r).is_some()).count()
+/// What [`store`] did.
+#[derive(Debug)]
+pub enum Stored {
+    Written(PathBuf),
+    /// The cache of this version of the file was there already.
+    Present(PathBuf),
 }
 
-/// Writes the cache of `path`, whose parsed content is `spec`.
-pub fn write(dir: &Path, path: &Path, meta: &Metadata, spec: &FileSpec) -> Result<PathBuf, String> {
+/// Writes the cache of `path` (whose parsed content is `spec`) into `dir`,
+/// unless it is there already: `Some` with what was done, or why it could
+/// not be written. `None` when the file has fewer than [`MIN_INDEXED`]
+/// indexed rules, which is decided without parsing a pattern for most
+/// small files.
+pub fn store(
+    dir: &Path,
+    path: &Path,
+    meta: &Metadata,
+    spec: &FileSpec,
+) -> Option<Result<Stored, String>> {
+    if spec.rule.iter().filter(|r| header_pattern_only(r)).count() < MIN_INDEXED {
+        return None;
+    }
+    let plan: Vec<_> = spec.rule.iter().map(indexed).collect();
+    if plan.iter().flatten().count() < MIN_INDEXED {
+        return None;
+    }
+    let existing = index::index_path(KIND, dir, path, meta);
+    if existing.exists() {
+        return Some(Ok(Stored::Present(existing)));
+    }
+    Some(write(dir, path, meta, spec, plan).map(Stored::Written))
+}
+
+/// Writes the cache; `plan` is `indexed` of each rule.
+fn write(
+    dir: &Path,
+    path: &Path,
+    meta: &Metadata,
+    spec: &FileSpec,
+    plan: Vec<Option<(String, Vec<String>)>>,
+) -> Result<PathBuf, String> {
     let head = FileSpec {
         rule: Vec::new(),
         ..spec.clone()
@@ -158,7 +199,6 @@ pub fn write(dir: &Path, path: &Path, meta: &Metadata, spec: &FileSpec) -> Resul
     let mut always = Vec::new();
     let mut grams: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut headers: Vec<String> = Vec::new();
-    let plan: Vec<_> = spec.rule.iter().map(indexed).collect();
     // How many literals (per header) contain each piece.
     let mut shared: HashMap<Vec<u8>, usize> = HashMap::new();
     for (header, lits) in plan.iter().flatten() {
@@ -348,11 +388,10 @@ pub fn load(
         let unchanged = file
             .metadata()
             .is_ok_and(|m| SourceId::of(&m) == SourceId::of(meta) && text.len() as u64 == m.len());
-        let exists = index::index_path(KIND, dir, path, meta).exists();
-        if unchanged && !exists && indexed_count(&spec) >= MIN_INDEXED {
+        if unchanged {
             // Best effort, like the map index: a delivery never fails
             // because of the cache.
-            let _ = write(dir, path, meta, &spec);
+            let _ = store(dir, path, meta, &spec);
         }
     }
     Ok(layer)

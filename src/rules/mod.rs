@@ -693,7 +693,7 @@ pub fn load_str(
 }
 
 /// Parses the TOML of a rules file (or of a piece the rules cache stored).
-pub fn parse_spec(text: &str, file: &Path) -> Result<FileSpec, Vec<Diag>> {
+pub(crate) fn parse_spec(text: &str, file: &Path) -> Result<FileSpec, Vec<Diag>> {
     toml::from_str(text).map_err(|e| {
         let (line, col) = e.span().map_or((0, 0), |s| line_col(text, s.start));
         vec![Diag {
