@@ -219,6 +219,57 @@ proptest! {
     }
 }
 
+/// A rule is compiled only when one value of its header holds a string of
+/// every requirement of its pattern, not merely the piece it is indexed by.
+#[test]
+fn a_rule_is_selected_only_when_every_requirement_is_met() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("rules.toml");
+    let cache_dir = d.path().join("cache");
+    let mut t = String::new();
+    for (h, m) in [
+        ("Subject", "(?i)viagra"),
+        ("Subject", "(?i)casino"),
+        ("Subject", "(?i)(cheap|free) pills"),
+        ("Content-Type", "(?i)charset=.?gb2312"),
+        ("Received", "(?i)from .*rdns_none"),
+    ] {
+        t.push_str(&format!(
+            "[[rule]]\nheader = {}\nmatch = {}\nscore = 1.0\n\n",
+            q(h),
+            q(m)
+        ));
+    }
+    fs::write(&path, t).unwrap();
+    age(&path);
+    load(&path, &cache_dir, false);
+    let mut layer = load(&path, &cache_dir, true);
+    let deferred = layer.deferred.take().expect("the cache is used");
+    let selected = |block: &str| deferred.select(&Headers::parse(block.as_bytes())).unwrap();
+    assert_eq!(selected("Subject: hello\n\n"), Vec::<u32>::new());
+    assert_eq!(selected("Subject: VIAGRA and Casino\n\n"), vec![0, 1]);
+    // "pills" alone, or "cheap" alone, is not enough.
+    assert_eq!(selected("Subject: pills, cheap\n\n"), Vec::<u32>::new());
+    assert_eq!(selected("Subject: free pills\n\n"), vec![2]);
+    assert_eq!(
+        selected("Content-Type: text/plain; charset=utf-8\n\n"),
+        Vec::<u32>::new()
+    );
+    assert_eq!(
+        selected("Content-Type: text/plain; charset=\"GB2312\"\n\n"),
+        vec![3]
+    );
+    // Both requirements must be met in the same value.
+    assert_eq!(
+        selected("Received: from a\nReceived: by b (RDNS_NONE)\n\n"),
+        Vec::<u32>::new()
+    );
+    assert_eq!(
+        selected("Received: from a\nReceived: from b (RDNS_NONE)\n\n"),
+        vec![4]
+    );
+}
+
 /// Rules for the binary tests: 4 routing rules, then many scored ones.
 fn many_rules(n: usize) -> String {
     let mut t = String::from(

@@ -11,18 +11,24 @@
 //! - the file without its rules (settings, spam, access), as TOML;
 //! - every rule as a TOML table of its own, with its name made explicit;
 //! - for each *indexed* rule (a rule whose only condition is one header
-//!   pattern with required literals, `super::literal`), one key per
-//!   literal: the header name and a 3- or 4-byte piece of the folded
-//!   literal, whose value lists the rules it may trigger;
+//!   pattern with required literals, `super::literal`): every requirement
+//!   of its pattern (every match contains one string of each set), and one
+//!   key per string of one of those sets: the header name and a 3- or
+//!   4-byte piece of the folded string, whose value lists the rules it may
+//!   trigger; the set and the piece chosen are those the fewest rules
+//!   share;
+//! - a Bloom filter of those keys, so that most pieces of a header value
+//!   are ruled out without a lookup in the cdb;
 //! - the numbers of the other rules, which every delivery compiles.
 //!
 //! A delivery then loads the settings, spam and access part at once (their
 //! maps are opened as before), reads the message, folds each value of the
-//! indexed headers and looks up each of its 3- and 4-byte pieces, and
-//! compiles the rules found plus the unindexed ones, in file order, with the
-//! same loader as a full load (`super::compile_rules`). A rule that was not
-//! compiled cannot match: its pattern needs one of its literals, and the
-//! header has none. The decision is the same as with the whole file; the
+//! indexed headers and looks up each of its 3- and 4-byte pieces. A rule a
+//! piece names is compiled only if that value contains a string of every
+//! one of its requirements; it is compiled with the unindexed rules, in
+//! file order, by the same loader as a full load (`super::compile_rules`).
+//! A rule that was not compiled cannot match: no value of its header holds
+//! every literal its pattern needs. The decision is the same as with the whole file; the
 //! tests compare the two. `--test` and `check` load the whole file, so
 //! that `--test` can show every rule.
 //!
@@ -35,7 +41,7 @@
 //! that does not parse) ends in a full load of the file, never in a failed
 //! delivery.
 
-use super::literal::{fold_into, required};
+use super::literal::{fold_into, requirements};
 use super::model::{FileSpec, RuleSpec};
 use super::{compile_rules, parse_spec, Diag, Layer, Origin};
 use crate::maps::cdb::Cdb;
@@ -50,12 +56,13 @@ use std::path::{Path, PathBuf};
 
 pub(crate) const KIND: Kind = Kind {
     prefix: "rules.",
-    version: "r1",
+    version: "r2",
 };
 
 const HEAD: &[u8] = b"\0head";
 const ALWAYS: &[u8] = b"\0always";
 const HEADERS: &[u8] = b"\0headers";
+const BLOOM: &[u8] = b"\0bloom";
 
 /// Literal pieces are this many bytes (3 for a literal of exactly 3).
 const GRAM: usize = 4;
@@ -64,15 +71,36 @@ const GRAM_MIN: usize = 3;
 /// A file is cached when it has at least this many indexed rules.
 pub const MIN_INDEXED: usize = 4;
 
-/// What a rule is indexed under: its header and the required literals of
-/// its pattern. `None`: the rule is compiled at every delivery.
-fn indexed(r: &RuleSpec) -> Option<(String, Vec<String>)> {
+/// An indexed rule: its header (lowercase) and every requirement of its
+/// pattern (`literal::requirements`), at least one of which has only
+/// strings of [`GRAM_MIN`] bytes or more.
+struct Plan {
+    header: String,
+    sets: Vec<Vec<String>>,
+}
+
+impl Plan {
+    /// The sets whose strings the index can key.
+    fn keyable(&self) -> impl Iterator<Item = &Vec<String>> {
+        self.sets
+            .iter()
+            .filter(|s| s.iter().all(|l| l.len() >= GRAM_MIN))
+    }
+}
+
+/// What a rule is indexed under. `None`: the rule is compiled at every
+/// delivery.
+fn indexed(r: &RuleSpec) -> Option<Plan> {
     if !header_pattern_only(r) {
         return None;
     }
     let header = r.header.as_ref()?.get_ref().trim().to_ascii_lowercase();
-    let lits = required(r.pattern.as_ref()?.get_ref(), GRAM_MIN)?;
-    Some((header, lits))
+    let plan = Plan {
+        header,
+        sets: requirements(r.pattern.as_ref()?.get_ref())?,
+    };
+    plan.keyable().next()?;
+    Some(plan)
 }
 
 /// Is the rule's only condition `header` with `match`? (What `indexed`
@@ -133,9 +161,114 @@ fn gram_key(header: &str, gram: &[u8]) -> Vec<u8> {
 }
 
 fn rule_key(i: u32) -> Vec<u8> {
-    let mut k = vec![b'r'];
+    id_key(b'r', i)
+}
+
+/// The key of a rule's requirements.
+fn sets_key(i: u32) -> Vec<u8> {
+    id_key(b'v', i)
+}
+
+fn id_key(tag: u8, i: u32) -> Vec<u8> {
+    let mut k = vec![tag];
     k.extend_from_slice(&i.to_le_bytes());
     k
+}
+
+/// Requirements as stored: per set, its string count (u16), then per
+/// string its length (u16) and bytes.
+fn encode_sets(sets: &[Vec<String>]) -> Result<Vec<u8>, String> {
+    let len16 = |n: usize| u16::try_from(n).map_err(|_| "requirement too large".to_string());
+    let mut out = Vec::new();
+    for set in sets {
+        out.extend_from_slice(&len16(set.len())?.to_le_bytes());
+        for lit in set {
+            out.extend_from_slice(&len16(lit.len())?.to_le_bytes());
+            out.extend_from_slice(lit.as_bytes());
+        }
+    }
+    Ok(out)
+}
+
+/// Does `text` contain a string of every stored set? `None` when the
+/// encoding is damaged.
+fn satisfies(mut enc: &[u8], text: &[u8]) -> Option<bool> {
+    fn take<'a>(enc: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = enc.split_at_checked(n)?;
+        *enc = rest;
+        Some(head)
+    }
+    fn u16_at(enc: &mut &[u8]) -> Option<usize> {
+        take(enc, 2).map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+    }
+    let mut all = true;
+    while !enc.is_empty() {
+        let mut any = false;
+        for _ in 0..u16_at(&mut enc)? {
+            let n = u16_at(&mut enc)?;
+            let lit = take(&mut enc, n)?;
+            any = any || memchr::memmem::find(text, lit).is_some();
+        }
+        all = all && any;
+    }
+    Some(all)
+}
+
+/// A Bloom filter of (header, piece) keys: 64-bit words, three bits set
+/// in one word per key (one cache line per test). Its false positives only
+/// cost a cdb lookup.
+struct Bloom(Vec<u64>);
+
+impl Bloom {
+    /// Room for `n` keys at about 16 bits a key.
+    fn new(n: usize) -> Bloom {
+        Bloom(vec![0; (n.max(1) * 16).div_ceil(64).next_power_of_two()])
+    }
+
+    fn insert(&mut self, seed: u64, gram: &[u8]) {
+        let (w, bits) = bloom_bits(seed, gram, self.0.len());
+        self.0[w] |= bits;
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        self.0.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+}
+
+/// May the stored filter `bloom` hold the key? (Yes when there is none.)
+fn bloom_may_have(bloom: &[u8], seed: u64, gram: &[u8]) -> bool {
+    let words = bloom.len() / 8;
+    if words == 0 {
+        return true;
+    }
+    let (w, bits) = bloom_bits(seed, gram, words);
+    let b = &bloom[w * 8..w * 8 + 8];
+    let word = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+    word & bits == bits
+}
+
+/// The word (of `words`, a power of two) and the bits of a key.
+fn bloom_bits(seed: u64, gram: &[u8], words: usize) -> (usize, u64) {
+    let mut x = (gram.len() as u64) << 56;
+    for (i, &b) in gram.iter().enumerate() {
+        x |= u64::from(b) << (8 * i);
+    }
+    // The murmur3 finalizer: every input bit moves every output bit.
+    x ^= seed;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^= x >> 33;
+    let bits = (1u64 << ((x >> 40) & 63)) | (1u64 << ((x >> 46) & 63)) | (1u64 << ((x >> 52) & 63));
+    ((x as usize) & (words - 1), bits)
+}
+
+/// A header name's seed for the filter (FNV-1a).
+fn header_seed(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 fn ids(v: &[u8]) -> impl Iterator<Item = u32> + '_ {
@@ -188,7 +321,7 @@ fn write(
     path: &Path,
     meta: &Metadata,
     spec: &FileSpec,
-    plan: Vec<Option<(String, Vec<String>)>>,
+    plan: Vec<Option<Plan>>,
 ) -> Result<PathBuf, String> {
     let head = FileSpec {
         rule: Vec::new(),
@@ -201,16 +334,17 @@ fn write(
     let mut headers: Vec<String> = Vec::new();
     // How many literals (per header) contain each piece.
     let mut shared: HashMap<Vec<u8>, usize> = HashMap::new();
-    for (header, lits) in plan.iter().flatten() {
-        for lit in lits {
+    for p in plan.iter().flatten() {
+        for lit in p.keyable().flatten() {
             let mut seen = HashSet::new();
             for w in windows(lit) {
                 if seen.insert(w) {
-                    *shared.entry(gram_key(header, w)).or_default() += 1;
+                    *shared.entry(gram_key(&p.header, w)).or_default() += 1;
                 }
             }
         }
     }
+    let mut bloom_keys: Vec<(u64, Vec<u8>)> = Vec::new();
     for (i, (r, plan)) in spec.rule.iter().zip(plan).enumerate() {
         let n = u32::try_from(i).map_err(|_| "too many rules".to_string())?;
         let mut r = r.clone();
@@ -222,25 +356,45 @@ fn write(
             .map_err(|e| format!("cannot serialize rule {}: {e}", i + 1))?;
         entries.push((rule_key(n), text.into_bytes()));
         match plan {
-            Some((header, lits)) => {
-                let count = |w: &[u8]| shared.get(&gram_key(&header, w)).copied().unwrap_or(0);
-                for lit in &lits {
-                    let v = grams
-                        .entry(gram_key(&header, gram(lit, count)))
-                        .or_default();
+            Some(p) => {
+                let count = |w: &[u8]| shared.get(&gram_key(&p.header, w)).copied().unwrap_or(0);
+                // The set whose pieces select the fewest rules.
+                let cost = |set: &&Vec<String>| {
+                    let pieces = set.iter().map(|l| gram(l, count));
+                    let score = |w: &[u8]| w.iter().map(|&c| rarity(c)).sum::<u32>();
+                    (
+                        pieces.clone().map(count).sum::<usize>(),
+                        std::cmp::Reverse(pieces.map(score).min().unwrap_or(0)),
+                    )
+                };
+                let Some(set) = p.keyable().min_by_key(cost) else {
+                    continue;
+                };
+                for lit in set {
+                    let g = gram(lit, count);
+                    let v = grams.entry(gram_key(&p.header, g)).or_default();
+                    if v.is_empty() {
+                        bloom_keys.push((header_seed(&p.header), g.to_vec()));
+                    }
                     if !ids(v).any(|x| x == n) {
                         v.extend_from_slice(&n.to_le_bytes());
                     }
                 }
-                if !headers.contains(&header) {
-                    headers.push(header);
+                entries.push((sets_key(n), encode_sets(&p.sets)?));
+                if !headers.contains(&p.header) {
+                    headers.push(p.header);
                 }
             }
             None => always.extend_from_slice(&n.to_le_bytes()),
         }
     }
+    let mut bloom = Bloom::new(bloom_keys.len());
+    for (seed, g) in &bloom_keys {
+        bloom.insert(*seed, g);
+    }
     entries.push((ALWAYS.to_vec(), always));
     entries.push((HEADERS.to_vec(), headers.join("\n").into_bytes()));
+    entries.push((BLOOM.to_vec(), bloom.bytes()));
     entries.extend(grams);
     index::write_index(
         KIND,
@@ -285,26 +439,44 @@ pub fn open(dir: &Path, path: &Path, meta: &Metadata) -> Option<(Deferred, Strin
 
 impl Deferred {
     /// The rules that can match a message with these headers: the
-    /// unindexed ones, and the indexed ones one of whose literal pieces
-    /// occurs in a folded value of their header. In file order.
+    /// unindexed ones, and the indexed ones for which one folded value of
+    /// their header contains a string of each of their requirements. In
+    /// file order.
     pub fn select(&self, headers: &Headers) -> Result<Vec<u32>, String> {
+        let get = |k: &[u8]| self.cdb.get(k).map_err(|e| e.msg);
+        let bloom = get(BLOOM)?.unwrap_or_default();
         let mut out = self.always.clone();
         let mut folded = String::new();
+        let mut candidates = Vec::new();
         for name in &self.headers {
+            let seed = header_seed(name);
             let mut key = gram_key(name, b"");
             let base = key.len();
             for value in headers.all(name) {
                 folded.clear();
                 fold_into(value, &mut folded);
                 let b = folded.as_bytes();
+                candidates.clear();
                 for i in 0..b.len() {
                     for n in [GRAM_MIN, GRAM] {
                         let Some(piece) = b.get(i..i + n) else { break };
+                        if !bloom_may_have(bloom, seed, piece) {
+                            continue;
+                        }
                         key.truncate(base);
                         key.extend_from_slice(piece);
-                        if let Some(v) = self.cdb.get(&key).map_err(|e| e.msg)? {
-                            out.extend(ids(v));
+                        if let Some(v) = get(&key)? {
+                            candidates.extend(ids(v));
                         }
+                    }
+                }
+                candidates.sort_unstable();
+                candidates.dedup();
+                for &n in &candidates {
+                    let sets = get(&sets_key(n))?
+                        .ok_or_else(|| format!("rule {} has no requirements", n + 1))?;
+                    if satisfies(sets, b).ok_or("damaged requirements")? {
+                        out.push(n);
                     }
                 }
             }

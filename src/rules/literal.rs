@@ -51,22 +51,28 @@ struct Info {
     exact: Option<Vec<String>>,
     /// Every match contains one of these (folded, none empty).
     required: Option<Vec<String>>,
+    /// Requirements that all hold at once: every match contains one string
+    /// of each set (each usable and minimized; `required` and the usable
+    /// `exact` are among them).
+    all: Vec<Vec<String>>,
 }
 
 impl Info {
     fn exact(set: Vec<String>) -> Info {
-        let mut i = Info {
+        let all = conjunction([set.as_slice()]);
+        let required = usable(&set).then(|| set.clone());
+        Info {
             exact: Some(set),
-            required: None,
-        };
-        i.required = i.exact.clone().filter(|s| usable(s));
-        i
+            required,
+            all,
+        }
     }
 
     fn unknown() -> Info {
         Info {
             exact: None,
             required: None,
+            all: Vec::new(),
         }
     }
 
@@ -108,6 +114,26 @@ fn consider(best: &mut Option<Vec<String>>, set: &[String]) {
     if best.as_ref().is_none_or(|b| rank(&set) > rank(b)) {
         *best = Some(set);
     }
+}
+
+/// At most this many sets in `Info::all`.
+const MAX_ALL: usize = 8;
+
+/// The usable sets among `sets`, minimized, without repeats, best first,
+/// at most [`MAX_ALL`].
+fn conjunction<'a>(sets: impl IntoIterator<Item = &'a [String]>) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    for s in sets {
+        if usable(s) {
+            let s = minimize(s);
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+    }
+    out.sort_by_key(|s| std::cmp::Reverse(rank(s)));
+    out.truncate(MAX_ALL);
+    out
 }
 
 fn dedup(mut v: Vec<String>) -> Vec<String> {
@@ -173,6 +199,9 @@ fn concat(subs: &[Hir]) -> Info {
     let mut run = vec![String::new()];
     let mut whole = true;
     let mut best = None;
+    // Every finished run and every requirement of a part holds for the
+    // whole: a match of the concatenation contains a match of each part.
+    let mut all: Vec<Vec<String>> = Vec::new();
     for sub in subs {
         let i = info(sub);
         match &i.exact {
@@ -180,7 +209,7 @@ fn concat(subs: &[Hir]) -> Info {
                 Some(x) => run = x,
                 None => {
                     consider(&mut best, &run);
-                    run = e.clone();
+                    all.push(std::mem::replace(&mut run, e.clone()));
                     whole = false;
                 }
             },
@@ -189,15 +218,18 @@ fn concat(subs: &[Hir]) -> Info {
                 if let Some(r) = &i.required {
                     consider(&mut best, r);
                 }
-                run = vec![String::new()];
+                all.push(std::mem::replace(&mut run, vec![String::new()]));
+                all.extend(i.all);
                 whole = false;
             }
         }
     }
     consider(&mut best, &run);
+    all.push(run.clone());
     Info {
         exact: whole.then_some(run),
         required: best,
+        all: conjunction(all.iter().map(Vec::as_slice)),
     }
 }
 
@@ -215,7 +247,12 @@ fn alternation(subs: &[Hir]) -> Info {
         .collect::<Option<Vec<_>>>()
         .map(|v| dedup(v.concat()))
         .filter(|v| v.len() <= MAX_SET);
-    Info { exact, required }
+    let all = conjunction(required.as_deref());
+    Info {
+        exact,
+        required,
+        all,
+    }
 }
 
 fn info(h: &Hir) -> Info {
@@ -229,9 +266,11 @@ fn info(h: &Hir) -> Info {
                 while !s.is_char_boundary(end) {
                     end -= 1;
                 }
+                let set = vec![fold(&s[..end])];
                 Info {
                     exact: None,
-                    required: Some(vec![fold(&s[..end])]),
+                    all: conjunction([set.as_slice()]),
+                    required: Some(set),
                 }
             }
             Err(_) => Info::unknown(),
@@ -252,6 +291,7 @@ fn info(h: &Hir) -> Info {
                 return Info {
                     exact,
                     required: None,
+                    all: Vec::new(),
                 };
             }
             let mut exact = None;
@@ -264,9 +304,12 @@ fn info(h: &Hir) -> Info {
                     exact = acc;
                 }
             }
+            let mut all = sub.all.clone();
+            all.extend(exact.clone());
             Info {
                 exact,
                 required: sub.best(),
+                all: conjunction(all.iter().map(Vec::as_slice)),
             }
         }
         HirKind::Concat(subs) => concat(subs),
@@ -281,6 +324,18 @@ pub fn required(pattern: &str, min_len: usize) -> Option<Vec<String>> {
     let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
     let set = info(&hir).best()?;
     set.iter().all(|s| s.len() >= min_len).then_some(set)
+}
+
+/// Every requirement found for `pattern`: every match contains one string
+/// of each set (folded, none empty, at most [`MAX_ALL`] sets, the best
+/// first). `None` for a pattern that does not parse; empty when no
+/// requirement is known.
+pub fn requirements(pattern: &str) -> Option<Vec<Vec<String>>> {
+    let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
+    let i = info(&hir);
+    let mut all = i.all.clone();
+    all.extend(i.best());
+    Some(conjunction(all.iter().map(Vec::as_slice)))
 }
 
 #[cfg(test)]
@@ -327,6 +382,32 @@ mod tests {
         assert_eq!(req("colou?r"), v(&["color", "colour"]));
         assert_eq!(req("(ab){2}c"), v(&["ababc"]));
         assert_eq!(req("x(abc)+"), v(&["abc"]));
+    }
+
+    #[test]
+    fn all_requirements_of_a_concatenation() {
+        let all = |p: &str| requirements(p).unwrap();
+        let v2 = |s: &[&[&str]]| -> Vec<Vec<String>> {
+            s.iter()
+                .map(|s| s.iter().map(|x| x.to_string()).collect())
+                .collect()
+        };
+        assert_eq!(
+            all("(?i)charset=.?gb2312"),
+            v2(&[&["charset="], &["gb2312"]])
+        );
+        assert_eq!(
+            all(r"^Subject:.*(cheap|free) (pills|meds)"),
+            v2(&[
+                &["cheap meds", "cheap pills", "free meds", "free pills"],
+                &["subject:"]
+            ])
+        );
+        assert_eq!(all("viagra"), v2(&[&["viagra"]]));
+        assert_eq!(all("a.*b"), v2(&[&["a"], &["b"]]));
+        assert!(all(".*").is_empty());
+        assert!(all("foo?|x*").is_empty());
+        assert!(requirements("(unclosed").is_none());
     }
 
     #[test]
@@ -406,13 +487,21 @@ mod tests {
         ) {
             let Ok(re) = regex::Regex::new(&p) else { return Ok(()) };
             let hay: String = hay.concat().replace('\\', "");
-            let Some(set) = req(&p) else { return Ok(()) };
             let f = fold(&hay);
             if re.is_match(&hay) {
-                proptest::prop_assert!(
-                    set.iter().any(|s| f.contains(s.as_str())),
-                    "pattern {:?} matches {:?} but no folded {:?} is in {:?}", p, hay, set, f
-                );
+                if let Some(set) = req(&p) {
+                    proptest::prop_assert!(
+                        set.iter().any(|s| f.contains(s.as_str())),
+                        "pattern {:?} matches {:?} but no folded {:?} is in {:?}", p, hay, set, f
+                    );
+                }
+                for set in requirements(&p).unwrap() {
+                    proptest::prop_assert!(
+                        set.iter().any(|s| f.contains(s.as_str())),
+                        "pattern {:?} matches {:?} but no folded {:?} (of all) is in {:?}",
+                        p, hay, set, f
+                    );
+                }
             }
         }
     }
