@@ -496,6 +496,97 @@ fn stale_tmp_files_are_cleaned() {
 }
 
 #[test]
+fn home_and_user_from_the_environment_replace_the_password_entry() {
+    // local(8) exports USER, LOGNAME and HOME for the recipient. With an
+    // absolute HOME and USER (or LOGNAME), the home is HOME; without
+    // either, the password entry's home, as before.
+    let h = Home::new();
+    let pw = nix::unistd::User::from_uid(h.uid.into())
+        .unwrap()
+        .expect("the test user has a password entry");
+    assert_ne!(pw.dir, h.home);
+    // The user's rules file in HOME is read too.
+    let conf = h.home.join(".config/deliver");
+    fs::create_dir_all(&conf).unwrap();
+    fs::write(
+        conf.join("rules.toml"),
+        "[[rule]]\nheader = \"Subject\"\nmatch = \"^home\"\nfolder = \"Home\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(conf.join("rules.toml"), fs::Permissions::from_mode(0o600)).unwrap();
+    chown_tree(&h.home.join(".config"), h.uid, h.gid);
+    let input = msg("Subject: home\n", "x\n");
+    for var in ["USER", "LOGNAME"] {
+        let mut c = h.bare_command(&["-f", "a@b"]);
+        c.env(var, &pw.name);
+        let r = run_cmd(c, &input);
+        assert_eq!(r.code, 0, "{var}: {}", r.stderr);
+    }
+    assert_eq!(h.delivered()["Home"].len(), 2, "{:?}", h.delivered().keys());
+    assert_eq!(h.count(), 2);
+
+    // --test names the same place, and the password entry's without HOME,
+    // or without USER and LOGNAME.
+    let would_write = |env: &[(&str, &str)], remove: &[&str]| {
+        let mut c = h.bare_command(&["--test", "-f", "a@b"]);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        for k in remove {
+            c.env_remove(k);
+        }
+        let r = run_cmd(c, &input);
+        assert_eq!(r.code, 0, "{env:?}: {}", r.stderr);
+        r.stdout
+            .lines()
+            .find_map(|l| l.split("would write into ").nth(1).map(str::to_string))
+            .unwrap_or_else(|| panic!("{env:?}: {}", r.stdout))
+    };
+    let in_home = h.maildir.join(".Home/new");
+    let user = pw.name.as_str();
+    assert_eq!(
+        would_write(&[("USER", user)], &[]),
+        in_home.display().to_string()
+    );
+    // (Which folder there depends on the rules file in that home.)
+    let in_pw = |p: String| p.starts_with(&*pw.dir.join("Maildir/").to_string_lossy());
+    assert!(in_pw(would_write(&[("USER", user)], &["HOME"])));
+    assert!(in_pw(would_write(&[], &[])));
+    assert!(in_pw(would_write(
+        &[("USER", user), ("HOME", "relative/home")],
+        &[]
+    )));
+
+    // A real delivery without USER, where the password entry's home is
+    // missing (nobody's, when the tests run as root): deferred, naming it.
+    if !pw.dir.exists() {
+        let r = run_cmd(h.bare_command(&["-f", "a@b"]), &input);
+        assert_eq!(r.code, 75, "{}", r.stderr);
+        assert!(
+            r.first_line().contains(&*pw.dir.to_string_lossy()),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(h.count(), 2);
+    }
+
+    // `deliver check` finds the user's file as a delivery does.
+    fs::write(conf.join("rules.toml"), "[[rule]]\nheader = \n").unwrap();
+    let mut h2 = Home::new();
+    h2.system("");
+    let mut c = h.bare_command(&["check", "--rules"]);
+    c.arg(h2.system_rules.as_ref().unwrap()).env("USER", user);
+    let r = run_cmd(c, b"");
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains(&*conf.join("rules.toml").to_string_lossy()),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
 fn root_needs_dash_d_and_files_belong_to_the_user() {
     if !is_root() {
         eprintln!("skipped: needs root");

@@ -114,9 +114,24 @@ impl Home {
         self
     }
 
-    pub fn command(&self, args: &[&str]) -> Command {
+    /// The binary with `args` only, as the test's user, in the environment
+    /// every test uses (`PATH`, and `HOME` = the test home), from `/`.
+    pub fn bare_command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.args(args);
+        c.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &self.home);
+        c.current_dir("/");
+        if is_root() {
+            c.uid(self.uid).gid(self.gid);
+        }
+        c
+    }
+
+    /// `bare_command` with this home's Maildir and rules files.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = self.bare_command(args);
         c.arg("--maildir").arg(&self.maildir);
         c.arg("--user-rules").arg(&self.user_rules);
         let rules = self
@@ -125,13 +140,6 @@ impl Home {
             .unwrap_or_else(|| self._dir.path().join("no-system-rules.toml"));
         if self.system_rules.is_some() {
             c.arg("--rules").arg(rules);
-        }
-        c.env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", &self.home);
-        c.current_dir("/");
-        if is_root() {
-            c.uid(self.uid).gid(self.gid);
         }
         c
     }
