@@ -9,7 +9,9 @@
 //!
 //! Every directory this module writes into is opened relative to the
 //! Maildir's directory descriptor with `O_NOFOLLOW`: a symlink planted in
-//! place of the Maildir, `tmp`, `new`, `cur` or a folder is never followed.
+//! place of the Maildir, `tmp`, `new` or a folder is never followed. `cur`
+//! (and a folder's `tmp` and `cur`), which deliver does not write into, are
+//! checked with `AT_SYMLINK_NOFOLLOW` and refused as symlinks the same way.
 //! Folders are created on demand (mode 0700, with `maildirfolder`) and added
 //! to the `subscriptions` file.
 
@@ -188,6 +190,35 @@ fn open_dir(dir: BorrowedFd<'_>, name: &str, create: bool) -> Result<(OwnedFd, b
     }
 }
 
+/// Makes sure `name` under `dir` is a directory (not a symlink), creating
+/// it (mode 0700) when missing, without opening it: one fstatat(2) when it
+/// is there, where an open and a close took two. Returns whether it was
+/// created (or found created by a concurrent delivery). A symlink is
+/// `ELOOP` and anything else that is not a directory `ENOTDIR`, as from an
+/// `O_NOFOLLOW|O_DIRECTORY` open.
+fn ensure_dir(dir: BorrowedFd<'_>, name: &str) -> Result<bool, Errno> {
+    let is_dir = |dir: BorrowedFd<'_>| {
+        let st = fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
+            SFlag::S_IFDIR => Ok(()),
+            SFlag::S_IFLNK => Err(Errno::ELOOP),
+            _ => Err(Errno::ENOTDIR),
+        }
+    };
+    match is_dir(dir) {
+        Ok(()) => Ok(false),
+        Err(Errno::ENOENT) => {
+            match mkdirat(dir, name, Mode::from_bits_truncate(0o700)) {
+                Ok(()) => {}
+                Err(Errno::EEXIST) => is_dir(dir)?,
+                Err(e) => return Err(e),
+            }
+            Ok(true)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Describes why a directory could not be opened, naming a symlink as such.
 fn dir_error(path: &Path, e: Errno) -> String {
     match e {
@@ -207,6 +238,8 @@ pub struct Maildir {
     path: PathBuf,
     root: OwnedFd,
     tmp: OwnedFd,
+    /// The Inbox's `new/`, opened (and checked) once for the link.
+    new: OwnedFd,
 }
 
 /// A message being written into `tmp/`.
@@ -235,17 +268,15 @@ impl Maildir {
         .map_err(|e| fail(format!("cannot open {}", parent.display()), e))?;
         let (root, created) = open_dir(parent_fd.as_fd(), &name.to_string_lossy(), true)
             .map_err(|e| Failure::temp("4.2.0", dir_error(path, e)))?;
-        let mut made = created;
-        let mut tmp = None;
-        for sub in ["tmp", "new", "cur"] {
-            let (fd, c) = open_dir(root.as_fd(), sub, true)
-                .map_err(|e| Failure::temp("4.2.0", dir_error(&path.join(sub), e)))?;
-            made |= c;
-            if sub == "tmp" {
-                tmp = Some(fd);
-            }
-        }
-        if made {
+        let sub_error = |sub: &str, e| Failure::temp("4.2.0", dir_error(&path.join(sub), e));
+        let (tmp, made_tmp) =
+            open_dir(root.as_fd(), "tmp", true).map_err(|e| sub_error("tmp", e))?;
+        let (new, made_new) =
+            open_dir(root.as_fd(), "new", true).map_err(|e| sub_error("new", e))?;
+        // deliver never writes into cur/, but a Maildir needs it: it is only
+        // checked (no symlink) and created when missing.
+        let made_cur = ensure_dir(root.as_fd(), "cur").map_err(|e| sub_error("cur", e))?;
+        if created || made_tmp || made_new || made_cur {
             fsync(&root).map_err(|e| fail(format!("fsync {}", path.display()), e))?;
             if created {
                 let _ = fsync(&parent_fd);
@@ -254,7 +285,8 @@ impl Maildir {
         Ok(Maildir {
             path: path.to_path_buf(),
             root,
-            tmp: tmp.expect("tmp opened above"),
+            tmp,
+            new,
         })
     }
 
@@ -335,22 +367,26 @@ impl Maildir {
         let mut made = false;
         let mut new = None;
         for sub in ["tmp", "new", "cur"] {
-            let (sfd, c) =
-                open_dir(fd.as_fd(), sub, true).map_err(|e| (dir_error(&fpath.join(sub), e), e))?;
-            made |= c;
-            if sub == "new" {
-                // A new/ we may not write into (someone else's) is a
-                // problem with the folder: the Inbox, not a link that
-                // fails on every retry.
-                nix::unistd::faccessat(
-                    &sfd,
-                    ".",
-                    nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
-                    nix::fcntl::AtFlags::empty(),
-                )
-                .map_err(|e| (format!("{}: {}", fpath.join(sub).display(), e.desc()), e))?;
-                new = Some(sfd);
+            let sub_error = |e| (dir_error(&fpath.join(sub), e), e);
+            if sub != "new" {
+                // Not written into (messages are spooled in the Maildir's
+                // own tmp/): checked and created, not opened.
+                made |= ensure_dir(fd.as_fd(), sub).map_err(sub_error)?;
+                continue;
             }
+            let (sfd, c) = open_dir(fd.as_fd(), sub, true).map_err(sub_error)?;
+            made |= c;
+            // A new/ we may not write into (someone else's) is a
+            // problem with the folder: the Inbox, not a link that
+            // fails on every retry.
+            nix::unistd::faccessat(
+                &sfd,
+                ".",
+                nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+                nix::fcntl::AtFlags::empty(),
+            )
+            .map_err(|e| (format!("{}: {}", fpath.join(sub).display(), e.desc()), e))?;
+            new = Some(sfd);
         }
         // The `maildirfolder` marker is written last: a folder without it
         // was not finished (a crash between mkdir and subscribing), and
@@ -452,18 +488,19 @@ impl Maildir {
                 }
             },
         };
+        let folder_new;
         let (new_fd, dir_path, used) = match target {
-            Some((fd, f)) => (fd, self.path.join(&f.dir).join("new"), Some(f.clone())),
-            None => match open_dir(self.root.as_fd(), "new", true) {
-                Ok((fd, _)) => (fd, self.path.join("new"), None),
-                Err(e) => {
-                    self.discard(tmp);
-                    let why = dir_error(&self.path.join("new"), e);
-                    return Err(Failure::temp("4.2.0", why));
-                }
-            },
+            Some((fd, f)) => {
+                folder_new = fd;
+                (
+                    &folder_new,
+                    self.path.join(&f.dir).join("new"),
+                    Some(f.clone()),
+                )
+            }
+            None => (&self.new, self.path.join("new"), None),
         };
-        let result = self.link_into(&tmp, &new_fd, &dir_path, size);
+        let result = self.link_into(&tmp, new_fd, &dir_path, size);
         self.discard(tmp);
         let path = result?;
         Ok(Delivered {

@@ -496,6 +496,26 @@ fn stale_tmp_files_are_cleaned() {
 }
 
 #[test]
+fn a_missing_cur_is_created_and_a_file_in_its_place_defers() {
+    let h = Home::new();
+    assert_eq!(h.deliver(&msg("Subject: x\n", "x\n")).code, 0);
+    let cur = h.maildir.join("cur");
+    fs::remove_dir(&cur).unwrap();
+    assert_eq!(h.deliver(&msg("Subject: y\n", "y\n")).code, 0);
+    let m = fs::symlink_metadata(&cur).unwrap();
+    assert!(m.is_dir());
+    assert_eq!(m.mode() & 0o777, 0o700);
+    assert_eq!(m.uid(), h.uid);
+    fs::remove_dir(&cur).unwrap();
+    fs::write(&cur, "").unwrap();
+    let r = h.deliver(&msg("Subject: z\n", "z\n"));
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    assert!(r.first_line().starts_with("4.2.0 "), "{}", r.stderr);
+    assert!(r.first_line().contains("not a directory"), "{}", r.stderr);
+    assert_eq!(h.count(), 2);
+}
+
+#[test]
 fn home_and_user_from_the_environment_replace_the_password_entry() {
     // local(8) exports USER, LOGNAME and HOME for the recipient. With an
     // absolute HOME and USER (or LOGNAME), the home is HOME; without
