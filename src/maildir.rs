@@ -5,7 +5,8 @@
 //! hard-linked into the target folder's `new/` (never replacing anything),
 //! the tmp name is removed and `new/` is fsynced. A crash at any point leaves
 //! either a complete message in exactly one `new/` or nothing outside `tmp/`.
-//! Stale `tmp/` files (older than 36 hours) are removed by later deliveries.
+//! Stale `tmp/` files (older than 36 hours) are removed by later deliveries,
+//! which scan `tmp/` when it has not been read for 8 hours.
 //!
 //! Every directory this module writes into is opened relative to the
 //! Maildir's directory descriptor with `O_NOFOLLOW`: a symlink planted in
@@ -30,6 +31,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How old a `tmp/` file must be before a delivery removes it.
 pub const STALE_TMP: Duration = Duration::from_secs(36 * 3600);
+
+/// How long after `tmp/` was last read (its atime) a delivery scans it
+/// for stale files again (Dovecot's MAILDIR_TMP_SCAN_SECS).
+pub const TMP_SCAN_INTERVAL: Duration = Duration::from_secs(8 * 3600);
 
 const DIR_FLAGS: OFlag = OFlag::O_DIRECTORY
     .union(OFlag::O_NOFOLLOW)
@@ -560,9 +565,37 @@ impl Maildir {
         ))
     }
 
-    /// Removes regular files in `tmp/` older than `STALE_TMP`. Best effort;
-    /// returns how many were removed.
+    /// Removes regular files in `tmp/` older than `STALE_TMP`, when `tmp/`
+    /// was last read more than `TMP_SCAN_INTERVAL` ago (its atime), as
+    /// Dovecot does: reading the directory sets its atime (under relatime
+    /// too, as every delivery changes tmp/ first), so the scan runs about
+    /// once per interval, not at every delivery. Where reading does not set
+    /// it (noatime, nodiratime) the scan sets it. Best effort; returns how
+    /// many were removed.
     pub fn clean_tmp(&self, now: SystemTime) -> usize {
+        let Some(now_secs) = now.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs()) else {
+            return 0;
+        };
+        let atime = |fd: &OwnedFd| nix::sys::stat::fstat(fd).map(|st| st.st_atime);
+        match atime(&self.tmp) {
+            Ok(a) if a >= now_secs.saturating_sub(TMP_SCAN_INTERVAL.as_secs()) as i64 => return 0,
+            _ => {}
+        }
+        let removed = self.sweep_tmp(now);
+        if atime(&self.tmp).is_ok_and(|a| a < now_secs as i64) {
+            // Not set by the read: noatime. Set it, so the next delivery
+            // does not scan again. (UTIME_OMIT: the mtime stays.)
+            let times = [
+                nix::sys::time::TimeSpec::UTIME_NOW,
+                nix::sys::time::TimeSpec::UTIME_OMIT,
+            ];
+            let _ = nix::sys::stat::futimens(&self.tmp, &times[0], &times[1]);
+        }
+        removed
+    }
+
+    /// The scan of `clean_tmp`.
+    fn sweep_tmp(&self, now: SystemTime) -> usize {
         let Ok(dup) = self.tmp.try_clone() else {
             return 0;
         };

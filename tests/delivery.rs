@@ -4,6 +4,7 @@ mod util;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::time::{Duration, SystemTime};
 use util::*;
 
 fn corpus() -> Vec<(&'static str, Vec<u8>)> {
@@ -475,24 +476,103 @@ fn header_limits_deliver_unchanged_to_inbox() {
     assert_eq!(h.delivered()[""][0], without_from(&input));
 }
 
-#[test]
-fn stale_tmp_files_are_cleaned() {
-    let h = Home::new();
-    assert_eq!(h.deliver(&msg("Subject: x\n", "x\n")).code, 0);
-    let old = h.maildir.join("tmp/1.stale.host");
-    let fresh = h.maildir.join("tmp/2.fresh.host");
+/// Writes a stale (37 hours old) and a fresh file into the Maildir's tmp/.
+fn stale_and_fresh(h: &Home, n: u32) -> (std::path::PathBuf, std::path::PathBuf) {
+    let old = h.maildir.join(format!("tmp/{n}.stale.host"));
+    let fresh = h.maildir.join(format!("tmp/{n}.fresh.host"));
     fs::write(&old, "partial").unwrap();
     fs::write(&fresh, "in progress").unwrap();
-    let t = std::time::SystemTime::now() - std::time::Duration::from_secs(37 * 3600);
+    let t = SystemTime::now() - Duration::from_secs(37 * 3600);
     fs::File::options()
         .write(true)
         .open(&old)
         .unwrap()
         .set_modified(t)
         .unwrap();
+    (old, fresh)
+}
+
+#[test]
+fn stale_tmp_files_are_cleaned() {
+    // tmp/ is scanned when it was last read (its atime) over 8 hours ago.
+    let h = Home::new();
+    assert_eq!(h.deliver(&msg("Subject: x\n", "x\n")).code, 0);
+    let (old, fresh) = stale_and_fresh(&h, 1);
+    let tmp = h.maildir.join("tmp");
+    set_atime(&tmp, SystemTime::now() - Duration::from_secs(9 * 3600));
     assert_eq!(h.deliver(&msg("Subject: y\n", "y\n")).code, 0);
     assert!(!old.exists(), "stale tmp file kept");
     assert!(fresh.exists(), "fresh tmp file removed");
+    // The scan read tmp/: its atime is recent again, whatever the mount
+    // options (where reading does not set it, deliver does).
+    let since = SystemTime::now()
+        .duration_since(atime(&tmp))
+        .unwrap_or_default();
+    assert!(since < Duration::from_secs(3600), "atime {since:?} ago");
+}
+
+#[test]
+fn recently_scanned_tmp_is_not_scanned_again() {
+    let h = Home::new();
+    assert_eq!(h.deliver(&msg("Subject: x\n", "x\n")).code, 0);
+    let (old, fresh) = stale_and_fresh(&h, 1);
+    let tmp = h.maildir.join("tmp");
+    // Read 7 hours ago: not yet.
+    set_atime(&tmp, SystemTime::now() - Duration::from_secs(7 * 3600));
+    // Filed, and discarded: neither scans.
+    for extra in [
+        "",
+        "X-Amavis-Alert: INFECTED, message contains virus: Eicar\n",
+    ] {
+        let r = h.deliver(&msg(&format!("Subject: y\n{extra}"), "y\n"));
+        assert_eq!(r.code, 0, "{extra}: {}", r.stderr);
+    }
+    assert_eq!(h.count(), 2);
+    assert!(old.exists(), "tmp/ was scanned though read 7 hours ago");
+    assert!(fresh.exists());
+    set_atime(&tmp, SystemTime::now() - Duration::from_secs(9 * 3600));
+    assert_eq!(h.deliver(&msg("Subject: z\n", "z\n")).code, 0);
+    assert!(!old.exists(), "stale tmp file kept");
+    assert!(fresh.exists(), "fresh tmp file removed");
+}
+
+#[test]
+fn tmp_is_scanned_once_per_interval_on_noatime_mounts() {
+    if !is_root() {
+        eprintln!("skipped: mounting a noatime tmpfs needs root");
+        return;
+    }
+    let mut h = Home::new();
+    let mnt = h.home.join("noatime");
+    fs::create_dir(&mnt).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m,mode=0777,noatime", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs failed");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    h.maildir = mnt.join("Maildir");
+    assert_eq!(h.deliver(&msg("Subject: x\n", "x\n")).code, 0);
+    let tmp = h.maildir.join("tmp");
+    let (old, _) = stale_and_fresh(&h, 1);
+    let before = SystemTime::now() - Duration::from_secs(9 * 3600);
+    set_atime(&tmp, before);
+    // Reading does not set the atime here.
+    assert_eq!(h.files_in("tmp").len(), 2);
+    assert_eq!(atime(&tmp), before, "noatime not in effect");
+    assert_eq!(h.deliver(&msg("Subject: y\n", "y\n")).code, 0);
+    assert!(!old.exists(), "stale tmp file kept");
+    // deliver set the atime after its scan, so the next one does not scan.
+    let (old, _) = stale_and_fresh(&h, 2);
+    assert_eq!(h.deliver(&msg("Subject: z\n", "z\n")).code, 0);
+    assert!(old.exists(), "tmp/ scanned again at once");
 }
 
 #[test]

@@ -200,6 +200,19 @@ impl Home {
     }
 }
 
+/// Sets the access time of `p` (a directory too), leaving its mtime.
+pub fn set_atime(p: &Path, t: std::time::SystemTime) {
+    fs::File::open(p)
+        .unwrap()
+        .set_times(fs::FileTimes::new().set_accessed(t))
+        .unwrap();
+}
+
+/// The access time of `p`.
+pub fn atime(p: &Path) -> std::time::SystemTime {
+    fs::metadata(p).unwrap().accessed().unwrap()
+}
+
 pub fn run_cmd(mut c: Command, input: &[u8]) -> Run {
     c.stdin(Stdio::piped())
         .stdout(Stdio::piped())
