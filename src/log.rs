@@ -11,6 +11,14 @@ use std::cell::OnceCell;
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 
+/// This process's ID, asked of the kernel once: glibc no longer caches
+/// getpid(2), and the log lines and the Maildir's unique names both need
+/// it. deliver never forks.
+pub fn pid() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}
+
 /// Replace control characters (CR, LF, NUL, ...) with `?` and cap the length.
 pub fn sanitize(s: &str) -> String {
     const MAX: usize = 512;
@@ -151,12 +159,7 @@ impl Logger {
             return;
         }
         // RFC 3164 without timestamp/hostname: syslogd fills them in.
-        let msg = format!(
-            "<{}>deliver[{}]: {}",
-            2 * 8 + severity,
-            std::process::id(),
-            line
-        );
+        let msg = format!("<{}>deliver[{}]: {}", 2 * 8 + severity, pid(), line);
         self.send(msg.as_bytes());
     }
 

@@ -173,7 +173,7 @@ fn unique_name() -> String {
         "{}.M{}P{}Q{}.{}",
         now.as_secs(),
         now.subsec_micros(),
-        std::process::id(),
+        crate::log::pid(),
         SEQ.fetch_add(1, Ordering::Relaxed),
         hostname()
     )
