@@ -12,6 +12,7 @@ use crate::exit::Failure;
 use nix::unistd::{self, Uid, User};
 use std::ffi::{CString, OsString};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The recipient we run as.
 #[derive(Debug, Clone)]
@@ -74,6 +75,18 @@ pub fn own_home(env: &EnvIdentity) -> Option<PathBuf> {
         .map(|u| u.dir)
 }
 
+/// The effective uid `become_recipient` ended with (`NOT_RECORDED` before
+/// it has run). Nothing changes the uid after it, so this is what
+/// geteuid(2) would return; the index and rules caches ask for it several
+/// times per table (whose index is trusted, where it goes).
+static RECORDED_EUID: AtomicU64 = AtomicU64::new(NOT_RECORDED);
+const NOT_RECORDED: u64 = u64::MAX;
+
+fn recorded(r: Recipient, euid: Uid) -> Recipient {
+    RECORDED_EUID.store(u64::from(euid.as_raw()), Ordering::Relaxed);
+    r
+}
+
 fn lookup_failed(what: &str, e: impl std::fmt::Display) -> Failure {
     Failure::temp("4.3.0", format!("cannot look up {what}: {e}"))
 }
@@ -94,12 +107,13 @@ pub fn become_recipient(
         let Some(name) = d else {
             if allow_root {
                 let me = User::from_uid(euid).map_err(|e| lookup_failed("root", e))?;
-                return Ok(Recipient {
+                let r = Recipient {
                     name: "root".into(),
                     uid: 0,
                     gid: 0,
                     home: me.map(|u| u.dir).or(home_env),
-                });
+                };
+                return Ok(recorded(r, euid));
             }
             return Err(Failure::temp(
                 "4.3.5",
@@ -125,23 +139,26 @@ pub fn become_recipient(
         if !user.uid.is_root() && (unistd::geteuid().is_root() || unistd::getuid().is_root()) {
             return Err(Failure::temp("4.3.0", "could not drop root privileges"));
         }
-        return Ok(Recipient {
+        // setuid(2) as root set the real, effective and saved uid.
+        let r = Recipient {
             name: user.name,
             uid: user.uid.as_raw(),
             gid: user.gid.as_raw(),
             home: Some(user.dir),
-        });
+        };
+        return Ok(recorded(r, user.uid));
     }
     let uid = unistd::getuid();
     if d.is_none() {
         if let Some((name, home)) = env.complete() {
             // As local(8) runs mailbox_command: no password lookup needed.
-            return Ok(Recipient {
+            let r = Recipient {
                 name: name.to_string(),
                 uid: uid.as_raw(),
                 gid: unistd::getgid().as_raw(),
                 home: Some(home.clone()),
-            });
+            };
+            return Ok(recorded(r, euid));
         }
     }
     let me = User::from_uid(uid).map_err(|e| lookup_failed(&format!("uid {uid}"), e))?;
@@ -153,19 +170,24 @@ pub fn become_recipient(
             ));
         }
     }
-    Ok(Recipient {
+    let r = Recipient {
         name: me
             .as_ref()
             .map_or_else(|| uid.to_string(), |u| u.name.clone()),
         uid: uid.as_raw(),
         gid: unistd::getgid().as_raw(),
         home: me.map(|u| u.dir).or(home_env),
-    })
+    };
+    Ok(recorded(r, euid))
 }
 
-/// The uid we run as now.
+/// The effective uid we run as now: the one `become_recipient` ended with,
+/// else geteuid(2).
 pub fn current_uid() -> u32 {
-    Uid::effective().as_raw()
+    match RECORDED_EUID.load(Ordering::Relaxed) {
+        NOT_RECORDED => Uid::effective().as_raw(),
+        euid => euid as u32,
+    }
 }
 
 #[cfg(test)]
