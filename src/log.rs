@@ -2,12 +2,22 @@
 //! syslog (facility mail, ident `deliver`) over the local datagram socket.
 //!
 //! Logging never fails or delays a delivery: a missing or full syslog socket
-//! is ignored (the socket is non-blocking). `--log-stderr` also writes each
+//! is ignored (the socket is non-blocking). The socket is made when the
+//! first line is logged, not at start. `--log-stderr` also writes each
 //! line to stderr, for tests and debugging. Every value is sanitized, so no
 //! envelope or header content can start a new log line.
 
+use std::cell::OnceCell;
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
+
+/// This process's ID, asked of the kernel once: glibc no longer caches
+/// getpid(2), and the log lines and the Maildir's unique names both need
+/// it. deliver never forks.
+pub fn pid() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}
 
 /// Replace control characters (CR, LF, NUL, ...) with `?` and cap the length.
 pub fn sanitize(s: &str) -> String {
@@ -42,10 +52,45 @@ fn nonblocking_datagram_socket() -> Option<UnixDatagram> {
     (fd >= 0).then(|| UnixDatagram::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
+/// Where syslogd listens, in the order they are tried.
+const SYSLOG_PATHS: &[&str] = &["/dev/log", "/var/run/syslog"];
+
+/// Does this error of sendto(2) say that nobody listens at the address
+/// (as connect(2) would have said), rather than that this one datagram
+/// could not be sent (a full socket buffer, a line too long)?
+fn nobody_listens(e: &std::io::Error) -> bool {
+    use nix::libc;
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ENOENT
+                | libc::ECONNREFUSED
+                | libc::ENOTDIR
+                | libc::EACCES
+                | libc::ENOTSOCK
+                | libc::EPROTOTYPE
+                | libc::ELOOP
+                | libc::ENAMETOOLONG
+        )
+    )
+}
+
+/// The syslog socket: unconnected, each line sent with sendto(2) to the
+/// path that took the first one. Made at the first line logged, so that
+/// a process that logs nothing makes no socket.
+#[derive(Debug)]
+struct Syslog {
+    socket: UnixDatagram,
+    path: &'static str,
+}
+
 /// Where log lines go.
 #[derive(Debug, Default)]
 pub struct Logger {
-    socket: Option<UnixDatagram>,
+    /// Set at the first line sent: `None` when no syslog socket answered
+    /// (or no socket could be made), and nothing is tried again.
+    syslog: OnceCell<Option<Syslog>>,
+    paths: &'static [&'static str],
     stderr: bool,
     /// When set, nothing is sent anywhere (`--test` writes no syslog line).
     silent: bool,
@@ -53,24 +98,51 @@ pub struct Logger {
 
 impl Logger {
     pub fn new(stderr: bool) -> Self {
-        let socket = ["/dev/log", "/var/run/syslog"].iter().find_map(|p| {
-            let s = nonblocking_datagram_socket()?;
-            s.connect(p).ok()?;
-            Some(s)
-        });
         Logger {
-            socket,
+            syslog: OnceCell::new(),
+            paths: SYSLOG_PATHS,
             stderr,
             silent: false,
+        }
+    }
+
+    /// A logger that sends to the syslog sockets at `paths` (tests).
+    #[cfg(test)]
+    fn with_paths(paths: &'static [&'static str]) -> Self {
+        Logger {
+            paths,
+            ..Logger::new(false)
         }
     }
 
     /// A logger that writes nothing at all.
     pub fn silent() -> Self {
         Logger {
-            socket: None,
+            syslog: OnceCell::new(),
+            paths: &[],
             stderr: false,
             silent: true,
+        }
+    }
+
+    /// Sends one datagram to syslogd. The first line finds the socket
+    /// path (one socket(2), and one sendto(2) per path tried; a connect(2)
+    /// first, as before, would cost a call more); later lines go there.
+    fn send(&self, msg: &[u8]) {
+        let mut sent = false;
+        let syslog = self.syslog.get_or_init(|| {
+            let socket = nonblocking_datagram_socket()?;
+            let path = *self.paths.iter().find(|p| match socket.send_to(msg, p) {
+                Ok(_) => true,
+                // Someone listens there; this line is dropped (the socket
+                // is full, say), as a connected send would drop it.
+                Err(e) => !nobody_listens(&e),
+            })?;
+            sent = true;
+            Some(Syslog { socket, path })
+        });
+        if let (false, Some(s)) = (sent, syslog) {
+            let _ = s.socket.send_to(msg, s.path);
         }
     }
 
@@ -83,16 +155,12 @@ impl Logger {
         if self.stderr {
             let _ = writeln!(std::io::stderr(), "deliver: {line}");
         }
-        if let Some(s) = &self.socket {
-            // RFC 3164 without timestamp/hostname: syslogd fills them in.
-            let msg = format!(
-                "<{}>deliver[{}]: {}",
-                2 * 8 + severity,
-                std::process::id(),
-                line
-            );
-            let _ = s.send(msg.as_bytes());
+        if let Some(None) = self.syslog.get() {
+            return;
         }
+        // RFC 3164 without timestamp/hostname: syslogd fills them in.
+        let msg = format!("<{}>deliver[{}]: {}", 2 * 8 + severity, pid(), line);
+        self.send(msg.as_bytes());
     }
 
     pub fn info(&self, line: &str) {
@@ -144,6 +212,57 @@ mod tests {
     fn sanitize_controls() {
         assert_eq!(sanitize("a\r\nb\0c\td"), "a??b?c?d");
         assert_eq!(sanitize("plain é"), "plain é");
+    }
+
+    fn leak(p: std::path::PathBuf) -> &'static str {
+        Box::leak(p.to_str().unwrap().to_string().into_boxed_str())
+    }
+
+    #[test]
+    fn lines_go_to_the_first_socket_that_listens() {
+        let d = tempfile::tempdir().unwrap();
+        let live = d.path().join("log");
+        let rx = UnixDatagram::bind(&live).unwrap();
+        rx.set_nonblocking(true).unwrap();
+        // A socket file nobody listens on any more, as a stopped syslogd leaves.
+        let stale = d.path().join("stale");
+        drop(UnixDatagram::bind(&stale).unwrap());
+        let missing = d.path().join("missing");
+        let paths = Box::leak(Box::new([leak(missing), leak(stale), leak(live)]));
+        let log = Logger::with_paths(paths);
+        log.info("first");
+        log.warn("second\nline");
+        let mut buf = [0u8; 256];
+        let mut got = Vec::new();
+        while let Ok(n) = rx.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        let pid = std::process::id();
+        assert_eq!(
+            got,
+            [
+                format!("<22>deliver[{pid}]: first"),
+                format!("<20>deliver[{pid}]: warning: second?line"),
+            ]
+        );
+        assert!(log.syslog.get().is_some_and(Option::is_some));
+    }
+
+    #[test]
+    fn no_socket_until_a_line_and_none_without_syslogd() {
+        let d = tempfile::tempdir().unwrap();
+        let paths = Box::leak(Box::new([leak(d.path().join("missing"))]));
+        let log = Logger::with_paths(paths);
+        assert!(log.syslog.get().is_none(), "made before any line");
+        log.info("dropped");
+        assert!(matches!(log.syslog.get(), Some(None)));
+        log.info("dropped too");
+        let silent = Logger::silent();
+        silent.info("nowhere");
+        assert!(
+            silent.syslog.get().is_none(),
+            "a silent logger made a socket"
+        );
     }
 
     #[test]

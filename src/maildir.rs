@@ -5,11 +5,14 @@
 //! hard-linked into the target folder's `new/` (never replacing anything),
 //! the tmp name is removed and `new/` is fsynced. A crash at any point leaves
 //! either a complete message in exactly one `new/` or nothing outside `tmp/`.
-//! Stale `tmp/` files (older than 36 hours) are removed by later deliveries.
+//! Stale `tmp/` files (older than 36 hours) are removed by later deliveries,
+//! which scan `tmp/` when it has not been read for 8 hours.
 //!
 //! Every directory this module writes into is opened relative to the
 //! Maildir's directory descriptor with `O_NOFOLLOW`: a symlink planted in
-//! place of the Maildir, `tmp`, `new`, `cur` or a folder is never followed.
+//! place of the Maildir, `tmp`, `new` or a folder is never followed. `cur`
+//! (and a folder's `tmp` and `cur`), which deliver does not write into, are
+//! checked with `AT_SYMLINK_NOFOLLOW` and refused as symlinks the same way.
 //! Folders are created on demand (mode 0700, with `maildirfolder`) and added
 //! to the `subscriptions` file.
 
@@ -28,6 +31,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How old a `tmp/` file must be before a delivery removes it.
 pub const STALE_TMP: Duration = Duration::from_secs(36 * 3600);
+
+/// How long after `tmp/` was last read (its atime) a delivery scans it
+/// for stale files again (Dovecot's MAILDIR_TMP_SCAN_SECS).
+pub const TMP_SCAN_INTERVAL: Duration = Duration::from_secs(8 * 3600);
 
 const DIR_FLAGS: OFlag = OFlag::O_DIRECTORY
     .union(OFlag::O_NOFOLLOW)
@@ -166,7 +173,7 @@ fn unique_name() -> String {
         "{}.M{}P{}Q{}.{}",
         now.as_secs(),
         now.subsec_micros(),
-        std::process::id(),
+        crate::log::pid(),
         SEQ.fetch_add(1, Ordering::Relaxed),
         hostname()
     )
@@ -183,6 +190,35 @@ fn open_dir(dir: BorrowedFd<'_>, name: &str, create: bool) -> Result<(OwnedFd, b
                 Err(e) => return Err(e),
             }
             Ok((openat(dir, name, DIR_FLAGS, Mode::empty())?, true))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes sure `name` under `dir` is a directory (not a symlink), creating
+/// it (mode 0700) when missing, without opening it: one fstatat(2) when it
+/// is there, where an open and a close took two. Returns whether it was
+/// created (or found created by a concurrent delivery). A symlink is
+/// `ELOOP` and anything else that is not a directory `ENOTDIR`, as from an
+/// `O_NOFOLLOW|O_DIRECTORY` open.
+fn ensure_dir(dir: BorrowedFd<'_>, name: &str) -> Result<bool, Errno> {
+    let is_dir = |dir: BorrowedFd<'_>| {
+        let st = fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
+            SFlag::S_IFDIR => Ok(()),
+            SFlag::S_IFLNK => Err(Errno::ELOOP),
+            _ => Err(Errno::ENOTDIR),
+        }
+    };
+    match is_dir(dir) {
+        Ok(()) => Ok(false),
+        Err(Errno::ENOENT) => {
+            match mkdirat(dir, name, Mode::from_bits_truncate(0o700)) {
+                Ok(()) => {}
+                Err(Errno::EEXIST) => is_dir(dir)?,
+                Err(e) => return Err(e),
+            }
+            Ok(true)
         }
         Err(e) => Err(e),
     }
@@ -207,6 +243,8 @@ pub struct Maildir {
     path: PathBuf,
     root: OwnedFd,
     tmp: OwnedFd,
+    /// The Inbox's `new/`, opened (and checked) once for the link.
+    new: OwnedFd,
 }
 
 /// A message being written into `tmp/`.
@@ -235,17 +273,15 @@ impl Maildir {
         .map_err(|e| fail(format!("cannot open {}", parent.display()), e))?;
         let (root, created) = open_dir(parent_fd.as_fd(), &name.to_string_lossy(), true)
             .map_err(|e| Failure::temp("4.2.0", dir_error(path, e)))?;
-        let mut made = created;
-        let mut tmp = None;
-        for sub in ["tmp", "new", "cur"] {
-            let (fd, c) = open_dir(root.as_fd(), sub, true)
-                .map_err(|e| Failure::temp("4.2.0", dir_error(&path.join(sub), e)))?;
-            made |= c;
-            if sub == "tmp" {
-                tmp = Some(fd);
-            }
-        }
-        if made {
+        let sub_error = |sub: &str, e| Failure::temp("4.2.0", dir_error(&path.join(sub), e));
+        let (tmp, made_tmp) =
+            open_dir(root.as_fd(), "tmp", true).map_err(|e| sub_error("tmp", e))?;
+        let (new, made_new) =
+            open_dir(root.as_fd(), "new", true).map_err(|e| sub_error("new", e))?;
+        // deliver never writes into cur/, but a Maildir needs it: it is only
+        // checked (no symlink) and created when missing.
+        let made_cur = ensure_dir(root.as_fd(), "cur").map_err(|e| sub_error("cur", e))?;
+        if created || made_tmp || made_new || made_cur {
             fsync(&root).map_err(|e| fail(format!("fsync {}", path.display()), e))?;
             if created {
                 let _ = fsync(&parent_fd);
@@ -254,7 +290,8 @@ impl Maildir {
         Ok(Maildir {
             path: path.to_path_buf(),
             root,
-            tmp: tmp.expect("tmp opened above"),
+            tmp,
+            new,
         })
     }
 
@@ -335,22 +372,26 @@ impl Maildir {
         let mut made = false;
         let mut new = None;
         for sub in ["tmp", "new", "cur"] {
-            let (sfd, c) =
-                open_dir(fd.as_fd(), sub, true).map_err(|e| (dir_error(&fpath.join(sub), e), e))?;
-            made |= c;
-            if sub == "new" {
-                // A new/ we may not write into (someone else's) is a
-                // problem with the folder: the Inbox, not a link that
-                // fails on every retry.
-                nix::unistd::faccessat(
-                    &sfd,
-                    ".",
-                    nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
-                    nix::fcntl::AtFlags::empty(),
-                )
-                .map_err(|e| (format!("{}: {}", fpath.join(sub).display(), e.desc()), e))?;
-                new = Some(sfd);
+            let sub_error = |e| (dir_error(&fpath.join(sub), e), e);
+            if sub != "new" {
+                // Not written into (messages are spooled in the Maildir's
+                // own tmp/): checked and created, not opened.
+                made |= ensure_dir(fd.as_fd(), sub).map_err(sub_error)?;
+                continue;
             }
+            let (sfd, c) = open_dir(fd.as_fd(), sub, true).map_err(sub_error)?;
+            made |= c;
+            // A new/ we may not write into (someone else's) is a
+            // problem with the folder: the Inbox, not a link that
+            // fails on every retry.
+            nix::unistd::faccessat(
+                &sfd,
+                ".",
+                nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+                nix::fcntl::AtFlags::empty(),
+            )
+            .map_err(|e| (format!("{}: {}", fpath.join(sub).display(), e.desc()), e))?;
+            new = Some(sfd);
         }
         // The `maildirfolder` marker is written last: a folder without it
         // was not finished (a crash between mkdir and subscribing), and
@@ -452,18 +493,19 @@ impl Maildir {
                 }
             },
         };
+        let folder_new;
         let (new_fd, dir_path, used) = match target {
-            Some((fd, f)) => (fd, self.path.join(&f.dir).join("new"), Some(f.clone())),
-            None => match open_dir(self.root.as_fd(), "new", true) {
-                Ok((fd, _)) => (fd, self.path.join("new"), None),
-                Err(e) => {
-                    self.discard(tmp);
-                    let why = dir_error(&self.path.join("new"), e);
-                    return Err(Failure::temp("4.2.0", why));
-                }
-            },
+            Some((fd, f)) => {
+                folder_new = fd;
+                (
+                    &folder_new,
+                    self.path.join(&f.dir).join("new"),
+                    Some(f.clone()),
+                )
+            }
+            None => (&self.new, self.path.join("new"), None),
         };
-        let result = self.link_into(&tmp, &new_fd, &dir_path, size);
+        let result = self.link_into(&tmp, new_fd, &dir_path, size);
         self.discard(tmp);
         let path = result?;
         Ok(Delivered {
@@ -523,9 +565,37 @@ impl Maildir {
         ))
     }
 
-    /// Removes regular files in `tmp/` older than `STALE_TMP`. Best effort;
-    /// returns how many were removed.
+    /// Removes regular files in `tmp/` older than `STALE_TMP`, when `tmp/`
+    /// was last read more than `TMP_SCAN_INTERVAL` ago (its atime), as
+    /// Dovecot does: reading the directory sets its atime (under relatime
+    /// too, as every delivery changes tmp/ first), so the scan runs about
+    /// once per interval, not at every delivery. Where reading does not set
+    /// it (noatime, nodiratime) the scan sets it. Best effort; returns how
+    /// many were removed.
     pub fn clean_tmp(&self, now: SystemTime) -> usize {
+        let Some(now_secs) = now.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs()) else {
+            return 0;
+        };
+        let atime = |fd: &OwnedFd| nix::sys::stat::fstat(fd).map(|st| st.st_atime);
+        match atime(&self.tmp) {
+            Ok(a) if a >= now_secs.saturating_sub(TMP_SCAN_INTERVAL.as_secs()) as i64 => return 0,
+            _ => {}
+        }
+        let removed = self.sweep_tmp(now);
+        if atime(&self.tmp).is_ok_and(|a| a < now_secs as i64) {
+            // Not set by the read: noatime. Set it, so the next delivery
+            // does not scan again. (UTIME_OMIT: the mtime stays.)
+            let times = [
+                nix::sys::time::TimeSpec::UTIME_NOW,
+                nix::sys::time::TimeSpec::UTIME_OMIT,
+            ];
+            let _ = nix::sys::stat::futimens(&self.tmp, &times[0], &times[1]);
+        }
+        removed
+    }
+
+    /// The scan of `clean_tmp`.
+    fn sweep_tmp(&self, now: SystemTime) -> usize {
         let Ok(dup) = self.tmp.try_clone() else {
             return 0;
         };

@@ -416,11 +416,7 @@ fn log_line(
 /// Real delivery. Returns Ok for 0; every failure is a `Failure`.
 pub fn deliver(opts: &Options, input: impl Read, log: &Logger) -> Result<(), Failure> {
     let start = Instant::now();
-    let who = privs::become_recipient(
-        opts.user.as_deref(),
-        read_env("HOME").map(PathBuf::from),
-        false,
-    )?;
+    let who = privs::become_recipient(opts.user.as_deref(), &privs::EnvIdentity::current(), false)?;
     let mut layers = load_layers(opts, &who, true)?;
     let limits = layers.system.settings.limits;
     let md_path = maildir_path(opts, &who)?;
@@ -524,11 +520,7 @@ pub struct DryRun {
 /// The dry run: the same loading and decision as delivery, writing nothing.
 /// As root without -d it evaluates as root (nothing is written anyway).
 pub fn dry_run(opts: &Options, input: impl Read) -> Result<DryRun, Failure> {
-    let who = privs::become_recipient(
-        opts.user.as_deref(),
-        read_env("HOME").map(PathBuf::from),
-        true,
-    )?;
+    let who = privs::become_recipient(opts.user.as_deref(), &privs::EnvIdentity::current(), true)?;
     // The whole files, so that --test can show every rule.
     let layers = load_layers(opts, &who, false)?;
     let limits = layers.system.settings.limits;
@@ -551,12 +543,10 @@ pub fn dry_run(opts: &Options, input: impl Read) -> Result<DryRun, Failure> {
     })
 }
 
-/// The running user's home, from the password entry (for `check`).
+/// The running user's home, found as a delivery finds it (for `check`):
+/// see `privs::own_home`.
 pub fn own_home() -> Option<PathBuf> {
-    nix::unistd::User::from_uid(nix::unistd::getuid())
-        .ok()
-        .flatten()
-        .map(|u| u.dir)
+    privs::own_home(&privs::EnvIdentity::current())
 }
 
 /// The uid whose files we own now (for `check`'s owner test).

@@ -252,8 +252,9 @@ fn check_folders(h: &Home) {
     }
 }
 
-/// Makes every file in tmp/ 37 hours old, delivers once more and checks
-/// that tmp/ is then empty: nothing the crashes left behind survives.
+/// Makes every file in tmp/ 37 hours old and tmp/ itself unread for 9
+/// (so the next delivery scans it), delivers once more and checks that
+/// tmp/ is then empty: nothing the crashes left behind survives.
 fn check_stale_tmp_cleaned(h: &Home, cases: &mut Vec<Case>, expected: &mut Vec<Option<usize>>) {
     let old = SystemTime::now() - Duration::from_secs(37 * 3600);
     for p in h.files_in("tmp") {
@@ -264,6 +265,10 @@ fn check_stale_tmp_cleaned(h: &Home, cases: &mut Vec<Case>, expected: &mut Vec<O
             .set_modified(old)
             .unwrap();
     }
+    set_atime(
+        &h.maildir.join("tmp"),
+        SystemTime::now() - Duration::from_secs(9 * 3600),
+    );
     let c = case(cases.len(), Kind::Inbox, 0);
     match deliver_and_kill(h, &c, None, None) {
         Outcome::Exited(0, _) => {}

@@ -4,6 +4,7 @@ mod util;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::time::{Duration, SystemTime};
 use util::*;
 
 fn corpus() -> Vec<(&'static str, Vec<u8>)> {
@@ -475,24 +476,214 @@ fn header_limits_deliver_unchanged_to_inbox() {
     assert_eq!(h.delivered()[""][0], without_from(&input));
 }
 
-#[test]
-fn stale_tmp_files_are_cleaned() {
-    let h = Home::new();
-    assert_eq!(h.deliver(&msg("Subject: x\n", "x\n")).code, 0);
-    let old = h.maildir.join("tmp/1.stale.host");
-    let fresh = h.maildir.join("tmp/2.fresh.host");
+/// Writes a stale (37 hours old) and a fresh file into the Maildir's tmp/.
+fn stale_and_fresh(h: &Home, n: u32) -> (std::path::PathBuf, std::path::PathBuf) {
+    let old = h.maildir.join(format!("tmp/{n}.stale.host"));
+    let fresh = h.maildir.join(format!("tmp/{n}.fresh.host"));
     fs::write(&old, "partial").unwrap();
     fs::write(&fresh, "in progress").unwrap();
-    let t = std::time::SystemTime::now() - std::time::Duration::from_secs(37 * 3600);
+    let t = SystemTime::now() - Duration::from_secs(37 * 3600);
     fs::File::options()
         .write(true)
         .open(&old)
         .unwrap()
         .set_modified(t)
         .unwrap();
+    (old, fresh)
+}
+
+#[test]
+fn stale_tmp_files_are_cleaned() {
+    // tmp/ is scanned when it was last read (its atime) over 8 hours ago.
+    let h = Home::new();
+    assert_eq!(h.deliver(&msg("Subject: x\n", "x\n")).code, 0);
+    let (old, fresh) = stale_and_fresh(&h, 1);
+    let tmp = h.maildir.join("tmp");
+    set_atime(&tmp, SystemTime::now() - Duration::from_secs(9 * 3600));
     assert_eq!(h.deliver(&msg("Subject: y\n", "y\n")).code, 0);
     assert!(!old.exists(), "stale tmp file kept");
     assert!(fresh.exists(), "fresh tmp file removed");
+    // The scan read tmp/: its atime is recent again, whatever the mount
+    // options (where reading does not set it, deliver does).
+    let since = SystemTime::now()
+        .duration_since(atime(&tmp))
+        .unwrap_or_default();
+    assert!(since < Duration::from_secs(3600), "atime {since:?} ago");
+}
+
+#[test]
+fn recently_scanned_tmp_is_not_scanned_again() {
+    let h = Home::new();
+    assert_eq!(h.deliver(&msg("Subject: x\n", "x\n")).code, 0);
+    let (old, fresh) = stale_and_fresh(&h, 1);
+    let tmp = h.maildir.join("tmp");
+    // Read 7 hours ago: not yet.
+    set_atime(&tmp, SystemTime::now() - Duration::from_secs(7 * 3600));
+    // Filed, and discarded: neither scans.
+    for extra in [
+        "",
+        "X-Amavis-Alert: INFECTED, message contains virus: Eicar\n",
+    ] {
+        let r = h.deliver(&msg(&format!("Subject: y\n{extra}"), "y\n"));
+        assert_eq!(r.code, 0, "{extra}: {}", r.stderr);
+    }
+    assert_eq!(h.count(), 2);
+    assert!(old.exists(), "tmp/ was scanned though read 7 hours ago");
+    assert!(fresh.exists());
+    set_atime(&tmp, SystemTime::now() - Duration::from_secs(9 * 3600));
+    assert_eq!(h.deliver(&msg("Subject: z\n", "z\n")).code, 0);
+    assert!(!old.exists(), "stale tmp file kept");
+    assert!(fresh.exists(), "fresh tmp file removed");
+}
+
+#[test]
+fn tmp_is_scanned_once_per_interval_on_noatime_mounts() {
+    if !is_root() {
+        eprintln!("skipped: mounting a noatime tmpfs needs root");
+        return;
+    }
+    let mut h = Home::new();
+    let mnt = h.home.join("noatime");
+    fs::create_dir(&mnt).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m,mode=0777,noatime", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs failed");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    h.maildir = mnt.join("Maildir");
+    assert_eq!(h.deliver(&msg("Subject: x\n", "x\n")).code, 0);
+    let tmp = h.maildir.join("tmp");
+    let (old, _) = stale_and_fresh(&h, 1);
+    let before = SystemTime::now() - Duration::from_secs(9 * 3600);
+    set_atime(&tmp, before);
+    // Reading does not set the atime here.
+    assert_eq!(h.files_in("tmp").len(), 2);
+    assert_eq!(atime(&tmp), before, "noatime not in effect");
+    assert_eq!(h.deliver(&msg("Subject: y\n", "y\n")).code, 0);
+    assert!(!old.exists(), "stale tmp file kept");
+    // deliver set the atime after its scan, so the next one does not scan.
+    let (old, _) = stale_and_fresh(&h, 2);
+    assert_eq!(h.deliver(&msg("Subject: z\n", "z\n")).code, 0);
+    assert!(old.exists(), "tmp/ scanned again at once");
+}
+
+#[test]
+fn a_missing_cur_is_created_and_a_file_in_its_place_defers() {
+    let h = Home::new();
+    assert_eq!(h.deliver(&msg("Subject: x\n", "x\n")).code, 0);
+    let cur = h.maildir.join("cur");
+    fs::remove_dir(&cur).unwrap();
+    assert_eq!(h.deliver(&msg("Subject: y\n", "y\n")).code, 0);
+    let m = fs::symlink_metadata(&cur).unwrap();
+    assert!(m.is_dir());
+    assert_eq!(m.mode() & 0o777, 0o700);
+    assert_eq!(m.uid(), h.uid);
+    fs::remove_dir(&cur).unwrap();
+    fs::write(&cur, "").unwrap();
+    let r = h.deliver(&msg("Subject: z\n", "z\n"));
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    assert!(r.first_line().starts_with("4.2.0 "), "{}", r.stderr);
+    assert!(r.first_line().contains("not a directory"), "{}", r.stderr);
+    assert_eq!(h.count(), 2);
+}
+
+#[test]
+fn home_and_user_from_the_environment_replace_the_password_entry() {
+    // local(8) exports USER, LOGNAME and HOME for the recipient. With an
+    // absolute HOME and USER (or LOGNAME), the home is HOME; without
+    // either, the password entry's home, as before.
+    let h = Home::new();
+    let pw = nix::unistd::User::from_uid(h.uid.into())
+        .unwrap()
+        .expect("the test user has a password entry");
+    assert_ne!(pw.dir, h.home);
+    // The user's rules file in HOME is read too.
+    let conf = h.home.join(".config/deliver");
+    fs::create_dir_all(&conf).unwrap();
+    fs::write(
+        conf.join("rules.toml"),
+        "[[rule]]\nheader = \"Subject\"\nmatch = \"^home\"\nfolder = \"Home\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(conf.join("rules.toml"), fs::Permissions::from_mode(0o600)).unwrap();
+    chown_tree(&h.home.join(".config"), h.uid, h.gid);
+    let input = msg("Subject: home\n", "x\n");
+    for var in ["USER", "LOGNAME"] {
+        let mut c = h.bare_command(&["-f", "a@b"]);
+        c.env(var, &pw.name);
+        let r = run_cmd(c, &input);
+        assert_eq!(r.code, 0, "{var}: {}", r.stderr);
+    }
+    assert_eq!(h.delivered()["Home"].len(), 2, "{:?}", h.delivered().keys());
+    assert_eq!(h.count(), 2);
+
+    // --test names the same place, and the password entry's without HOME,
+    // or without USER and LOGNAME.
+    let would_write = |env: &[(&str, &str)], remove: &[&str]| {
+        let mut c = h.bare_command(&["--test", "-f", "a@b"]);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        for k in remove {
+            c.env_remove(k);
+        }
+        let r = run_cmd(c, &input);
+        assert_eq!(r.code, 0, "{env:?}: {}", r.stderr);
+        r.stdout
+            .lines()
+            .find_map(|l| l.split("would write into ").nth(1).map(str::to_string))
+            .unwrap_or_else(|| panic!("{env:?}: {}", r.stdout))
+    };
+    let in_home = h.maildir.join(".Home/new");
+    let user = pw.name.as_str();
+    assert_eq!(
+        would_write(&[("USER", user)], &[]),
+        in_home.display().to_string()
+    );
+    // (Which folder there depends on the rules file in that home.)
+    let in_pw = |p: String| p.starts_with(&*pw.dir.join("Maildir/").to_string_lossy());
+    assert!(in_pw(would_write(&[("USER", user)], &["HOME"])));
+    assert!(in_pw(would_write(&[], &[])));
+    assert!(in_pw(would_write(
+        &[("USER", user), ("HOME", "relative/home")],
+        &[]
+    )));
+
+    // A real delivery without USER, where the password entry's home is
+    // missing (nobody's, when the tests run as root): deferred, naming it.
+    if !pw.dir.exists() {
+        let r = run_cmd(h.bare_command(&["-f", "a@b"]), &input);
+        assert_eq!(r.code, 75, "{}", r.stderr);
+        assert!(
+            r.first_line().contains(&*pw.dir.to_string_lossy()),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(h.count(), 2);
+    }
+
+    // `deliver check` finds the user's file as a delivery does.
+    fs::write(conf.join("rules.toml"), "[[rule]]\nheader = \n").unwrap();
+    let mut h2 = Home::new();
+    h2.system("");
+    let mut c = h.bare_command(&["check", "--rules"]);
+    c.arg(h2.system_rules.as_ref().unwrap()).env("USER", user);
+    let r = run_cmd(c, b"");
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains(&*conf.join("rules.toml").to_string_lossy()),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]

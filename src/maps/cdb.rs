@@ -26,7 +26,7 @@
 //! cache of large text tables uses it.
 
 use super::{file_err, fold_key, MapError, Table};
-use memmap2::Mmap;
+use memmap2::{Mmap, MmapOptions};
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -70,6 +70,11 @@ impl Cdb {
             .metadata()
             .map_err(|e| file_err(path, format!("fstat: {e}")))?
             .len();
+        Cdb::from_file_len(path, file, len)
+    }
+
+    /// Map an already opened file whose length (from its metadata) is `len`.
+    pub fn from_file_len(path: &Path, file: &File, len: u64) -> Result<Cdb, MapError> {
         if len < HEADER as u64 {
             return Err(file_err(
                 path,
@@ -82,7 +87,9 @@ impl Cdb {
         // SAFETY: the map is read-only and every access is bounds-checked.
         // Like Postfix we rely on cdb files being replaced by rename, not
         // modified in place, while they are mapped.
-        let map = unsafe { Mmap::map(file) }.map_err(|e| file_err(path, format!("mmap: {e}")))?;
+        // With the length given, memmap2 does not fstat the file again.
+        let map = unsafe { MmapOptions::new().len(len as usize).map(file) }
+            .map_err(|e| file_err(path, format!("mmap: {e}")))?;
         Ok(Cdb {
             path: path.to_path_buf(),
             map,

@@ -139,8 +139,12 @@ fn absolute(path: &Path) -> PathBuf {
 
 /// The file name prefix shared by all indexes of `path`.
 fn prefix(kind: Kind, path: &Path) -> String {
+    prefix_abs(kind, &absolute(path))
+}
+
+/// `prefix` of a path made absolute already.
+fn prefix_abs(kind: Kind, abs: &Path) -> String {
     use std::os::unix::ffi::OsStrExt;
-    let abs = absolute(path);
     let stem: String = abs
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -166,9 +170,14 @@ fn prefix(kind: Kind, path: &Path) -> String {
 
 /// The index file name of one version of `path`.
 pub(crate) fn index_name(kind: Kind, path: &Path, id: &SourceId) -> String {
+    index_name_abs(kind, &absolute(path), id)
+}
+
+/// `index_name` of a path made absolute already.
+fn index_name_abs(kind: Kind, abs: &Path, id: &SourceId) -> String {
     format!(
         "{}{:x}-{:x}-{:x}-{:x}.{}.cdb",
-        prefix(kind, path),
+        prefix_abs(kind, abs),
         id.dev,
         id.ino,
         id.size,
@@ -177,15 +186,19 @@ pub(crate) fn index_name(kind: Kind, path: &Path, id: &SourceId) -> String {
     )
 }
 
-fn meta_value(path: &Path, id: &SourceId) -> Vec<u8> {
+/// What an index records about its source: the absolute path (`abs`) and
+/// the identity.
+fn meta_value(abs: &Path, id: &SourceId) -> Vec<u8> {
     use std::os::unix::ffi::OsStrExt;
-    let mut v = absolute(path).as_os_str().as_bytes().to_vec();
+    let mut v = abs.as_os_str().as_bytes().to_vec();
     v.extend_from_slice(format!("\n{} {} {} {}", id.dev, id.ino, id.size, id.mtime_ns).as_bytes());
     v
 }
 
+/// The effective uid, as `become_recipient` left it (no system call after
+/// it has run).
 fn effective_uid() -> u32 {
-    nix::unistd::geteuid().as_raw()
+    crate::privs::current_uid()
 }
 
 /// A directory may hold indexes when root or the running user owns it.
@@ -236,8 +249,8 @@ pub fn index_path(kind: Kind, dir: &Path, path: &Path, meta: &Metadata) -> PathB
 /// created when `create` gives its mode (and then `Ok(true)`), and is
 /// otherwise `Ok(false)`.
 fn check_dir(dir: &Path, create: Option<u32>) -> Result<bool, String> {
-    match fs::metadata(dir) {
-        Ok(_) => {}
+    let m = match fs::metadata(dir) {
+        Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let Some(mode) = create else {
                 return Ok(false);
@@ -250,10 +263,10 @@ fn check_dir(dir: &Path, create: Option<u32>) -> Result<bool, String> {
             // The umask may have taken bits a reader needs.
             fs::set_permissions(dir, fs::Permissions::from_mode(mode))
                 .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
+            fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?
         }
         Err(e) => return Err(format!("{}: {e}", dir.display())),
-    }
-    let m = fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    };
     if !m.is_dir() {
         return Err(format!("{} is not a directory", dir.display()));
     }
@@ -301,7 +314,9 @@ pub(crate) fn open_index(
         return Ok(None);
     }
     let id = SourceId::of(meta);
-    let ipath = dir.join(index_name(kind, path, &id));
+    // Once: for a relative path this is a getcwd(2).
+    let abs = absolute(path);
+    let ipath = dir.join(index_name_abs(kind, &abs, &id));
     let file = match File::open(&ipath) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -325,11 +340,12 @@ pub(crate) fn open_index(
             meta.uid()
         ));
     }
-    let Ok(cdb) = Cdb::from_file(&ipath, &file) else {
+    // The metadata of the trust check gives the length: no second fstat.
+    let Ok(cdb) = Cdb::from_file_len(&ipath, &file, fm.len()) else {
         return Ok(None);
     };
     match cdb.get(META_KEY) {
-        Ok(Some(v)) if v == meta_value(path, &id).as_slice() => {}
+        Ok(Some(v)) if v == meta_value(&abs, &id).as_slice() => {}
         _ => return Ok(None),
     }
     let notes = match cdb.get(NOTES_KEY) {
@@ -410,7 +426,7 @@ pub(crate) fn write_index<'a>(
             .mode(0o600)
             .open(&tmp_path)?;
         let mut w = CdbWriter::new(file)?;
-        w.add(META_KEY, &meta_value(path, &id))?;
+        w.add(META_KEY, &meta_value(&absolute(path), &id))?;
         w.add(NOTES_KEY, notes.join("\n").as_bytes())?;
         for (k, v) in entries {
             w.add(k, v)?;

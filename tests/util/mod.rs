@@ -114,9 +114,24 @@ impl Home {
         self
     }
 
-    pub fn command(&self, args: &[&str]) -> Command {
+    /// The binary with `args` only, as the test's user, in the environment
+    /// every test uses (`PATH`, and `HOME` = the test home), from `/`.
+    pub fn bare_command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.args(args);
+        c.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &self.home);
+        c.current_dir("/");
+        if is_root() {
+            c.uid(self.uid).gid(self.gid);
+        }
+        c
+    }
+
+    /// `bare_command` with this home's Maildir and rules files.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = self.bare_command(args);
         c.arg("--maildir").arg(&self.maildir);
         c.arg("--user-rules").arg(&self.user_rules);
         let rules = self
@@ -125,13 +140,6 @@ impl Home {
             .unwrap_or_else(|| self._dir.path().join("no-system-rules.toml"));
         if self.system_rules.is_some() {
             c.arg("--rules").arg(rules);
-        }
-        c.env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", &self.home);
-        c.current_dir("/");
-        if is_root() {
-            c.uid(self.uid).gid(self.gid);
         }
         c
     }
@@ -190,6 +198,19 @@ impl Home {
     pub fn owner_of(&self, p: &Path) -> u32 {
         fs::symlink_metadata(p).unwrap().uid()
     }
+}
+
+/// Sets the access time of `p` (a directory too), leaving its mtime.
+pub fn set_atime(p: &Path, t: std::time::SystemTime) {
+    fs::File::open(p)
+        .unwrap()
+        .set_times(fs::FileTimes::new().set_accessed(t))
+        .unwrap();
+}
+
+/// The access time of `p`.
+pub fn atime(p: &Path) -> std::time::SystemTime {
+    fs::metadata(p).unwrap().accessed().unwrap()
 }
 
 pub fn run_cmd(mut c: Command, input: &[u8]) -> Run {
