@@ -12,7 +12,6 @@ use crate::exit::Failure;
 use nix::unistd::{self, Uid, User};
 use std::ffi::{CString, OsString};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The recipient we run as.
 #[derive(Debug, Clone)]
@@ -75,18 +74,6 @@ pub fn own_home(env: &EnvIdentity) -> Option<PathBuf> {
         .map(|u| u.dir)
 }
 
-/// The effective uid `become_recipient` ended with (`NOT_RECORDED` before
-/// it has run). Nothing changes the uid after it, so this is what
-/// geteuid(2) would return; the index and rules caches ask for it several
-/// times per table (whose index is trusted, where it goes).
-static RECORDED_EUID: AtomicU64 = AtomicU64::new(NOT_RECORDED);
-const NOT_RECORDED: u64 = u64::MAX;
-
-fn recorded(r: Recipient, euid: Uid) -> Recipient {
-    RECORDED_EUID.store(u64::from(euid.as_raw()), Ordering::Relaxed);
-    r
-}
-
 fn lookup_failed(what: &str, e: impl std::fmt::Display) -> Failure {
     Failure::temp("4.3.0", format!("cannot look up {what}: {e}"))
 }
@@ -113,7 +100,7 @@ pub fn become_recipient(
                     gid: 0,
                     home: me.map(|u| u.dir).or(home_env),
                 };
-                return Ok(recorded(r, euid));
+                return Ok(r);
             }
             return Err(Failure::temp(
                 "4.3.5",
@@ -146,7 +133,7 @@ pub fn become_recipient(
             gid: user.gid.as_raw(),
             home: Some(user.dir),
         };
-        return Ok(recorded(r, user.uid));
+        return Ok(r);
     }
     let uid = unistd::getuid();
     if d.is_none() {
@@ -158,7 +145,7 @@ pub fn become_recipient(
                 gid: unistd::getgid().as_raw(),
                 home: Some(home.clone()),
             };
-            return Ok(recorded(r, euid));
+            return Ok(r);
         }
     }
     let me = User::from_uid(uid).map_err(|e| lookup_failed(&format!("uid {uid}"), e))?;
@@ -178,16 +165,12 @@ pub fn become_recipient(
         gid: unistd::getgid().as_raw(),
         home: me.map(|u| u.dir).or(home_env),
     };
-    Ok(recorded(r, euid))
+    Ok(r)
 }
 
-/// The effective uid we run as now: the one `become_recipient` ended with,
-/// else geteuid(2).
+/// The uid we run as now.
 pub fn current_uid() -> u32 {
-    match RECORDED_EUID.load(Ordering::Relaxed) {
-        NOT_RECORDED => Uid::effective().as_raw(),
-        euid => euid as u32,
-    }
+    Uid::effective().as_raw()
 }
 
 #[cfg(test)]
