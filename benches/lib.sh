@@ -65,8 +65,9 @@ bench_user_setup() {
 }
 
 # Run a command as the benchmark user with a minimal environment, as local(8)
-# would (HOME matters to dovecot-lda; procmail and maildrop take it from the
-# password file, deliver too).
+# would: HOME, USER and LOGNAME are the program's home and the user. deliver
+# and dovecot-lda take the home from HOME (so deliver's caches go to
+# HOME/.cache/deliver); procmail and maildrop take it from the password file.
 as_user() {
     local home=$1; shift
     (cd "$home" && "${AS_USER[@]}" env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$home" \

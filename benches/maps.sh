@@ -43,7 +43,8 @@ bench_workdir "$work"
 [ "$keep" -eq 1 ] || trap 'rm -rf "$work/home"' EXIT
 corpus=$work/corpus
 bench_corpus "$corpus" "$count" 1
-cache=$BENCH_HOME/.cache/deliver
+# deliver takes its home from HOME (as_user sets it to the program's home).
+cache=$work/home/map-big/.cache/deliver
 
 for name in map-empty map-big; do
     home=$work/home/$name

@@ -86,7 +86,7 @@ callgrind_annotate --inclusive=yes "$work/home/$big/callgrind.out" 2>/dev/null |
 
 # Cold, reported apart: the first delivery after the rules file changed
 # loads the whole file and writes the rules cache.
-cache_dir=$BENCH_HOME/.cache/deliver
+cache_dir=$work/home/$big/.cache/deliver
 cold=()
 for i in 1 2 3; do
     rm -f "$cache_dir"/rules.rules.toml-*

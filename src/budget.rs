@@ -75,14 +75,16 @@ mod tests {
     #[test]
     fn charges_only_while_armed() {
         // Other tests allocate at the same time (mallinfo2 is per process):
-        // the margins are wide.
-        assert!(charge(|| vec![0u8; 1 << 20]).is_ok());
+        // the margins are wide. black_box: an optimized build would
+        // otherwise drop an allocation nobody reads.
+        use std::hint::black_box;
+        assert!(charge(|| black_box(vec![0u8; 1 << 20])).is_ok());
         arm(Some(USER_LIMIT));
         let kept: Vec<Vec<u8>> = (0..3)
-            .map(|_| charge(|| vec![1u8; 1 << 20]).unwrap())
+            .map(|_| charge(|| black_box(vec![1u8; 1 << 20])).unwrap())
             .collect();
         if cfg!(all(target_os = "linux", target_env = "gnu")) {
-            assert!(charge(|| vec![1u8; USER_LIMIT]).is_err());
+            assert!(charge(|| black_box(vec![1u8; USER_LIMIT])).is_err());
             assert!(charge(|| 1).is_err(), "spent stays spent");
         }
         arm(None);
