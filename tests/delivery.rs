@@ -536,6 +536,29 @@ fn recently_scanned_tmp_is_not_scanned_again() {
     assert!(fresh.exists(), "fresh tmp file removed");
 }
 
+/// A tmpfs mounted at HOME/`name` with `opts`, unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Mounts a tmpfs (root only) and points the home's Maildir into it.
+fn maildir_on_tmpfs(h: &mut Home, name: &str, opts: &str) -> Tmpfs {
+    let mnt = h.home.join(name);
+    fs::create_dir(&mnt).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs failed");
+    h.maildir = mnt.join("Maildir");
+    Tmpfs(mnt)
+}
+
 #[test]
 fn tmp_is_scanned_once_per_interval_on_noatime_mounts() {
     if !is_root() {
@@ -543,22 +566,7 @@ fn tmp_is_scanned_once_per_interval_on_noatime_mounts() {
         return;
     }
     let mut h = Home::new();
-    let mnt = h.home.join("noatime");
-    fs::create_dir(&mnt).unwrap();
-    let st = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m,mode=0777,noatime", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(st.success(), "mount tmpfs failed");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(mnt.clone());
-    h.maildir = mnt.join("Maildir");
+    let _mount = maildir_on_tmpfs(&mut h, "noatime", "size=1m,mode=0777,noatime");
     assert_eq!(h.deliver(&msg("Subject: x\n", "x\n")).code, 0);
     let tmp = h.maildir.join("tmp");
     let (old, _) = stale_and_fresh(&h, 1);
@@ -768,22 +776,7 @@ fn disk_full_defers_and_leaves_nothing() {
         return;
     }
     let mut h = Home::new();
-    let mnt = h.home.join("small");
-    fs::create_dir(&mnt).unwrap();
-    let st = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k,mode=0777", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(st.success(), "mount tmpfs failed");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(mnt.clone());
-    h.maildir = mnt.join("Maildir");
+    let _mount = maildir_on_tmpfs(&mut h, "small", "size=256k,mode=0777");
     // Fits: delivered.
     assert_eq!(h.deliver(&msg("Subject: small\n", "x\n")).code, 0);
     // Does not fit: ENOSPC while spooling.
