@@ -134,6 +134,11 @@ fn rarity(b: u8) -> u32 {
     }
 }
 
+/// How unusual a piece is: the sum of its bytes' rarity.
+fn piece_rarity(w: &[u8]) -> u32 {
+    w.iter().map(|&c| rarity(c)).sum()
+}
+
 /// The pieces of a folded literal that the index could keep.
 fn windows(lit: &str) -> impl Iterator<Item = &[u8]> {
     let b = lit.as_bytes();
@@ -145,9 +150,8 @@ fn windows(lit: &str) -> impl Iterator<Item = &[u8]> {
 /// literals of the file share (`count`), then the one of the rarest bytes.
 /// A piece shared by many rules would select them all whenever it occurs.
 fn gram(lit: &str, count: impl Fn(&[u8]) -> usize) -> &[u8] {
-    let score = |w: &[u8]| w.iter().map(|&c| rarity(c)).sum::<u32>();
     windows(lit)
-        .min_by_key(|w| (count(w), std::cmp::Reverse(score(w))))
+        .min_by_key(|w| (count(w), std::cmp::Reverse(piece_rarity(w))))
         .unwrap_or(lit.as_bytes())
 }
 
@@ -364,10 +368,9 @@ fn write(
                 // The set whose pieces select the fewest rules.
                 let cost = |set: &&Vec<String>| {
                     let pieces = set.iter().map(|l| gram(l, count));
-                    let score = |w: &[u8]| w.iter().map(|&c| rarity(c)).sum::<u32>();
                     (
                         pieces.clone().map(count).sum::<usize>(),
-                        std::cmp::Reverse(pieces.map(score).min().unwrap_or(0)),
+                        std::cmp::Reverse(pieces.map(piece_rarity).min().unwrap_or(0)),
                     )
                 };
                 let Some(set) = p.keyable().min_by_key(cost) else {
