@@ -317,15 +317,6 @@ fn info(h: &Hir) -> Info {
     }
 }
 
-/// The folded strings at least one of which every match of `pattern`
-/// contains, when there is such a set whose strings are all at least
-/// `min_len` bytes long. `None` for a pattern that does not parse.
-pub fn required(pattern: &str, min_len: usize) -> Option<Vec<String>> {
-    let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
-    let set = info(&hir).best()?;
-    set.iter().all(|s| s.len() >= min_len).then_some(set)
-}
-
 /// Every requirement found for `pattern`: every match contains one string
 /// of each set (folded, none empty, at most [`MAX_ALL`] sets, the best
 /// first). `None` for a pattern that does not parse; empty when no
@@ -333,14 +324,24 @@ pub fn required(pattern: &str, min_len: usize) -> Option<Vec<String>> {
 pub fn requirements(pattern: &str) -> Option<Vec<Vec<String>>> {
     let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
     let i = info(&hir);
-    let mut all = i.all.clone();
-    all.extend(i.best());
+    let best = i.best();
+    let mut all = i.all;
+    all.extend(best);
     Some(conjunction(all.iter().map(Vec::as_slice)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The best requirement of `pattern` (the one `requirements` puts
+    /// first, when `info` finds one), if all its strings are at least
+    /// `min_len` bytes long.
+    fn required(pattern: &str, min_len: usize) -> Option<Vec<String>> {
+        let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
+        let set = info(&hir).best()?;
+        set.iter().all(|s| s.len() >= min_len).then_some(set)
+    }
 
     fn req(p: &str) -> Option<Vec<String>> {
         required(p, 1)
