@@ -20,7 +20,7 @@ pub(crate) fn fold(s: &str) -> Cow<'_, str> {
             out.push(c.to_ascii_lowercase());
         } else {
             match FOLD.binary_search_by_key(&(c as u32), |&(k, _)| k) {
-                Ok(i) => out.push_str(FOLD[i].1),
+                Ok(i) => out.extend(FOLD[i].1.into_iter().filter(|&f| f != '\0')),
                 Err(_) => out.push(c),
             }
         }
@@ -32,8 +32,50 @@ pub(crate) fn fold(s: &str) -> Cow<'_, str> {
     }
 }
 
-/// (code point, folded string), sorted by code point.
-static FOLD: &[(u32, &str)] = &[
+/// The folded text of one code point: up to three characters, the unused
+/// ones NUL (no folding yields a NUL).
+type Folded = [char; 3];
+
+/// Decodes `s` (one to three characters) into a `Folded` at compile time.
+/// The table holds characters, not `&str`: a table of 1,504 string
+/// references is 1,504 pointers that the dynamic loader relocates, and 36 KiB
+/// of pages it writes, at every start of the (position-independent) binary.
+const fn folded(s: &str) -> Folded {
+    let b = s.as_bytes();
+    let mut out = ['\0'; 3];
+    let (mut i, mut n) = (0, 0);
+    while i < b.len() {
+        let (len, first) = match b[i] {
+            0x00..=0x7f => (1, b[i] as u32),
+            0xc0..=0xdf => (2, (b[i] & 0x1f) as u32),
+            0xe0..=0xef => (3, (b[i] & 0x0f) as u32),
+            _ => (4, (b[i] & 0x07) as u32),
+        };
+        let mut cp = first;
+        let mut k = 1;
+        while k < len {
+            cp = (cp << 6) | (b[i + k] & 0x3f) as u32;
+            k += 1;
+        }
+        out[n] = match char::from_u32(cp) {
+            Some(c) => c,
+            None => panic!("not a character"),
+        };
+        n += 1;
+        i += len;
+    }
+    out
+}
+
+/// The table below, written as (code point, "folded") pairs.
+macro_rules! fold_table {
+    ($(($k:expr, $v:expr)),* $(,)?) => {
+        &[$(($k, folded($v))),*]
+    };
+}
+
+/// (code point, folded characters), sorted by code point.
+static FOLD: &[(u32, Folded)] = fold_table![
     (0xb5, "\u{3bc}"),
     (0xc0, "\u{e0}"),
     (0xc1, "\u{e1}"),
@@ -1539,3 +1581,34 @@ static FOLD: &[(u32, &str)] = &[
     (0x1e920, "\u{1e942}"),
     (0x1e921, "\u{1e943}"),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_single_and_multi_character_entries() {
+        assert_eq!(fold("Straße"), "strasse");
+        assert_eq!(fold("ΣΑΣ ς"), "σασ σ");
+        assert_eq!(fold("\u{fb03}"), "ffi");
+        assert_eq!(fold("\u{390}"), "\u{3b9}\u{308}\u{301}");
+        assert_eq!(fold("\u{212a}"), "k");
+        assert_eq!(fold("\u{1e921}"), "\u{1e943}");
+        assert!(matches!(fold("plain ascii"), Cow::Borrowed(_)));
+        assert!(matches!(fold("schon gefaltet: straße"), Cow::Owned(_)));
+        assert!(matches!(fold("\u{3c3}\u{3b1}"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn table_is_sorted_and_every_entry_folds_to_something_else() {
+        assert!(FOLD.windows(2).all(|w| w[0].0 < w[1].0));
+        for &(k, f) in FOLD {
+            let c = char::from_u32(k).unwrap();
+            assert!(!c.is_ascii());
+            assert_ne!(f[0], '\0');
+            // The NULs are padding at the end only.
+            assert!(f.iter().skip_while(|&&x| x != '\0').all(|&x| x == '\0'));
+            assert_ne!(fold(&c.to_string()), c.to_string());
+        }
+    }
+}
