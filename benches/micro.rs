@@ -20,10 +20,11 @@ use deliver::decide::{decide, Input};
 use deliver::envelope::{Envelope, Flags};
 use deliver::maps::{self, OpenOptions};
 use deliver::message::{read_head, Head, Headers, Limits};
-use deliver::rules::{self, Origin};
+use deliver::rules::{self, cache, Origin};
+use std::fs::File;
 use std::hint::black_box;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const W1: &str = include_str!("w1.toml");
@@ -109,6 +110,7 @@ fn bench_rules(c: &mut Criterion) {
     });
     let layer = rules::load_str(W1, path, Origin::System, &opts).unwrap();
     let default = rules::default_layer();
+    let cached = CachedRules::new();
     for (name, msg) in [
         ("ham", message("ham", "quarterly budget meeting")),
         ("spam", message("spam", "viagra casino winner")),
@@ -141,12 +143,63 @@ fn bench_rules(c: &mut Criterion) {
                 BatchSize::PerIteration,
             )
         });
+        // What a delivery does with the rules: open the file, load it from
+        // the rules cache (written before the timing), compile the rules
+        // this message's headers can trigger, decide.
+        c.bench_function(&format!("delivery_rules/w1/{name}"), |b| {
+            b.iter(|| {
+                let file = File::open(&cached.path).unwrap();
+                let meta = file.metadata().unwrap();
+                let mut layer =
+                    cache::load(file, &meta, &cached.path, Origin::System, &cached.opts, true)
+                        .unwrap_or_else(|_| panic!("load"));
+                let deferred = layer.deferred.take().expect("loaded from the cache");
+                deferred.complete(&mut layer, &head.headers).unwrap();
+                decide(black_box(&input), &layer, None)
+            })
+        });
         if name == "spam" {
             c.bench_function("decide/default/spam", |b| {
                 b.iter(|| decide(black_box(&input), &default, None))
             });
         }
     }
+}
+
+/// W1's rules in a file old enough to be cached, and its rules cache,
+/// written by one full load (as the first delivery after a change does).
+struct CachedRules {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    opts: OpenOptions,
+}
+
+impl CachedRules {
+    fn new() -> CachedRules {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w1.toml");
+        std::fs::write(&path, W1).unwrap();
+        set_old(&path);
+        let cache = dir.path().join("cache");
+        let opts = OpenOptions {
+            cache_dir: Some(cache.clone()),
+            system_cache_dir: Some(cache.clone()),
+        };
+        let file = File::open(&path).unwrap();
+        let meta = file.metadata().unwrap();
+        let full = cache::load(file, &meta, &path, Origin::System, &opts, true)
+            .unwrap_or_else(|_| panic!("load"));
+        assert!(full.deferred.is_none());
+        assert!(std::fs::read_dir(&cache).unwrap().count() > 0, "no rules cache written");
+        CachedRules { _dir: dir, path, opts }
+    }
+}
+
+/// Sets the mtime of `path` a minute back: caches and indexes are only
+/// written for sources older than two seconds.
+fn set_old(path: &Path) {
+    let old = std::time::SystemTime::now() - Duration::from_secs(60);
+    File::options().write(true).open(path).unwrap().set_modified(old).unwrap();
 }
 
 /// A texthash source of `n` entries, none of which is a corpus sender, plus
@@ -158,14 +211,7 @@ fn write_map(path: &Path, n: usize) {
         writeln!(f, "sender{i}@domain{}.example OK", i % 5000).unwrap();
     }
     f.flush().unwrap();
-    // Indexes are only written for sources older than two seconds.
-    let old = std::time::SystemTime::now() - Duration::from_secs(60);
-    std::fs::File::options()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_modified(old)
-        .unwrap();
+    set_old(path);
 }
 
 fn bench_maps(c: &mut Criterion) {

@@ -59,16 +59,21 @@ for p in "${progs[@]}"; do
     setup_home "$p" "$work/home/$p" "$BENCH_REPO/benches/w1.toml"
 done
 
-# run_one PROG LIST: one pass of spawnloop; sets RUN_MS and RUN_OUT.
+# run_one PROG LIST: one pass of spawnloop; sets RUN_MS (wall), RUN_CPU (user +
+# system time of spawnloop and every delivery, ms: not counting the time spent
+# waiting for the disk, so less disturbed by the fsync latency of the moment)
+# and RUN_OUT.
 run_one() {
     local p=$1 list=$2 home=$work/home/$1 t0 t1
     fresh_maildir "$home/Maildir"
     sync
     prog_cmd "$p" "$home"
     t0=$(now_ns)
-    RUN_OUT=$(as_user "$home" "$work/spawnloop" "$list" "${PROG_CMD[@]}" 2>&1) || true
+    RUN_OUT=$(as_user "$home" /usr/bin/time -o "$work/cpu.out" -f "%U %S" \
+        "$work/spawnloop" "$list" "${PROG_CMD[@]}" 2>&1) || true
     t1=$(now_ns)
     RUN_MS=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", (b - a) / 1e6}')
+    RUN_CPU=$(awk '{printf "%.0f", ($1 + $2) * 1000}' "$work/cpu.out")
 }
 
 failed=0
@@ -79,7 +84,7 @@ if [ "$smoke" -eq 0 ]; then
     for p in "${progs[@]}"; do run_one "$p" "$work/warm.txt"; done
 fi
 
-declare -A times
+declare -A times cpus
 echo "W1: $count messages, $rounds round(s), programs: ${progs[*]}"
 for r in $(seq "$rounds"); do
     n=${#progs[@]} order=()
@@ -87,7 +92,8 @@ for r in $(seq "$rounds"); do
     for p in "${order[@]}"; do
         run_one "$p" "$corpus/list.txt"
         times[$p]="${times[$p]:-} $RUN_MS"
-        echo "round $r $p: ${RUN_MS} ms; $RUN_OUT"
+        cpus[$p]="${cpus[$p]:-} $RUN_CPU"
+        echo "round $r $p: ${RUN_MS} ms, ${RUN_CPU} ms CPU; $RUN_OUT"
         case $RUN_OUT in
         "runs=$count failures=0") ;;
         *) echo "  FAIL $p: expected runs=$count failures=0"; failed=1 ;;
@@ -100,19 +106,23 @@ for r in $(seq "$rounds"); do
     if [ "$r" -eq 1 ] || [ "$failed" -ne 0 ]; then sed 's/^/  /' "$work/check.txt"; fi
 done
 
-base=
-for p in "${progs[@]}"; do [ "$p" = safecat ] && base=$(median ${times[safecat]}); done
+base= cbase=
+# shellcheck disable=SC2086
+for p in "${progs[@]}"; do [ "$p" = safecat ] && base=$(median ${times[safecat]}) && cbase=$(median ${cpus[safecat]}); done
 echo
-echo "| program | wall median (s) | per message (ms) | ratio to safecat | runs (s) |"
-echo "|---|---:|---:|---:|---|"
+echo "| program | wall median (s) | per message (ms) | ratio to safecat | CPU per message (ms) | CPU ratio to safecat | runs (s) |"
+echo "|---|---:|---:|---:|---:|---:|---|"
 for p in "${progs[@]}"; do
     # shellcheck disable=SC2086
     m=$(median ${times[$p]})
     # shellcheck disable=SC2086
+    c=$(median ${cpus[$p]})
+    # shellcheck disable=SC2086
     runs=$(printf '%s\n' ${times[$p]} | awk '{printf "%s%.2f", (NR > 1 ? " " : ""), $1 / 1000}')
-    awk -v p="$p" -v m="$m" -v b="${base:-0}" -v n="$count" -v runs="$runs" 'BEGIN {
-        printf "| %s | %.2f | %.2f | %s | %s |\n", p, m / 1000, m / n,
-            (b > 0 ? sprintf("%.2f", m / b) : "-"), runs }'
+    awk -v p="$p" -v m="$m" -v b="${base:-0}" -v c="$c" -v cb="${cbase:-0}" -v n="$count" -v runs="$runs" 'BEGIN {
+        printf "| %s | %.2f | %.2f | %s | %.2f | %s | %s |\n", p, m / 1000, m / n,
+            (b > 0 ? sprintf("%.2f", m / b) : "-"), c / n,
+            (cb > 0 ? sprintf("%.2f", c / cb) : "-"), runs }'
 done
 echo
 [ "$smoke" -eq 1 ] && echo "(--smoke: one round of 40 messages; the times above are not a measurement)"
