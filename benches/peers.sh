@@ -69,11 +69,11 @@ run_one() {
     sync
     prog_cmd "$p" "$home"
     t0=$(now_ns)
-    RUN_OUT=$(as_user "$home" /usr/bin/time -o "$work/cpu.out" -f "%U %S" \
+    RUN_OUT=$(as_user "$home" /usr/bin/time -o "$home/cpu.out" -f "%U %S" \
         "$work/spawnloop" "$list" "${PROG_CMD[@]}" 2>&1) || true
     t1=$(now_ns)
     RUN_MS=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", (b - a) / 1e6}')
-    RUN_CPU=$(awk '{printf "%.0f", ($1 + $2) * 1000}' "$work/cpu.out")
+    RUN_CPU=$(awk '{printf "%.0f", ($1 + $2) * 1000}' "$home/cpu.out")
 }
 
 failed=0
