@@ -14,7 +14,8 @@
 #   --extra NAME=BIN adds BIN run as "deliver" with W1's rules (another build,
 #                 for example a non-PIE one), named NAME
 #
-# Per variant: median wall per message (ms); and for one message (the first
+# Per variant: median wall per message (ms), median CPU per message (user +
+# system time of spawnloop and the deliveries, ms); and for one message (the first
 # that W1 files into the Inbox):
 # instructions (callgrind Ir), minor page faults (/usr/bin/time %R), and the
 # system calls made (strace -c -f), which are repeatable.
@@ -71,7 +72,7 @@ cmd_of() {
     esac
 }
 
-declare -A times
+declare -A times cpus
 for r in $(seq "$rounds"); do
     k=${#names[@]}
     for i in $(seq 0 $((k - 1))); do
@@ -80,12 +81,15 @@ for r in $(seq "$rounds"); do
         sync
         cmd_of "$n"
         t0=$(now_ns)
-        out=$(as_user "$work/home/$n" "$work/spawnloop" "$corpus/list.txt" "${CMD[@]}" 2>&1) || true
+        out=$(as_user "$work/home/$n" /usr/bin/time -o "$work/home/$n/cpu.out" -f "%U %S" \
+            "$work/spawnloop" "$corpus/list.txt" "${CMD[@]}" 2>&1) || true
         t1=$(now_ns)
         [ "$out" = "runs=$count failures=0" ] || die "$n: $out"
         ms=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", (b - a) / 1e6}')
+        cpu=$(awk '{printf "%.0f", ($1 + $2) * 1000}' "$work/home/$n/cpu.out")
         times[$n]="${times[$n]:-} $ms"
-        echo "round $r $n: $ms ms"
+        cpus[$n]="${cpus[$n]:-} $cpu"
+        echo "round $r $n: $ms ms, $cpu ms CPU"
     done
 done
 
@@ -93,8 +97,8 @@ msg=$(inbox_message "$corpus")
 echo
 echo "$count messages, $rounds rounds; Ir, faults and syscalls for one delivery of $(basename "$msg") (to the Inbox)"
 echo
-echo "| variant | per message (ms), median | minus /bin/true (ms) | Ir (callgrind) | minor faults | syscalls | fsync |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| variant | per message (ms), median | minus /bin/true (ms) | CPU per message (ms), median | Ir (callgrind) | minor faults | syscalls | fsync |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 # shellcheck disable=SC2086
 floor=$(median ${times[true]})
 for n in "${names[@]}"; do
@@ -113,6 +117,8 @@ for n in "${names[@]}"; do
     fsyncs=$(awk '$NF == "fsync" || $NF == "fdatasync" {s += $4} END {print s + 0}' "$home/strace.out")
     # shellcheck disable=SC2086
     m=$(median ${times[$n]})
-    awk -v n="$n" -v m="$m" -v f="$floor" -v c="$count" -v ir="$ir" -v pf="$faults" -v sc="$calls" -v fs="$fsyncs" 'BEGIN {
-        printf "| %s | %.2f | %.2f | %d | %s | %s | %s |\n", n, m / c, (m - f) / c, ir, pf, sc, fs }'
+    # shellcheck disable=SC2086
+    cm=$(median ${cpus[$n]})
+    awk -v n="$n" -v m="$m" -v f="$floor" -v c="$count" -v cm="$cm" -v ir="$ir" -v pf="$faults" -v sc="$calls" -v fs="$fsyncs" 'BEGIN {
+        printf "| %s | %.2f | %.2f | %.2f | %d | %s | %s | %s |\n", n, m / c, (m - f) / c, cm / c, ir, pf, sc, fs }'
 done
