@@ -150,9 +150,15 @@ fn bench_rules(c: &mut Criterion) {
             b.iter(|| {
                 let file = File::open(&cached.path).unwrap();
                 let meta = file.metadata().unwrap();
-                let mut layer =
-                    cache::load(file, &meta, &cached.path, Origin::System, &cached.opts, true)
-                        .unwrap_or_else(|_| panic!("load"));
+                let mut layer = cache::load(
+                    file,
+                    &meta,
+                    &cached.path,
+                    Origin::System,
+                    &cached.opts,
+                    true,
+                )
+                .unwrap_or_else(|_| panic!("load"));
                 let deferred = layer.deferred.take().expect("loaded from the cache");
                 deferred.complete(&mut layer, &head.headers).unwrap();
                 decide(black_box(&input), &layer, None)
@@ -190,8 +196,15 @@ impl CachedRules {
         let full = cache::load(file, &meta, &path, Origin::System, &opts, true)
             .unwrap_or_else(|_| panic!("load"));
         assert!(full.deferred.is_none());
-        assert!(std::fs::read_dir(&cache).unwrap().count() > 0, "no rules cache written");
-        CachedRules { _dir: dir, path, opts }
+        assert!(
+            std::fs::read_dir(&cache).unwrap().count() > 0,
+            "no rules cache written"
+        );
+        CachedRules {
+            _dir: dir,
+            path,
+            opts,
+        }
     }
 }
 
@@ -199,7 +212,12 @@ impl CachedRules {
 /// written for sources older than two seconds.
 fn set_old(path: &Path) {
     let old = std::time::SystemTime::now() - Duration::from_secs(60);
-    File::options().write(true).open(path).unwrap().set_modified(old).unwrap();
+    File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
 }
 
 /// A texthash source of `n` entries, none of which is a corpus sender, plus
