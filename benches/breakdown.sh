@@ -80,16 +80,11 @@ for r in $(seq "$rounds"); do
         fresh_maildir "$work/home/$n/Maildir"
         sync
         cmd_of "$n"
-        t0=$(now_ns)
-        out=$(as_user "$work/home/$n" /usr/bin/time -o "$work/home/$n/cpu.out" -f "%U %S" \
-            "$work/spawnloop" "$corpus/list.txt" "${CMD[@]}" 2>&1) || true
-        t1=$(now_ns)
-        [ "$out" = "runs=$count failures=0" ] || die "$n: $out"
-        ms=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", (b - a) / 1e6}')
-        cpu=$(awk '{printf "%.0f", ($1 + $2) * 1000}' "$work/home/$n/cpu.out")
-        times[$n]="${times[$n]:-} $ms"
-        cpus[$n]="${cpus[$n]:-} $cpu"
-        echo "round $r $n: $ms ms, $cpu ms CPU"
+        timed_spawnloop "$work/home/$n" "$corpus/list.txt" "${CMD[@]}"
+        [ "$RUN_OUT" = "runs=$count failures=0" ] || die "$n: $RUN_OUT"
+        times[$n]="${times[$n]:-} $RUN_MS"
+        cpus[$n]="${cpus[$n]:-} $RUN_CPU"
+        echo "round $r $n: $RUN_MS ms, $RUN_CPU ms CPU"
     done
 done
 

@@ -202,6 +202,22 @@ now_ns() { date +%s%N; }
 # median of numbers, one per argument.
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.6g\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
+# timed_spawnloop HOME LIST CMD...: runs spawnloop over LIST with CMD, as the
+# benchmark user in HOME. Sets RUN_OUT (spawnloop's output), RUN_MS (wall
+# time, ms) and RUN_CPU (user + system time of spawnloop and every run of
+# CMD, ms: it leaves out the time spent waiting for the disk, so it is less
+# disturbed by the fsync latency of the moment and by other I/O).
+timed_spawnloop() {
+    local home=$1 list=$2 t0 t1
+    shift 2
+    t0=$(now_ns)
+    RUN_OUT=$(as_user "$home" /usr/bin/time -o "$home/cpu.out" -f "%U %S" \
+        "$WORK/spawnloop" "$list" "$@" 2>&1) || true
+    t1=$(now_ns)
+    RUN_MS=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", (b - a) / 1e6}')
+    RUN_CPU=$(awk '{printf "%.0f", ($1 + $2) * 1000}' "$home/cpu.out")
+}
+
 # deliver_ab LIST ROUNDS NAME...: runs deliver over LIST once per round for
 # each NAME (home $WORK/home/NAME, rules NAME/rules.toml), in an order rotated
 # per round, each time into an empty Maildir after `sync`. Fills the
@@ -219,17 +235,12 @@ deliver_ab() {
             home=$WORK/home/$name
             fresh_maildir "$home/Maildir"
             sync
-            t0=$(now_ns)
-            out=$(as_user "$home" /usr/bin/time -o "$home/cpu.out" -f "%U %S" "$WORK/spawnloop" "$list" \
-                "$DELIVER_BIN" --rules "$home/rules.toml" --user-rules "$NO_USER_RULES" \
-                --maildir "$home/Maildir" 2>&1) || true
-            t1=$(now_ns)
-            [ "$out" = "runs=$count failures=0" ] || die "$name: $out"
-            ms=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", (b - a) / 1e6}')
-            cpu=$(awk '{printf "%.0f", ($1 + $2) * 1000}' "$home/cpu.out")
-            TIMES[$name]="${TIMES[$name]:-} $ms"
-            CPU[$name]="${CPU[$name]:-} $cpu"
-            echo "round $r $name: $ms ms wall, $cpu ms CPU (user+system)"
+            timed_spawnloop "$home" "$list" "$DELIVER_BIN" --rules "$home/rules.toml" \
+                --user-rules "$NO_USER_RULES" --maildir "$home/Maildir"
+            [ "$RUN_OUT" = "runs=$count failures=0" ] || die "$name: $RUN_OUT"
+            TIMES[$name]="${TIMES[$name]:-} $RUN_MS"
+            CPU[$name]="${CPU[$name]:-} $RUN_CPU"
+            echo "round $r $name: $RUN_MS ms wall, $RUN_CPU ms CPU (user+system)"
         done
     done
 }

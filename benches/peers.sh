@@ -59,21 +59,14 @@ for p in "${progs[@]}"; do
     setup_home "$p" "$work/home/$p" "$BENCH_REPO/benches/w1.toml"
 done
 
-# run_one PROG LIST: one pass of spawnloop; sets RUN_MS (wall), RUN_CPU (user +
-# system time of spawnloop and every delivery, ms: not counting the time spent
-# waiting for the disk, so less disturbed by the fsync latency of the moment)
-# and RUN_OUT.
+# run_one PROG LIST: one pass of spawnloop into an empty Maildir; sets
+# RUN_MS, RUN_CPU and RUN_OUT (timed_spawnloop in lib.sh).
 run_one() {
-    local p=$1 list=$2 home=$work/home/$1 t0 t1
+    local p=$1 list=$2 home=$work/home/$1
     fresh_maildir "$home/Maildir"
     sync
     prog_cmd "$p" "$home"
-    t0=$(now_ns)
-    RUN_OUT=$(as_user "$home" /usr/bin/time -o "$home/cpu.out" -f "%U %S" \
-        "$work/spawnloop" "$list" "${PROG_CMD[@]}" 2>&1) || true
-    t1=$(now_ns)
-    RUN_MS=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", (b - a) / 1e6}')
-    RUN_CPU=$(awk '{printf "%.0f", ($1 + $2) * 1000}' "$home/cpu.out")
+    timed_spawnloop "$home" "$list" "${PROG_CMD[@]}"
 }
 
 failed=0
@@ -106,7 +99,7 @@ for r in $(seq "$rounds"); do
     if [ "$r" -eq 1 ] || [ "$failed" -ne 0 ]; then sed 's/^/  /' "$work/check.txt"; fi
 done
 
-base= cbase=
+base='' cbase=''
 # shellcheck disable=SC2086
 for p in "${progs[@]}"; do [ "$p" = safecat ] && base=$(median ${times[safecat]}) && cbase=$(median ${cpus[safecat]}); done
 echo
