@@ -148,17 +148,7 @@ fn bench_rules(c: &mut Criterion) {
         // this message's headers can trigger, decide.
         c.bench_function(&format!("delivery_rules/w1/{name}"), |b| {
             b.iter(|| {
-                let file = File::open(&cached.path).unwrap();
-                let meta = file.metadata().unwrap();
-                let mut layer = cache::load(
-                    file,
-                    &meta,
-                    &cached.path,
-                    Origin::System,
-                    &cached.opts,
-                    true,
-                )
-                .unwrap_or_else(|_| panic!("load"));
+                let mut layer = cached.load();
                 let deferred = layer.deferred.take().expect("loaded from the cache");
                 deferred.complete(&mut layer, &head.headers).unwrap();
                 decide(black_box(&input), &layer, None)
@@ -191,20 +181,29 @@ impl CachedRules {
             cache_dir: Some(cache.clone()),
             system_cache_dir: Some(cache.clone()),
         };
-        let file = File::open(&path).unwrap();
-        let meta = file.metadata().unwrap();
-        let full = cache::load(file, &meta, &path, Origin::System, &opts, true)
-            .unwrap_or_else(|_| panic!("load"));
-        assert!(full.deferred.is_none());
+        let rules = CachedRules {
+            _dir: dir,
+            path,
+            opts,
+        };
+        assert!(
+            rules.load().deferred.is_none(),
+            "the first load is a full one"
+        );
         assert!(
             std::fs::read_dir(&cache).unwrap().count() > 0,
             "no rules cache written"
         );
-        CachedRules {
-            _dir: dir,
-            path,
-            opts,
-        }
+        rules
+    }
+
+    /// Opens the file and loads it as a delivery does: from the cache
+    /// when there is one, the rules left deferred.
+    fn load(&self) -> rules::Layer {
+        let file = File::open(&self.path).unwrap();
+        let meta = file.metadata().unwrap();
+        cache::load(file, &meta, &self.path, Origin::System, &self.opts, true)
+            .unwrap_or_else(|_| panic!("load {}", self.path.display()))
     }
 }
 
