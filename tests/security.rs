@@ -471,3 +471,19 @@ fn a_forged_index_of_a_system_table_is_ignored() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(h.count(), 1);
 }
+
+#[test]
+fn the_attacker_is_another_unprivileged_user() {
+    let Some((uid, _)) = util::attacker() else {
+        return;
+    };
+    let out = util::attacker_command("id", &["-u"], &[12345])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), uid.to_string());
+    let out = util::attacker_command("id", &["-G"], &[12345])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("12345"));
+    assert_ne!(uid, util::runner().0);
+}

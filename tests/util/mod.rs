@@ -249,3 +249,46 @@ pub fn without_from(input: &[u8]) -> &[u8] {
         input
     }
 }
+
+/// A second local user, for the attacks that need one: Debian's `games`
+/// (uid 5), a real unprivileged account present on every Debian system,
+/// and not the user deliveries run as (`nobody`). `None` unless the tests
+/// run as root (a test that needs it then skips).
+pub fn attacker() -> Option<(u32, u32)> {
+    if !is_root() {
+        return None;
+    }
+    let u = nix::unistd::User::from_name("games")
+        .unwrap()
+        .expect("user games exists (Debian's base-passwd)");
+    Some((u.uid.as_raw(), u.gid.as_raw()))
+}
+
+/// `program args...` as the attacker, with `groups` as its supplementary
+/// groups (say, a group it shares with the victim), from `/`, with an
+/// empty environment but PATH. Panics unless root.
+pub fn attacker_command(program: &str, args: &[&str], groups: &[u32]) -> Command {
+    let (uid, gid) = attacker().expect("attacker_command needs root");
+    let mut c = Command::new(program);
+    c.args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .current_dir("/");
+    let groups: Vec<nix::unistd::Gid> = groups
+        .iter()
+        .map(|&g| nix::unistd::Gid::from_raw(g))
+        .collect();
+    // std's Command runs pre_exec closures after its own uid/gid switch,
+    // when setgroups(2) is no longer allowed: switch here, all three.
+    // SAFETY: setgroups, setgid and setuid are async-signal-safe; nothing
+    // is allocated after the fork (the group list is built before).
+    unsafe {
+        c.pre_exec(move || {
+            nix::unistd::setgroups(&groups).map_err(std::io::Error::from)?;
+            nix::unistd::setgid(nix::unistd::Gid::from_raw(gid)).map_err(std::io::Error::from)?;
+            nix::unistd::setuid(nix::unistd::Uid::from_raw(uid)).map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    c
+}
