@@ -292,3 +292,50 @@ pub fn attacker_command(program: &str, args: &[&str], groups: &[u32]) -> Command
     }
     c
 }
+
+/// `run_cmd` for a run that might hang: the process is killed (SIGKILL)
+/// after `limit`, and `None` returned. stdin stays open (no EOF) after
+/// `input` when `hold_stdin` is set, as from a sender that never finishes.
+pub fn run_cmd_within(
+    mut c: Command,
+    input: &[u8],
+    hold_stdin: bool,
+    limit: std::time::Duration,
+) -> Option<Run> {
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn deliver");
+    let mut stdin = child.stdin.take().unwrap();
+    let data = input.to_vec();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+        if hold_stdin {
+            // Keep the pipe open until the test is over with the child.
+            let _ = done_rx.recv();
+        }
+    });
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let start = std::time::Instant::now();
+    let mut killed = false;
+    loop {
+        match child.try_wait().unwrap() {
+            Some(_) => break,
+            None if start.elapsed() >= limit => {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                killed = true;
+                break;
+            }
+            None => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+    let out: Output = child.wait_with_output().unwrap();
+    drop(done_tx);
+    writer.join().unwrap();
+    (!killed).then(|| Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
