@@ -247,11 +247,21 @@ pub struct Maildir {
     new: OwnedFd,
 }
 
-/// A message being written into `tmp/`.
+/// A message being written into `tmp/`. Dropping it removes its name from
+/// `tmp/`: before a commit that throws the message away, after one (the
+/// link into `new/` is made) it is the protocol's last step. No early
+/// return can leave a file behind.
 #[derive(Debug)]
-pub struct TmpFile {
+pub struct TmpFile<'m> {
     pub name: String,
     pub file: File,
+    tmp_dir: BorrowedFd<'m>,
+}
+
+impl Drop for TmpFile<'_> {
+    fn drop(&mut self) {
+        let _ = unlinkat(self.tmp_dir, self.name.as_str(), UnlinkatFlags::NoRemoveDir);
+    }
 }
 
 impl Maildir {
@@ -300,7 +310,7 @@ impl Maildir {
     }
 
     /// Creates a new, uniquely named file in `tmp/` (mode 0600).
-    pub fn create_tmp(&self) -> Result<TmpFile, Failure> {
+    pub fn create_tmp(&self) -> Result<TmpFile<'_>, Failure> {
         let flags =
             OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let mut last = Errno::EEXIST;
@@ -316,6 +326,7 @@ impl Maildir {
                     return Ok(TmpFile {
                         name,
                         file: File::from(fd),
+                        tmp_dir: self.tmp.as_fd(),
                     })
                 }
                 Err(Errno::EEXIST) => continue,
@@ -352,12 +363,6 @@ impl Maildir {
                 e,
             )
         })
-    }
-
-    /// Removes a tmp file that will not be delivered. Best effort.
-    pub fn discard(&self, tmp: TmpFile) {
-        drop(tmp.file);
-        let _ = unlinkat(&self.tmp, tmp.name.as_str(), UnlinkatFlags::NoRemoveDir);
     }
 
     /// Opens (creating on demand) a folder's `new/` directory. Returns the
@@ -484,7 +489,6 @@ impl Maildir {
             Some(f) => match self.folder_new_dir(f) {
                 Ok((new, _folder_fd)) => Some((new, f)),
                 Err((why, e)) if crate::exit::is_transient(e as i32) => {
-                    self.discard(tmp);
                     return Err(Failure::temp(status_of(e), why));
                 }
                 Err((why, _)) => {
@@ -506,7 +510,7 @@ impl Maildir {
             None => (&self.new, self.path.join("new"), None),
         };
         let result = self.link_into(&tmp, new_fd, &dir_path, size);
-        self.discard(tmp);
+        drop(tmp);
         let path = result?;
         Ok(Delivered {
             path,

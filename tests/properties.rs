@@ -86,7 +86,7 @@ proptest! {
     ) {
         let limits = Limits { max_header_bytes, max_headers, body_window };
         let mut out = Vec::new();
-        let sp = deliver::run::read_message(&input[..], &limits, &mut out).unwrap();
+        let sp = deliver::message::read(&input[..], &limits, &mut out).unwrap();
         prop_assert_eq!(&out[..], expected(&input));
         prop_assert_eq!(sp.size, out.len() as u64);
     }
