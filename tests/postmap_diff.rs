@@ -83,7 +83,11 @@ impl Env {
         )
         .unwrap();
         let env = Env { dir, cfg, postmap };
+        // With the test's own main.cf: a Postfix installed with "No
+        // configuration" has no /etc/postfix/main.cf, and postconf needs one.
         let out = Command::new(env.postmap.with_file_name("postconf"))
+            .arg("-c")
+            .arg(&env.cfg)
             .arg("-m")
             .output()
             .expect("postconf -m");
