@@ -469,7 +469,14 @@ impl Ctx<'_> {
                 Err(e) => {
                     // A table that fails at lookup time: the system's defers
                     // (an admin can fix it); a user's is skipped.
-                    self.step(sl, StepKind::Access, what, None, format!("error: {e}"), None);
+                    self.step(
+                        sl,
+                        StepKind::Access,
+                        what,
+                        None,
+                        format!("error: {e}"),
+                        None,
+                    );
                     if layer.origin == Origin::System {
                         return Some(Proposal::reply(
                             Route::Defer,
@@ -536,7 +543,14 @@ impl Ctx<'_> {
                 Some(v) => format!("match: {}", v.route.as_str()),
                 None => "match".into(),
             };
-            self.step(sl, StepKind::Rule, &rule.name, None, result, Some(rule.score));
+            self.step(
+                sl,
+                StepKind::Rule,
+                &rule.name,
+                None,
+                result,
+                Some(rule.score),
+            );
             if verdict.is_some() {
                 return verdict;
             }

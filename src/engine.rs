@@ -271,7 +271,12 @@ struct Executed {
 }
 
 /// Runs the decision over a spooled message.
-pub fn decide_for(sp: &Spooled, envelope: &Envelope, system: &Layer, user: Option<&Layer>) -> Decision {
+pub fn decide_for(
+    sp: &Spooled,
+    envelope: &Envelope,
+    system: &Layer,
+    user: Option<&Layer>,
+) -> Decision {
     let input = Input {
         envelope,
         headers: &sp.head.headers,

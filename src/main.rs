@@ -7,10 +7,10 @@
 #![cfg_attr(test, allow(dead_code))]
 
 use clap::{Parser, Subcommand, ValueEnum};
+use deliver::engine::{Engine, Outcome};
 use deliver::envelope::Flags;
 use deliver::exit::{self, Failure};
 use deliver::log::Logger;
-use deliver::engine::{Engine, Outcome};
 use deliver::privs::{self, EnvIdentity};
 use deliver::{check, report, run};
 use std::ffi::OsString;
@@ -269,8 +269,7 @@ fn real_main(log_stderr_hint: bool) -> u8 {
 
 /// One delivery of stdin, as the recipient (exec mode).
 fn deliver_once(opts: run::Options, log: Logger) -> Result<(), (Failure, Logger)> {
-    let who = match privs::become_recipient(opts.user.as_deref(), &EnvIdentity::current(), false)
-    {
+    let who = match privs::become_recipient(opts.user.as_deref(), &EnvIdentity::current(), false) {
         Ok(w) => w,
         Err(f) => return Err((f, log)),
     };

@@ -2,9 +2,10 @@
 //! object with stable keys (documented in deliver(1)).
 
 use crate::decide::{Decision, Route};
+use crate::engine::DryRun;
 use crate::envelope::Field;
 use crate::maildir::new_dir_path;
-use crate::engine::DryRun;
+use crate::plan::{Action, Disposition};
 use serde_json::json;
 use std::fmt::Write;
 
@@ -38,6 +39,38 @@ fn what_happens(d: &Decision, path: Option<&std::path::Path>) -> String {
         (Some(s), _) => format!("would print \"{s}\""),
         (None, Some(p)) => format!("would write into {}", p.display()),
         (None, None) => "would write nothing (discard)".into(),
+    }
+}
+
+fn describe_action(a: &Action) -> String {
+    match a {
+        Action::Deliver(d) => {
+            let mut s = format!(
+                "deliver into {}",
+                d.folder.as_ref().map_or("INBOX", |f| f.name.as_str())
+            );
+            for h in &d.add_headers {
+                let _ = write!(s, ", adding \"{}\"", crate::log::sanitize(h));
+            }
+            s
+        }
+    }
+}
+
+fn describe_disposition(d: &Disposition) -> String {
+    match d {
+        Disposition::Delivered => "delivered (exit 0)".into(),
+        Disposition::Discarded => "discarded: nothing written (exit 0)".into(),
+        Disposition::Rejected { status, text } => format!(
+            "rejected: {status} {} (exit {})",
+            crate::log::sanitize(text),
+            crate::exit::NOPERM
+        ),
+        Disposition::Deferred { status, text } => format!(
+            "deferred: {status} {} (exit {})",
+            crate::log::sanitize(text),
+            crate::exit::TEMPFAIL
+        ),
     }
 }
 
@@ -103,6 +136,17 @@ pub fn text(dr: &DryRun<'_>) -> String {
     }
 
     let d = &dr.decision;
+    out.push_str("\nPlan\n");
+    for (i, a) in d.plan.actions.iter().enumerate() {
+        let _ = writeln!(out, "  {}. {}", i + 1, describe_action(a));
+    }
+    let _ = writeln!(
+        out,
+        "  {}. {}",
+        d.plan.actions.len() + 1,
+        describe_disposition(&d.plan.disposition)
+    );
+
     let path = target_path(dr);
     out.push_str("\nDecision\n");
     let _ = writeln!(out, "  action     {}", d.action.as_str());
@@ -114,7 +158,11 @@ pub fn text(dr: &DryRun<'_>) -> String {
     let _ = writeln!(out, "  score      {:.2}", d.score);
     let _ = writeln!(out, "  reason     {}", crate::log::sanitize(&d.reason));
     let _ = writeln!(out, "  result     {}", what_happens(d, path.as_deref()));
-    let _ = writeln!(out, "  exit       {}", crate::exit::code_of(&d.plan.disposition));
+    let _ = writeln!(
+        out,
+        "  exit       {}",
+        crate::exit::code_of(&d.plan.disposition)
+    );
     out
 }
 
@@ -138,6 +186,7 @@ pub fn json(dr: &DryRun<'_>) -> String {
             "user_ignored": dr.user.ignored,
         },
         "trace": d.trace,
+        "plan": d.plan,
     });
     serde_json::to_string_pretty(&v).expect("JSON values serialize")
 }
