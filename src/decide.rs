@@ -738,8 +738,8 @@ impl Ctx<'_> {
             .or_else(|| self.rules(user))
     }
 
-    /// 5. Spam routing: the total score against the thresholds, then the
-    /// upstream spam flag when no score was given.
+    /// 5. Spam routing: the total score against the thresholds, then
+    ///    the upstream spam flag when no score was given.
     fn step5_spam_routing(
         &mut self,
         system: &Layer,
@@ -764,14 +764,12 @@ impl Ctx<'_> {
             }
             None => system.spam.junk_threshold,
         };
-        let total = self.score;
         if let Some(d) = system.spam.discard_threshold {
             if let Some(p) =
                 self.threshold(StepLayer::System, "discard_threshold", d, Route::Discard)
             {
                 return Some(p);
             }
-            let _ = total;
         }
         if let Some(j) = junk_threshold {
             let layer = if user_junk.is_some() {
