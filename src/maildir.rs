@@ -603,9 +603,31 @@ impl Maildir {
             }
             None => (&self.new, self.path.join("new"), None),
         };
-        let result = self.link_into(&tmp, new_fd, &dir_path, size);
+        let result = match self.link_into(&tmp, new_fd, &dir_path, size) {
+            // The written file lost its name in tmp/ (removed, or another
+            // file renamed over it): it cannot be linked any more. Its
+            // content is still this descriptor's: copied into a new tmp
+            // file, fsynced, and that is linked, once.
+            Ok(None) => match self.copy_tmp(&tmp) {
+                Ok(copy) => {
+                    let r = self.link_into(&copy, new_fd, &dir_path, size);
+                    self.discard(copy);
+                    r
+                }
+                Err(f) => Err(f),
+            },
+            r => r,
+        };
         self.discard(tmp);
-        let path = result?;
+        let path = result?.ok_or_else(|| {
+            Failure::temp(
+                "4.2.0",
+                format!(
+                    "the message's file in {} was removed or replaced twice while it was delivered; not delivered",
+                    self.path.join("tmp").display()
+                ),
+            )
+        })?;
         Ok(Delivered {
             path,
             folder: used,
@@ -614,8 +636,25 @@ impl Maildir {
         })
     }
 
+    /// A new tmp file with the content of `tmp`'s inode, fsynced.
+    fn copy_tmp(&self, tmp: &TmpFile) -> Result<TmpFile, Failure> {
+        let mut src = self.reopen_tmp(tmp)?;
+        let mut copy = self.create_tmp()?;
+        match std::io::copy(&mut src, &mut copy.file).and_then(|_| copy.file.sync_all()) {
+            Ok(()) => Ok(copy),
+            Err(e) => {
+                self.discard(copy);
+                Err(Failure::from_io(
+                    format!("copying into {}", self.path.join("tmp").display()),
+                    &e,
+                ))
+            }
+        }
+    }
+
     /// Links the tmp file's inode into `new_fd` under a new name, and
-    /// fsyncs `new_fd`. The link goes through the open descriptor
+    /// fsyncs `new_fd`; `Ok(None)` when that inode has no name left to
+    /// link (see `commit`). The link goes through the open descriptor
     /// (`/proc/self/fd/N`, `AT_SYMLINK_FOLLOW`), so that what lands in
     /// `new/` is exactly the file written and fsynced, whatever its name
     /// in `tmp/` names by now. Without `/proc` (or when that link is
@@ -628,7 +667,7 @@ impl Maildir {
         new_fd: &OwnedFd,
         dir_path: &Path,
         size: u64,
-    ) -> Result<PathBuf, Failure> {
+    ) -> Result<Option<PathBuf>, Failure> {
         let by_fd = format!("/proc/self/fd/{}", tmp.file.as_raw_fd());
         let mut by_name = false;
         let mut name = format!("{},S={}", tmp.name, size);
@@ -652,7 +691,16 @@ impl Maildir {
                 )
             };
             let (r, check) = match r {
+                // The inode was unlinked (its link count is 0), or there
+                // is no /proc.
                 Err(Errno::ENOENT) if !by_name => {
+                    match fstat(&tmp.file) {
+                        Ok(st) if st.st_nlink == 0 => return Ok(None),
+                        Ok(_) => {}
+                        Err(e) => {
+                            return Err(fail(format!("cannot link into {}", dir_path.display()), e))
+                        }
+                    }
                     by_name = true;
                     continue;
                 }
@@ -681,7 +729,7 @@ impl Maildir {
                         return Err(fail(format!("fsync {}", dir_path.display()), e));
                     }
                     crate::testhook::pause("new-synced");
-                    return Ok(dir_path.join(name));
+                    return Ok(Some(dir_path.join(name)));
                 }
                 Err(Errno::EEXIST) => {
                     name = format!("{}.{}", unique_name(), attempt) + &format!(",S={size}");
