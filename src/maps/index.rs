@@ -41,7 +41,9 @@
 //! - The cache is an optimisation only: if the directory cannot be created
 //!   or written (read-only, no space, a file in the way) or is not safe (not
 //!   owned by us or by root, or writable by group or others: someone else
-//!   could plant a forged index), or an index is unreadable or not trusted,
+//!   could plant a forged index; or reached through a symlink in a
+//!   directory others can write: `crate::safedir`), or an index is
+//!   unreadable or not trusted,
 //!   or nobody has written the index of a source we may not index, lookups
 //!   are answered by parsing the source, and the table's note says why. The
 //!   lookup never fails because of the cache.
