@@ -141,7 +141,9 @@ pub fn open_private(path: &Path, create: Option<u32>) -> Result<Option<OwnedFd>,
         };
         let fd = match opened {
             Ok(fd) => fd,
-            Err(Errno::ELOOP) => {
+            // A symlink: ELOOP, or ENOTDIR (O_DIRECTORY is checked on the
+            // link itself); ENOTDIR also for a file that is not a directory.
+            Err(e @ (Errno::ELOOP | Errno::ENOTDIR)) => {
                 let st = fstatat(
                     &cur,
                     c.as_os_str(),
@@ -149,7 +151,7 @@ pub fn open_private(path: &Path, create: Option<u32>) -> Result<Option<OwnedFd>,
                 )
                 .map_err(|e| err(&here, e))?;
                 if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFLNK {
-                    return Err(err(&here, Errno::ELOOP));
+                    return Err(open_error(&here, e));
                 }
                 if !is_private(&cur_st) {
                     return Err(format!(
@@ -162,7 +164,7 @@ pub fn open_private(path: &Path, create: Option<u32>) -> Result<Option<OwnedFd>,
                 }
                 links += 1;
                 if links > MAX_LINKS {
-                    return Err(err(&here, Errno::ELOOP));
+                    return Err(open_error(&here, e));
                 }
                 let target = readlinkat(&cur, c.as_os_str()).map_err(|e| err(&here, e))?;
                 let target = PathBuf::from(target);
