@@ -475,6 +475,9 @@ pub fn deliver(opts: &Options, input: impl Read, log: &Logger) -> Result<(), Fai
                     d.folder.as_ref().map_or("", |f| f.name.as_str())
                 ));
             }
+            if let Some(note) = &delivered.note {
+                log.warn(note);
+            }
             let folder = delivered.folder.as_ref().map(|f| f.name.as_str());
             log.info(&log_line(
                 &env,
