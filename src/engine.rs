@@ -220,6 +220,9 @@ impl Engine {
                 delivery.folder.as_ref().map_or("", |f| f.name.as_str())
             ));
         }
+        if let Some(note) = &delivered.note {
+            self.log.warn(note);
+        }
         let folder = delivered
             .folder
             .as_ref()

@@ -23,5 +23,6 @@ pub mod privs;
 pub mod report;
 pub mod rules;
 pub mod run;
+pub mod safedir;
 pub mod spam;
 pub mod testhook;

@@ -13,17 +13,32 @@
 //! place of the Maildir, `tmp`, `new` or a folder is never followed. `cur`
 //! (and a folder's `tmp` and `cur`), which deliver does not write into, are
 //! checked with `AT_SYMLINK_NOFOLLOW` and refused as symlinks the same way.
+//! Each of these directories must also be private (`crate::safedir`): owned
+//! by the recipient and not writable by group or others, so that no other
+//! user can add, swap or remove entries in it. The Inbox's failing that is a
+//! temporary failure naming the directory, its owner and mode; a folder's
+//! failing it sends the message to the Inbox.
+//!
+//! The file linked into `new/` is the very inode that was written and
+//! fsynced: it is linked through its open descriptor (`/proc/self/fd/N`),
+//! not through its name in `tmp/`. Where that is not possible (no `/proc`,
+//! no hard links), the name is linked or renamed and the result is checked
+//! to be that inode, and taken back if it is not.
+//!
 //! Folders are created on demand (mode 0700, with `maildirfolder`) and added
-//! to the `subscriptions` file.
+//! to the `subscriptions` file. Both files are opened without blocking
+//! (`O_NONBLOCK`) and used only when they are regular files;
+//! `subscriptions` is read only up to [`MAX_SUBSCRIPTIONS`] bytes.
 
 use crate::exit::Failure;
+use crate::safedir::NotPrivate;
 use nix::errno::Errno;
-use nix::fcntl::{openat, renameat2, OFlag, RenameFlags};
-use nix::sys::stat::{fstatat, mkdirat, Mode, SFlag};
+use nix::fcntl::{openat, renameat2, AtFlags, OFlag, RenameFlags};
+use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
 use nix::unistd::{fsync, linkat, unlinkat, UnlinkatFlags};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
@@ -35,6 +50,10 @@ pub const STALE_TMP: Duration = Duration::from_secs(36 * 3600);
 /// How long after `tmp/` was last read (its atime) a delivery scans it
 /// for stale files again (Dovecot's MAILDIR_TMP_SCAN_SECS).
 pub const TMP_SCAN_INTERVAL: Duration = Duration::from_secs(8 * 3600);
+
+/// The most of `subscriptions` a delivery reads: a file larger than this
+/// is left alone (the folder is used, not subscribed), with a log line.
+pub const MAX_SUBSCRIPTIONS: u64 = 1024 * 1024;
 
 const DIR_FLAGS: OFlag = OFlag::O_DIRECTORY
     .union(OFlag::O_NOFOLLOW)
@@ -179,44 +198,75 @@ fn unique_name() -> String {
     )
 }
 
-/// Opens `name` under `dir` as a directory without following a symlink,
-/// creating it (mode 0700) when `create` is set.
-fn open_dir(dir: BorrowedFd<'_>, name: &str, create: bool) -> Result<(OwnedFd, bool), Errno> {
-    match openat(dir, name, DIR_FLAGS, Mode::empty()) {
-        Ok(fd) => Ok((fd, false)),
-        Err(Errno::ENOENT) if create => {
-            match mkdirat(dir, name, Mode::from_bits_truncate(0o700)) {
-                Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(e),
-            }
-            Ok((openat(dir, name, DIR_FLAGS, Mode::empty())?, true))
-        }
-        Err(e) => Err(e),
+/// Why a directory of the Maildir cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DirError {
+    /// A system call failed (`ELOOP`/`ENOTDIR`: a symlink or not a directory).
+    Sys(Errno),
+    /// Someone else owns it, or others may write it.
+    NotPrivate(NotPrivate),
+}
+
+impl From<Errno> for DirError {
+    fn from(e: Errno) -> Self {
+        DirError::Sys(e)
     }
 }
 
-/// Makes sure `name` under `dir` is a directory (not a symlink), creating
-/// it (mode 0700) when missing, without opening it: one fstatat(2) when it
-/// is there, where an open and a close took two. Returns whether it was
-/// created (or found created by a concurrent delivery). A symlink is
-/// `ELOOP` and anything else that is not a directory `ENOTDIR`, as from an
-/// `O_NOFOLLOW|O_DIRECTORY` open.
-fn ensure_dir(dir: BorrowedFd<'_>, name: &str) -> Result<bool, Errno> {
-    let is_dir = |dir: BorrowedFd<'_>| {
-        let st = fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
+impl DirError {
+    /// Whether a retry may succeed (out of descriptors, an I/O error...).
+    fn transient(self) -> bool {
+        matches!(self, DirError::Sys(e) if crate::exit::is_transient(e as i32))
+    }
+}
+
+/// Checks that a directory of the Maildir is the recipient's own and that
+/// nobody else may write it.
+fn private(st: &FileStat) -> Result<(), DirError> {
+    crate::safedir::check(st, false).map_err(DirError::NotPrivate)
+}
+
+/// Opens `name` under `dir` as a directory without following a symlink,
+/// creating it (mode 0700) when `create` is set, and checks it is private.
+fn open_dir(dir: BorrowedFd<'_>, name: &str, create: bool) -> Result<(OwnedFd, bool), DirError> {
+    let (fd, created) = match openat(dir, name, DIR_FLAGS, Mode::empty()) {
+        Ok(fd) => (fd, false),
+        Err(Errno::ENOENT) if create => {
+            match mkdirat(dir, name, Mode::from_bits_truncate(0o700)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
+            (openat(dir, name, DIR_FLAGS, Mode::empty())?, true)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    private(&fstat(&fd)?)?;
+    Ok((fd, created))
+}
+
+/// Makes sure `name` under `dir` is a private directory (not a symlink),
+/// creating it (mode 0700) when missing, without opening it: one
+/// fstatat(2) when it is there, where an open and a close took two.
+/// Returns whether it was created (or found created by a concurrent
+/// delivery). A symlink is `ELOOP` and anything else that is not a
+/// directory `ENOTDIR`, as from an `O_NOFOLLOW|O_DIRECTORY` open. `dir`
+/// is private itself, so the name cannot be swapped after the check.
+fn ensure_dir(dir: BorrowedFd<'_>, name: &str) -> Result<bool, DirError> {
+    let is_dir = |dir: BorrowedFd<'_>| -> Result<(), DirError> {
+        let st = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
         match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
-            SFlag::S_IFDIR => Ok(()),
-            SFlag::S_IFLNK => Err(Errno::ELOOP),
-            _ => Err(Errno::ENOTDIR),
+            SFlag::S_IFDIR => private(&st),
+            SFlag::S_IFLNK => Err(Errno::ELOOP.into()),
+            _ => Err(Errno::ENOTDIR.into()),
         }
     };
     match is_dir(dir) {
         Ok(()) => Ok(false),
-        Err(Errno::ENOENT) => {
+        Err(DirError::Sys(Errno::ENOENT)) => {
             match mkdirat(dir, name, Mode::from_bits_truncate(0o700)) {
                 Ok(()) => {}
                 Err(Errno::EEXIST) => is_dir(dir)?,
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
             Ok(true)
         }
@@ -224,16 +274,19 @@ fn ensure_dir(dir: BorrowedFd<'_>, name: &str) -> Result<bool, Errno> {
     }
 }
 
-/// Describes why a directory could not be opened, naming a symlink as such.
-fn dir_error(path: &Path, e: Errno) -> String {
+/// Describes why a directory could not be used, naming a symlink as such,
+/// and a directory of someone else's (or one others may write) with its
+/// owner and mode.
+fn dir_error(path: &Path, e: DirError) -> String {
     match e {
-        Errno::ELOOP | Errno::ENOTDIR => {
+        DirError::Sys(Errno::ELOOP | Errno::ENOTDIR) => {
             format!(
                 "{} is a symlink or not a directory; refusing to follow it",
                 path.display()
             )
         }
-        _ => format!("{}: {}", path.display(), e.desc()),
+        DirError::Sys(e) => format!("{}: {}", path.display(), e.desc()),
+        DirError::NotPrivate(n) => n.describe(path),
     }
 }
 
@@ -283,7 +336,8 @@ impl Maildir {
         .map_err(|e| fail(format!("cannot open {}", parent.display()), e))?;
         let (root, created) = open_dir(parent_fd.as_fd(), &name.to_string_lossy(), true)
             .map_err(|e| Failure::temp("4.2.0", dir_error(path, e)))?;
-        let sub_error = |sub: &str, e| Failure::temp("4.2.0", dir_error(&path.join(sub), e));
+        let sub_error =
+            |sub: &str, e: DirError| Failure::temp("4.2.0", dir_error(&path.join(sub), e));
         let (tmp, made_tmp) =
             open_dir(root.as_fd(), "tmp", true).map_err(|e| sub_error("tmp", e))?;
         let (new, made_new) =
@@ -309,10 +363,11 @@ impl Maildir {
         &self.path
     }
 
-    /// Creates a new, uniquely named file in `tmp/` (mode 0600).
+    /// Creates a new, uniquely named file in `tmp/` (mode 0600), open for
+    /// writing and (for `reopen_tmp`) reading.
     pub fn create_tmp(&self) -> Result<TmpFile<'_>, Failure> {
         let flags =
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let mut last = Errno::EEXIST;
         for _ in 0..16 {
             let name = unique_name();
@@ -345,29 +400,34 @@ impl Maildir {
         ))
     }
 
-    /// Opens a tmp file again for reading.
+    /// The tmp file again, for reading from its start: the inode that was
+    /// written (a second descriptor of it), not whatever its name in `tmp/`
+    /// names now.
     pub fn reopen_tmp(&self, tmp: &TmpFile) -> Result<File, Failure> {
-        openat(
-            &self.tmp,
-            tmp.name.as_str(),
-            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map(File::from)
-        .map_err(|e| {
-            fail(
-                format!(
-                    "cannot reopen {}",
-                    self.path.join("tmp").join(&tmp.name).display()
-                ),
-                e,
+        let what = || {
+            format!(
+                "cannot reopen {}",
+                self.path.join("tmp").join(&tmp.name).display()
             )
-        })
+        };
+        let mut f = tmp
+            .file
+            .try_clone()
+            .map_err(|e| Failure::from_io(what(), &e))?;
+        f.seek(SeekFrom::Start(0))
+            .map_err(|e| Failure::from_io(what(), &e))?;
+        Ok(f)
     }
 
     /// Opens (creating on demand) a folder's `new/` directory. Returns the
-    /// descriptor of `new/` and of the folder itself, or why not.
-    fn folder_new_dir(&self, folder: &FolderName) -> Result<(OwnedFd, OwnedFd), (String, Errno)> {
+    /// descriptor of `new/` and of the folder itself, and what went wrong
+    /// with its `subscriptions` entry or `maildirfolder` marker (the folder
+    /// is used all the same), or why the folder cannot be used.
+    #[allow(clippy::type_complexity)]
+    fn folder_new_dir(
+        &self,
+        folder: &FolderName,
+    ) -> Result<(OwnedFd, OwnedFd, Option<String>), (String, DirError)> {
         let fpath = self.path.join(&folder.dir);
         let (fd, created) = open_dir(self.root.as_fd(), &folder.dir, true)
             .map_err(|e| (dir_error(&fpath, e), e))?;
@@ -386,16 +446,21 @@ impl Maildir {
             }
             let (sfd, c) = open_dir(fd.as_fd(), sub, true).map_err(sub_error)?;
             made |= c;
-            // A new/ we may not write into (someone else's) is a
-            // problem with the folder: the Inbox, not a link that
-            // fails on every retry.
+            // A new/ we may not write into (mode 0500, say) is a problem
+            // with the folder: the Inbox, not a link that fails on every
+            // retry.
             nix::unistd::faccessat(
                 &sfd,
                 ".",
                 nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
-                nix::fcntl::AtFlags::empty(),
+                AtFlags::empty(),
             )
-            .map_err(|e| (format!("{}: {}", fpath.join(sub).display(), e.desc()), e))?;
+            .map_err(|e| {
+                (
+                    format!("{}: {}", fpath.join(sub).display(), e.desc()),
+                    e.into(),
+                )
+            })?;
             new = Some(sfd);
         }
         // The `maildirfolder` marker is written last: a folder without it
@@ -403,60 +468,86 @@ impl Maildir {
         // whoever delivers into it next finishes it. Its presence also says
         // that the folder's entries were fsynced.
         let finished = !matches!(
-            fstatat(
-                &fd,
-                "maildirfolder",
-                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW
-            ),
+            fstatat(&fd, "maildirfolder", AtFlags::AT_SYMLINK_NOFOLLOW),
             Err(Errno::ENOENT)
         );
+        let mut note = None;
         if created || made || !finished {
-            fsync(&fd).map_err(|e| (format!("fsync {}: {}", fpath.display(), e.desc()), e))?;
-            fsync(&self.root)
-                .map_err(|e| (format!("fsync {}: {}", self.path.display(), e.desc()), e))?;
+            fsync(&fd)
+                .map_err(|e| (format!("fsync {}: {}", fpath.display(), e.desc()), e.into()))?;
+            fsync(&self.root).map_err(|e| {
+                (
+                    format!("fsync {}: {}", self.path.display(), e.desc()),
+                    e.into(),
+                )
+            })?;
             crate::testhook::pause("folder-ready");
-            if self.subscribe(&folder.name) {
-                let marker = openat(
-                    &fd,
-                    "maildirfolder",
-                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::from_bits_truncate(0o600),
-                );
-                if marker.is_ok() {
-                    let _ = fsync(&fd);
+            match self.subscribe(&folder.name) {
+                Ok(()) => {
+                    if let Err(why) = mark_folder(&fd) {
+                        note = Some(format!(
+                            "folder {}: {}: {why}",
+                            folder.name,
+                            fpath.join("maildirfolder").display()
+                        ));
+                    }
+                }
+                Err(why) => {
+                    note = Some(format!(
+                        "folder {} not subscribed: {}: {why}",
+                        folder.name,
+                        self.path.join("subscriptions").display()
+                    ))
                 }
             }
         }
-        Ok((new.expect("new opened above"), fd))
+        Ok((new.expect("new opened above"), fd, note))
     }
 
     /// Adds a folder to `subscriptions`, under an exclusive lock, once.
     /// Dovecot's version-2 file (first line `V\t2`) gets a v2 entry.
-    /// Returns whether the folder is listed (and the file fsynced) now.
-    fn subscribe(&self, name: &str) -> bool {
-        let Ok(fd) = openat(
+    /// `Ok` when the folder is listed (and the file fsynced) now; else why
+    /// not. The file is opened without blocking and used only when it is a
+    /// regular file of the recipient's of at most [`MAX_SUBSCRIPTIONS`]
+    /// bytes: a FIFO there must not hang the delivery.
+    fn subscribe(&self, name: &str) -> Result<(), String> {
+        let fd = openat(
             &self.root,
             "subscriptions",
-            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            OFlag::O_RDWR
+                | OFlag::O_CREAT
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_NONBLOCK
+                | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(0o600),
-        ) else {
-            return false;
-        };
+        )
+        .map_err(|e| e.desc().to_string())?;
+        let st = fstat(&fd).map_err(|e| e.desc().to_string())?;
+        regular_own(&st)?;
+        if st.st_size as u64 > MAX_SUBSCRIPTIONS {
+            return Err(format!(
+                "larger than {MAX_SUBSCRIPTIONS} bytes ({} bytes); left alone",
+                st.st_size
+            ));
+        }
         let mut f = File::from(fd);
-        if f.lock().is_err() {
-            return false;
+        f.lock().map_err(|e| e.to_string())?;
+        let mut bytes = Vec::new();
+        (&mut f)
+            .take(MAX_SUBSCRIPTIONS + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| e.to_string())?;
+        if bytes.len() as u64 > MAX_SUBSCRIPTIONS {
+            return Err(format!("larger than {MAX_SUBSCRIPTIONS} bytes; left alone"));
         }
-        let mut text = String::new();
-        if f.read_to_string(&mut text).is_err() {
-            return false;
-        }
+        let text = String::from_utf8(bytes).map_err(|_| "not UTF-8; left alone".to_string())?;
         let entry = if text.starts_with("V\t2\n") {
             name.replace('.', "\t")
         } else {
             name.to_string()
         };
         if text.lines().any(|l| l == entry) {
-            return true;
+            return Ok(());
         }
         let mut add = String::new();
         if !text.is_empty() && !text.ends_with('\n') {
@@ -467,7 +558,7 @@ impl Maildir {
         f.seek(SeekFrom::End(0))
             .and_then(|_| f.write_all(add.as_bytes()))
             .and_then(|_| f.sync_all())
-            .is_ok()
+            .map_err(|e| e.to_string())
     }
 
     /// Moves a complete, fsynced tmp file into `new/` of the folder (the Inbox
@@ -484,12 +575,19 @@ impl Maildir {
         size: u64,
     ) -> Result<Delivered, Failure> {
         let mut fallback = None;
+        let mut note = None;
         let target = match folder {
             None => None,
             Some(f) => match self.folder_new_dir(f) {
-                Ok((new, _folder_fd)) => Some((new, f)),
-                Err((why, e)) if crate::exit::is_transient(e as i32) => {
-                    return Err(Failure::temp(status_of(e), why));
+                Ok((new, _folder_fd, n)) => {
+                    note = n;
+                    Some((new, f))
+                }
+                Err((why, e)) if e.transient() => {
+                    let DirError::Sys(errno) = e else {
+                        unreachable!("only system call errors are transient")
+                    };
+                    return Err(Failure::temp(status_of(errno), why));
                 }
                 Err((why, _)) => {
                     fallback = Some(why);
@@ -509,45 +607,124 @@ impl Maildir {
             }
             None => (&self.new, self.path.join("new"), None),
         };
-        let result = self.link_into(&tmp, new_fd, &dir_path, size);
+        let result = match self.link_into(&tmp, new_fd, &dir_path, size) {
+            // The written file lost its name in tmp/ (removed, or another
+            // file renamed over it): it cannot be linked any more. Its
+            // content is still this descriptor's: copied into a new tmp
+            // file, fsynced, and that is linked, once.
+            Ok(None) => match self.copy_tmp(&tmp) {
+                Ok(copy) => {
+                    let r = self.link_into(&copy, new_fd, &dir_path, size);
+                    drop(copy);
+                    r
+                }
+                Err(f) => Err(f),
+            },
+            r => r,
+        };
         drop(tmp);
-        let path = result?;
+        let path = result?.ok_or_else(|| {
+            Failure::temp(
+                "4.2.0",
+                format!(
+                    "the message's file in {} was removed or replaced twice while it was delivered; not delivered",
+                    self.path.join("tmp").display()
+                ),
+            )
+        })?;
         Ok(Delivered {
             path,
             folder: used,
             fallback,
+            note,
         })
     }
 
+    /// A new tmp file with the content of `tmp`'s inode, fsynced.
+    fn copy_tmp(&self, tmp: &TmpFile) -> Result<TmpFile<'_>, Failure> {
+        let mut src = self.reopen_tmp(tmp)?;
+        let mut copy = self.create_tmp()?;
+        std::io::copy(&mut src, &mut copy.file)
+            .and_then(|_| copy.file.sync_all())
+            .map_err(|e| {
+                Failure::from_io(
+                    format!("copying into {}", self.path.join("tmp").display()),
+                    &e,
+                )
+            })?;
+        Ok(copy)
+    }
+
+    /// Links the tmp file's inode into `new_fd` under a new name, and
+    /// fsyncs `new_fd`; `Ok(None)` when that inode has no name left to
+    /// link (see `commit`). The link goes through the open descriptor
+    /// (`/proc/self/fd/N`, `AT_SYMLINK_FOLLOW`), so that what lands in
+    /// `new/` is exactly the file written and fsynced, whatever its name
+    /// in `tmp/` names by now. Without `/proc` (or when that link is
+    /// refused as `ENOENT`) the name is linked; on file systems without
+    /// hard links it is renamed (never replacing anything); either way the
+    /// result is then checked to be that inode, and removed if it is not.
     fn link_into(
         &self,
         tmp: &TmpFile,
         new_fd: &OwnedFd,
         dir_path: &Path,
         size: u64,
-    ) -> Result<PathBuf, Failure> {
+    ) -> Result<Option<PathBuf>, Failure> {
+        let by_fd = format!("/proc/self/fd/{}", tmp.file.as_raw_fd());
+        let mut by_name = false;
         let mut name = format!("{},S={}", tmp.name, size);
-        for attempt in 0..16 {
-            let r = linkat(
-                &self.tmp,
-                tmp.name.as_str(),
-                new_fd,
-                name.as_str(),
-                nix::fcntl::AtFlags::empty(),
-            );
-            let r = match r {
-                // File systems without hard links: rename, never replacing.
-                Err(Errno::EPERM | Errno::EOPNOTSUPP | Errno::ENOSYS) => renameat2(
+        let mut attempt = 0;
+        while attempt < 16 {
+            let r = if by_name {
+                linkat(
                     &self.tmp,
                     tmp.name.as_str(),
                     new_fd,
                     name.as_str(),
-                    RenameFlags::RENAME_NOREPLACE,
+                    AtFlags::empty(),
+                )
+            } else {
+                linkat(
+                    nix::fcntl::AT_FDCWD,
+                    by_fd.as_str(),
+                    new_fd,
+                    name.as_str(),
+                    AtFlags::AT_SYMLINK_FOLLOW,
+                )
+            };
+            let (r, check) = match r {
+                // The inode was unlinked (its link count is 0), or there
+                // is no /proc.
+                Err(Errno::ENOENT) if !by_name => {
+                    match fstat(&tmp.file) {
+                        Ok(st) if st.st_nlink == 0 => return Ok(None),
+                        Ok(_) => {}
+                        Err(e) => {
+                            return Err(fail(format!("cannot link into {}", dir_path.display()), e))
+                        }
+                    }
+                    by_name = true;
+                    continue;
+                }
+                // File systems without hard links: rename, never replacing.
+                Err(Errno::EPERM | Errno::EOPNOTSUPP | Errno::ENOSYS) => (
+                    renameat2(
+                        &self.tmp,
+                        tmp.name.as_str(),
+                        new_fd,
+                        name.as_str(),
+                        RenameFlags::RENAME_NOREPLACE,
+                    ),
+                    true,
                 ),
-                r => r,
+                r => (r, by_name),
             };
             match r {
                 Ok(()) => {
+                    if check {
+                        self.check_linked(tmp, new_fd, &name, dir_path)?;
+                    }
                     crate::testhook::pause("linked");
                     if let Err(e) = fsync(new_fd) {
                         // Not durable: take it back, so the retry does not duplicate it.
@@ -555,10 +732,11 @@ impl Maildir {
                         return Err(fail(format!("fsync {}", dir_path.display()), e));
                     }
                     crate::testhook::pause("new-synced");
-                    return Ok(dir_path.join(name));
+                    return Ok(Some(dir_path.join(name)));
                 }
                 Err(Errno::EEXIST) => {
                     name = format!("{}.{}", unique_name(), attempt) + &format!(",S={size}");
+                    attempt += 1;
                 }
                 Err(e) => return Err(fail(format!("cannot link into {}", dir_path.display()), e)),
             }
@@ -567,6 +745,43 @@ impl Maildir {
             "4.2.0",
             format!("no unique name free in {}", dir_path.display()),
         ))
+    }
+
+    /// Checks that `name` in `new_fd`, linked or renamed from the tmp
+    /// file's name, is the tmp file's inode; removes it if not (it is then
+    /// some other file that took the tmp name: not the message).
+    fn check_linked(
+        &self,
+        tmp: &TmpFile,
+        new_fd: &OwnedFd,
+        name: &str,
+        dir_path: &Path,
+    ) -> Result<(), Failure> {
+        let same = fstat(&tmp.file).and_then(|want| {
+            let got = fstatat(new_fd, name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+            Ok(got.st_dev == want.st_dev && got.st_ino == want.st_ino)
+        });
+        match same {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                let _ = unlinkat(new_fd, name, UnlinkatFlags::NoRemoveDir);
+                let _ = fsync(new_fd);
+                Err(Failure::temp(
+                    "4.2.0",
+                    format!(
+                        "{} was replaced while the message was written; not delivered",
+                        self.path.join("tmp").join(&tmp.name).display()
+                    ),
+                ))
+            }
+            Err(e) => {
+                let _ = unlinkat(new_fd, name, UnlinkatFlags::NoRemoveDir);
+                Err(fail(
+                    format!("cannot check {}", dir_path.join(name).display()),
+                    e,
+                ))
+            }
+        }
     }
 
     /// Removes regular files in `tmp/` older than `STALE_TMP`, when `tmp/`
@@ -647,6 +862,39 @@ pub struct Delivered {
     pub folder: Option<FolderName>,
     /// Why the requested folder was not used, when it fell back to the Inbox.
     pub fallback: Option<String>,
+    /// What went wrong with the folder's `subscriptions` entry or marker,
+    /// when it was used all the same.
+    pub note: Option<String>,
+}
+
+/// Checks that a file deliver reads or writes in the Maildir is a regular
+/// file of the recipient's.
+fn regular_own(st: &FileStat) -> Result<(), String> {
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+        return Err("not a regular file; left alone".into());
+    }
+    if st.st_uid != crate::safedir::euid() {
+        return Err(format!(
+            "owned by uid {}, not by the recipient; left alone",
+            st.st_uid
+        ));
+    }
+    Ok(())
+}
+
+/// Writes a folder's `maildirfolder` marker (an empty file), without
+/// blocking: a FIFO in its place fails (`ENXIO`) instead of waiting for a
+/// reader. Only a regular file of the recipient's counts.
+fn mark_folder(folder: &OwnedFd) -> Result<(), String> {
+    let fd = openat(
+        folder,
+        "maildirfolder",
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(|e| e.desc().to_string())?;
+    regular_own(&fstat(&fd).map_err(|e| e.desc().to_string())?)?;
+    fsync(folder).map_err(|e| e.desc().to_string())
 }
 
 #[cfg(test)]

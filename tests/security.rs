@@ -16,6 +16,7 @@ mod util;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use util::*;
 
@@ -486,4 +487,340 @@ fn the_attacker_is_another_unprivileged_user() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("12345"));
     assert_ne!(uid, util::runner().0);
+}
+
+/// The attacker of SECURITY.md's "Local users": another unprivileged user
+/// who shares a group with the victim. Runs `sh -c script` as that user with
+/// `args` as `$1`..., and checks that it succeeded.
+fn as_attacker(group: u32, script: &str, args: &[&Path]) {
+    let mut sh_args = vec!["-c", script, "sh"];
+    let args: Vec<String> = args.iter().map(|p| p.display().to_string()).collect();
+    sh_args.extend(args.iter().map(String::as_str));
+    let out = util::attacker_command("/bin/sh", &sh_args, &[group])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "attacker's {script:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A home of mode 2775 whose group the attacker is in, as with a umask of
+/// 002 and a group shared with someone: they may add, rename and remove
+/// entries in it. `None` (the test skips) unless the tests run as root.
+fn shared_home() -> Option<Home> {
+    util::attacker()?;
+    let h = Home::new();
+    fs::set_permissions(&h.home, fs::Permissions::from_mode(0o2775)).unwrap();
+    Some(h)
+}
+
+/// Every file (not directory) under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd {
+        let p = e.unwrap().path();
+        if p.is_dir() && !p.is_symlink() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+const SPAM: &str = "Subject: win\nX-Spam-Flag: YES\n";
+
+#[test]
+fn a_maildir_another_user_made_in_a_shared_home_is_refused() {
+    let Some(h) = shared_home() else {
+        eprintln!("skipped: needs root (a second user)");
+        return;
+    };
+    // Before the victim's first mail: the attacker makes ~/Maildir, its
+    // tmp/new/cur and a Junk folder, all 0777.
+    as_attacker(
+        h.gid,
+        "umask 0 && cd \"$1\" && mkdir Maildir Maildir/tmp Maildir/new Maildir/cur \
+         Maildir/.Junk Maildir/.Junk/tmp Maildir/.Junk/new Maildir/.Junk/cur",
+        &[&h.home],
+    );
+    for input in [msg("Subject: hi\n", "private\n"), msg(SPAM, "spam\n")] {
+        let r = h.deliver(&input);
+        assert_eq!(r.code, 75, "{}", r.stderr);
+        let line = r.first_line();
+        assert!(line.starts_with("4.2.0 "), "{}", r.stderr);
+        assert!(
+            line.contains(&h.maildir.display().to_string())
+                && line.contains("owned by uid 5")
+                && line.contains("mode 2777"),
+            "{line}"
+        );
+        assert_eq!(files_under(&h.maildir), Vec::<PathBuf>::new());
+    }
+}
+
+#[test]
+fn a_folder_another_user_made_gets_no_mail() {
+    let Some(h) = shared_home() else {
+        eprintln!("skipped: needs root (a second user)");
+        return;
+    };
+    assert_eq!(h.deliver(&msg("Subject: first\n", "x\n")).code, 0);
+    // The Maildir was group-writable for a while (the user's umask): the
+    // attacker planted a Junk folder, 0777 throughout. Then the user fixed
+    // the Maildir's mode; the folder stayed.
+    fs::set_permissions(&h.maildir, fs::Permissions::from_mode(0o2770)).unwrap();
+    as_attacker(
+        h.gid,
+        "umask 0 && cd \"$1\" && mkdir .Junk .Junk/tmp .Junk/new .Junk/cur",
+        &[&h.maildir],
+    );
+    fs::set_permissions(&h.maildir, fs::Permissions::from_mode(0o700)).unwrap();
+    let spam = msg(SPAM, "spam\n");
+    let r = h.run(&["--log-stderr", "-f", "a@b"], &spam);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("folder Junk unusable, delivered to the Inbox")
+            && r.stderr.contains("owned by uid 5"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(files_under(&h.maildir.join(".Junk")), Vec::<PathBuf>::new());
+    assert!(h.delivered()[""].contains(&without_from(&spam).to_vec()));
+}
+
+#[test]
+fn a_maildir_others_can_write_is_refused() {
+    if util::attacker().is_none() {
+        eprintln!("skipped: needs root (a second user)");
+        return;
+    }
+    for own_subdirs in [false, true] {
+        let h = Home::new();
+        fs::create_dir(&h.maildir).unwrap();
+        chown_tree(&h.maildir, h.uid, h.gid);
+        fs::set_permissions(&h.maildir, fs::Permissions::from_mode(0o1777)).unwrap();
+        if own_subdirs {
+            for sub in ["tmp", "new", "cur"] {
+                fs::create_dir(h.maildir.join(sub)).unwrap();
+            }
+            chown_tree(&h.maildir, h.uid, h.gid);
+            fs::set_permissions(&h.maildir, fs::Permissions::from_mode(0o1777)).unwrap();
+        } else {
+            as_attacker(
+                0,
+                "umask 0 && cd \"$1\" && mkdir tmp new cur",
+                &[&h.maildir],
+            );
+        }
+        let r = h.deliver(&msg("Subject: hi\n", "private\n"));
+        assert_eq!(r.code, 75, "{}", r.stderr);
+        assert!(
+            r.first_line().starts_with("4.2.0 ")
+                && r.first_line()
+                    .contains("writable by group or others (mode 1777)"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(files_under(&h.maildir), Vec::<PathBuf>::new());
+    }
+}
+
+/// `n` header rules, enough for the rules cache to be written.
+fn cached_rules(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!("[[rule]]\nheader = \"Subject\"\nmatch = \"word{i}x\"\nfolder = \"F{i}\"\n\n")
+        })
+        .collect()
+}
+
+#[test]
+fn a_cache_directory_another_user_can_swap_is_not_written() {
+    let Some(h) = shared_home() else {
+        eprintln!("skipped: needs root (a second user)");
+        return;
+    };
+    h.user(&cached_rules(8));
+    // Old enough to be cached.
+    fs::File::open(&h.user_rules)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+        .unwrap();
+    // As local(8) runs it: USER and HOME of the recipient, so that the
+    // cache directory is ~/.cache/deliver.
+    let deliver = |input: &[u8]| {
+        let mut c = h.command(&["-f", "a@b"]);
+        c.env("USER", "nobody");
+        run_cmd(c, input)
+    };
+    assert_eq!(deliver(&msg("Subject: first\n", "x\n")).code, 0);
+    let cache = h.home.join(".cache");
+    assert!(
+        !files_under(&cache.join("deliver")).is_empty(),
+        "the rules cache is written where nobody else can swap it"
+    );
+    // The attacker moves ~/.cache away and puts their own in its place,
+    // with `deliver` a symlink to the Maildir's new/.
+    as_attacker(
+        h.gid,
+        "cd \"$1\" && mv .cache .cache.old && mkdir .cache && ln -s \"$2\" .cache/deliver",
+        &[&h.home, &h.maildir.join("new")],
+    );
+    let input = msg("Subject: second\n", "x\n");
+    let r = deliver(&input);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let d = h.delivered();
+    assert_eq!(
+        d[""].len(),
+        2,
+        "only the two messages in new/: {:?}",
+        h.files_in("new")
+    );
+    assert!(d[""].contains(&without_from(&input).to_vec()));
+}
+
+/// Runs one delivery that stops itself at `step` (a debug build's test
+/// hook, src/testhook.rs), runs `meanwhile` (the tmp file's name in tmp/),
+/// lets it go on, and returns how it ended.
+fn deliver_stopped_at(h: &Home, step: &str, input: &[u8], meanwhile: impl FnOnce(&Path)) -> Run {
+    use nix::sys::signal::{kill, Signal};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let mut cmd = h.command(&["-f", "a@b"]);
+    cmd.env("DELIVER_TEST_PAUSE_AT", step)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // Reaped below with waitpid(2), which also sees it stop.
+    #[allow(clippy::zombie_processes)]
+    let mut child = cmd.spawn().unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    drop(stdin);
+    let st = waitpid(pid, Some(WaitPidFlag::WUNTRACED)).unwrap();
+    assert!(
+        matches!(st, WaitStatus::Stopped(_, Signal::SIGSTOP)),
+        "{st:?}"
+    );
+    let tmp = h.files_in("tmp");
+    assert_eq!(tmp.len(), 1, "{tmp:?}");
+    meanwhile(&tmp[0]);
+    kill(pid, Signal::SIGCONT).unwrap();
+    let code = match waitpid(pid, None).unwrap() {
+        WaitStatus::Exited(_, code) => code,
+        st => panic!("{st:?}"),
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    Run {
+        code,
+        stdout: String::new(),
+        stderr,
+    }
+}
+
+#[test]
+fn the_file_linked_into_new_is_the_one_written() {
+    if !cfg!(debug_assertions) {
+        eprintln!("skipped: the test hook is in debug builds only");
+        return;
+    }
+    // The recipient's own process (or anyone who could write tmp/) puts
+    // another file in place of the tmp file after it was written: what
+    // is delivered is still the message, with and without PREPEND (which
+    // copies the tmp file).
+    for (step, prepend) in [("tmp-synced", false), ("tmp-written", true)] {
+        let mut h = Home::new();
+        if prepend {
+            let p = h.file("prepend", "a@b PREPEND X-Tag: yes\n");
+            h.system(&format!(
+                "[access]\nsender = [\"texthash:{}\"]\n",
+                p.display()
+            ));
+        }
+        assert_eq!(h.deliver(&msg("Subject: first\n", "x\n")).code, 0);
+        let before = h.files_in("new");
+        let input = msg("Subject: real\n", &"the real message\n".repeat(1000));
+        let r = deliver_stopped_at(&h, step, &input, |tmp| {
+            let forged = h.home.join("forged");
+            fs::write(&forged, "Subject: forged\n\nforged\n").unwrap();
+            chown_tree(&forged, h.uid, h.gid);
+            let mut mv = Command::new("mv");
+            mv.arg(&forged).arg(tmp);
+            if is_root() {
+                use std::os::unix::process::CommandExt;
+                mv.uid(h.uid).gid(h.gid);
+            }
+            assert!(mv.status().unwrap().success());
+        });
+        assert_eq!(r.code, 0, "{step}: {}", r.stderr);
+        let new: Vec<_> = h
+            .files_in("new")
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        assert_eq!(new.len(), 1, "{step}");
+        let want = if prepend {
+            [b"X-Tag: yes\n".as_slice(), without_from(&input)].concat()
+        } else {
+            without_from(&input).to_vec()
+        };
+        assert!(
+            fs::read(&new[0]).unwrap() == want,
+            "{step}: not the message written"
+        );
+    }
+}
+
+#[test]
+fn fifos_as_subscriptions_or_maildirfolder_do_not_hang() {
+    use std::time::Duration;
+    let mkfifo = |h: &Home, p: &Path| {
+        nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        chown_tree(p, h.uid, h.gid);
+    };
+    for which in ["subscriptions", ".Junk/maildirfolder"] {
+        let h = Home::new();
+        assert_eq!(h.deliver(&msg("Subject: first\n", "x\n")).code, 0);
+        if which.starts_with(".Junk") {
+            // A folder someone started (new/ only): deliver finishes it.
+            fs::create_dir_all(h.maildir.join(".Junk/new")).unwrap();
+            chown_tree(&h.maildir, h.uid, h.gid);
+        }
+        mkfifo(&h, &h.maildir.join(which));
+        // Twice: a folder left without its marker is finished again by
+        // the next delivery.
+        for i in 0..2 {
+            let spam = msg(SPAM, &format!("spam {i}\n"));
+            let c = h.command(&["--log-stderr", "-f", "a@b"]);
+            let r = run_cmd_within(c, &spam, false, Duration::from_secs(30))
+                .unwrap_or_else(|| panic!("{which}: delivery {i} hung"));
+            assert_eq!(r.code, 0, "{which}: {}", r.stderr);
+            // Said each time the folder is finished (a marker there, even
+            // a FIFO, says it was).
+            if i == 0 || which == "subscriptions" {
+                assert!(
+                    r.stderr.contains("not a regular file; left alone")
+                        || r.stderr.contains("No such device or address"),
+                    "{which}: {}",
+                    r.stderr
+                );
+            }
+            assert!(h.delivered()["Junk"].contains(&without_from(&spam).to_vec()));
+        }
+    }
 }

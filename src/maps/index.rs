@@ -41,7 +41,9 @@
 //! - The cache is an optimisation only: if the directory cannot be created
 //!   or written (read-only, no space, a file in the way) or is not safe (not
 //!   owned by us or by root, or writable by group or others: someone else
-//!   could plant a forged index), or an index is unreadable or not trusted,
+//!   could plant a forged index; or reached through a symlink in a
+//!   directory others can write: `crate::safedir`), or an index is
+//!   unreadable or not trusted,
 //!   or nobody has written the index of a source we may not index, lookups
 //!   are answered by parsing the source, and the table's note says why. The
 //!   lookup never fails because of the cache.
@@ -61,9 +63,14 @@
 //! less than 0.1 ms and cost one more file per table in the cache.
 
 use super::cdb::{Cdb, CdbWriter};
+use nix::dir::Dir;
+use nix::fcntl::{openat, renameat, AtFlags, OFlag};
+use nix::sys::stat::{fstatat, Mode};
+use nix::unistd::{unlinkat, UnlinkatFlags};
 use std::fs::{self, File, Metadata};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -199,11 +206,6 @@ fn effective_uid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 
-/// A directory may hold indexes when root or the running user owns it.
-fn dir_owner_ok(m: &Metadata) -> bool {
-    m.uid() == 0 || m.uid() == effective_uid()
-}
-
 /// The cache directory for the indexes of a source with metadata `source`:
 /// `own` (the running user's cache directory) when the running user owns the
 /// source and is not root; `system` for every other source, and for every
@@ -245,44 +247,17 @@ pub fn index_path(kind: Kind, dir: &Path, path: &Path, meta: &Metadata) -> PathB
 
 /// Check that `dir` is a safe place for indexes. A missing directory is
 /// created when `create` gives its mode (and then `Ok(true)`), and is
-/// otherwise `Ok(false)`.
+/// otherwise `Ok(false)`. See [`open_dir`].
 fn check_dir(dir: &Path, create: Option<u32>) -> Result<bool, String> {
-    let m = match fs::metadata(dir) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let Some(mode) = create else {
-                return Ok(false);
-            };
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(mode)
-                .create(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            // The umask may have taken bits a reader needs.
-            fs::set_permissions(dir, fs::Permissions::from_mode(mode))
-                .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
-            fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?
-        }
-        Err(e) => return Err(format!("{}: {e}", dir.display())),
-    };
-    if !m.is_dir() {
-        return Err(format!("{} is not a directory", dir.display()));
-    }
-    if !dir_owner_ok(&m) {
-        return Err(format!(
-            "{} is owned by uid {}, neither root nor us",
-            dir.display(),
-            m.uid()
-        ));
-    }
-    if m.mode() & 0o022 != 0 {
-        return Err(format!(
-            "{} is writable by group or others (mode {:o})",
-            dir.display(),
-            m.mode() & 0o7777
-        ));
-    }
-    Ok(true)
+    Ok(open_dir(dir, create)?.is_some())
+}
+
+/// Opens the cache directory `dir` (creating it when `create` gives its
+/// mode): a directory owned by root or by us, not writable by group or
+/// others, reached without following a symlink that someone else could have
+/// planted (`crate::safedir`). Indexes are written relative to it.
+fn open_dir(dir: &Path, create: Option<u32>) -> Result<Option<OwnedFd>, String> {
+    crate::safedir::open_private(dir, create)
 }
 
 /// The mode of a cache directory we create: root's is read by every user.
@@ -406,7 +381,8 @@ pub(crate) fn write_index<'a>(
             path.display()
         ));
     }
-    check_dir(dir, Some(dir_mode()))?;
+    let dfd = open_dir(dir, Some(dir_mode()))?
+        .ok_or_else(|| format!("cannot create {}", dir.display()))?;
     // Root's indexes are read by the users who may read the source: the
     // source's read permissions and group. A user's own: 0600.
     let (mode, gid) = if euid == 0 {
@@ -416,13 +392,16 @@ pub(crate) fn write_index<'a>(
     };
     let name = index_name(kind, path, &id);
     let final_path = dir.join(&name);
-    let tmp_path = dir.join(format!(".{name}.{}.tmp", unique_suffix()));
+    let tmp_name = format!(".{name}.{}.tmp", unique_suffix());
     let result = (|| -> io::Result<()> {
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp_path)?;
+        // A new name (O_EXCL), never a symlink: written, synced, renamed,
+        // all relative to the directory checked above.
+        let file = File::from(openat(
+            &dfd,
+            tmp_name.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )?);
         let mut w = CdbWriter::new(file)?;
         w.add(META_KEY, &meta_value(&absolute(path), &id))?;
         w.add(NOTES_KEY, notes.join("\n").as_bytes())?;
@@ -438,41 +417,52 @@ pub(crate) fn write_index<'a>(
         }
         file.set_permissions(fs::Permissions::from_mode(mode))?;
         file.sync_all()?;
-        fs::rename(&tmp_path, &final_path)?;
+        renameat(&dfd, tmp_name.as_str(), &dfd, name.as_str())?;
         Ok(())
     })();
     if let Err(e) = result {
-        let _ = fs::remove_file(&tmp_path);
+        let _ = unlinkat(&dfd, tmp_name.as_str(), UnlinkatFlags::NoRemoveDir);
         return Err(format!("cannot write {}: {e}", final_path.display()));
     }
-    remove_stale(kind, dir, path, &name);
+    remove_stale(kind, &dfd, path, &name);
     Ok(final_path)
 }
 
-/// Remove the other indexes of `path`, and its abandoned temporary files.
-fn remove_stale(kind: Kind, dir: &Path, path: &Path, keep: &str) {
+/// Remove the other indexes of `path`, and its abandoned temporary files,
+/// from the cache directory open as `dir`.
+fn remove_stale(kind: Kind, dir: &OwnedFd, path: &Path, keep: &str) {
     let prefix = prefix(kind, path);
     let tmp_prefix = format!(".{prefix}");
-    let Ok(entries) = fs::read_dir(dir) else {
+    let Ok(mut entries) = dir
+        .try_clone()
+        .map_err(drop)
+        .and_then(|d| Dir::from_fd(d).map_err(drop))
+    else {
         return;
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
+    let names: Vec<std::ffi::CString> = entries
+        .iter()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_owned())
+        .collect();
+    for n in names {
+        let name = n.to_string_lossy();
         if name == keep {
             continue;
         }
         if name.starts_with(&prefix) && name.ends_with(".cdb") {
-            let _ = fs::remove_file(entry.path());
+            let _ = unlinkat(dir, n.as_c_str(), UnlinkatFlags::NoRemoveDir);
         } else if name.starts_with(&tmp_prefix) && name.ends_with(".tmp") {
-            let old = entry
-                .metadata()
+            let old = fstatat(dir, n.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
                 .ok()
-                .and_then(|m| m.modified().ok())
+                .and_then(|st| {
+                    SystemTime::UNIX_EPOCH
+                        .checked_add(Duration::from_secs(st.st_mtime.max(0) as u64))
+                })
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|age| age > Duration::from_secs(3600));
             if old {
-                let _ = fs::remove_file(entry.path());
+                let _ = unlinkat(dir, n.as_c_str(), UnlinkatFlags::NoRemoveDir);
             }
         }
     }
