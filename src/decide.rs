@@ -4,7 +4,9 @@
 //!
 //! Order (documented as a numbered list in deliver.rules(5)):
 //!
-//! 1. A message over a header limit goes to the Inbox unchanged.
+//! 1. A header limit that was reached is noted in the trace and the log;
+//!    the steps below see the complete fields within the limits, and the
+//!    rule condition `header_limit` tells that a limit was reached.
 //! 2. System access maps (client, helo, sender, recipient), then the virus
 //!    verdict, then system rules. REJECT, DEFER, DISCARD, HOLD and a virus
 //!    verdict are final. OK, JUNK, FOLDER and a rule's filing action are
@@ -22,7 +24,7 @@
 use crate::access::{self, AccessOptions, Action as AccessAction, Hit, Probe};
 use crate::envelope::Envelope;
 use crate::maildir::FolderName;
-use crate::message::{self, Headers};
+use crate::message::{self, HeaderLimit, Headers};
 use crate::rules::{Cond, Layer, Origin, RuleAction, Settings, VirusAction};
 use crate::spam;
 use regex_automata::PatternSet;
@@ -40,8 +42,9 @@ pub struct Input<'a> {
     pub body_window: &'a [u8],
     /// The size of the message as delivered (without the From_ line).
     pub size: u64,
-    /// Set when a header limit was reached.
-    pub limit_hit: Option<&'a str>,
+    /// Set when a header limit was reached: `headers` are then the fields
+    /// within the limits.
+    pub limit_hit: Option<HeaderLimit>,
 }
 
 /// The outcome, in the words of the JSON output.
@@ -247,6 +250,7 @@ impl Ctx<'_> {
             Cond::Body(re) => re.is_match(self.body()),
             Cond::SizeOver(n) => self.input.size > *n,
             Cond::SizeUnder(n) => self.input.size < *n,
+            Cond::HeaderLimit(b) => self.input.limit_hit.is_some() == *b,
             Cond::All(v) => v.iter().all(|c| self.eval(layer, c)),
             Cond::Any(v) => v.iter().any(|c| self.eval(layer, c)),
             Cond::Not(c) => !self.eval(layer, c),
@@ -573,17 +577,22 @@ pub fn decide(input: &Input, system: &Layer, user: Option<&Layer>) -> Decision {
         }
     };
 
-    // 1. Limits.
-    if let Some(why) = input.limit_hit {
-        cx.step("-", "limit", "limits", None, why.to_string(), None);
-        cx.log.push(format!(
-            "limit reached: {why}; delivered unchanged to the Inbox"
-        ));
-        return finish(
-            cx,
-            Verdict::simple(Action::Inbox, None, format!("limit: {why}")),
-            system,
+    // 1. Limits: noted, and the decision goes on with the fields within
+    //    them (the envelope does not depend on the headers, and a local
+    //    filter's verdict is at the top).
+    if let Some(l) = input.limit_hit {
+        let n = input.headers.len();
+        cx.step(
+            "-",
+            "limit",
+            l.setting(),
+            None,
+            format!("{l}: the first {n} fields are used"),
+            None,
         );
+        cx.log.push(format!(
+            "header limit reached: {l}; rules see the first {n} fields"
+        ));
     }
 
     // 2. System layer: access maps, virus, rules.

@@ -328,7 +328,7 @@ pub fn decide_for(sp: &Spooled, envelope: &Envelope, layers: &Layers) -> Decisio
         header_block: &sp.head.bytes[..sp.head.header_len],
         body_window: &sp.window,
         size: sp.size,
-        limit_hit: sp.head.limit_hit.as_deref(),
+        limit_hit: sp.head.limit_hit,
     };
     decide(&input, &layers.system, layers.user.as_ref())
 }
@@ -406,6 +406,9 @@ fn log_line(
     l = l
         .kv("score", format!("{:.2}", d.score))
         .kv("rule", d.reason.replace(' ', "_"));
+    if let Some(limit) = sp.head.limit_hit {
+        l = l.kv("header_limit", limit.setting());
+    }
     if let Some(s) = d.status_line() {
         l = l.kv("status", s.replace(' ', "_"));
     }
@@ -443,7 +446,7 @@ pub fn deliver(opts: &Options, input: impl Read, log: &Logger) -> Result<(), Fai
     let env = Envelope::resolve(
         &opts.envelope,
         &read_env,
-        sp.head.from_line.as_deref(),
+        sp.head.envelope_from_line(),
         &sp.head.headers,
     );
     let d = decide_for(&sp, &env, &layers);
@@ -531,7 +534,7 @@ pub fn dry_run(opts: &Options, input: impl Read) -> Result<DryRun, Failure> {
     let envelope = Envelope::resolve(
         &opts.envelope,
         &read_env,
-        spooled.head.from_line.as_deref(),
+        spooled.head.envelope_from_line(),
         &spooled.head.headers,
     );
     let decision = decide_for(&spooled, &envelope, &layers);

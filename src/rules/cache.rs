@@ -116,6 +116,7 @@ fn header_pattern_only(r: &RuleSpec) -> bool {
         && r.body.is_none()
         && r.size_over.is_none()
         && r.size_under.is_none()
+        && r.header_limit.is_none()
         && r.all.is_none()
         && r.any.is_none()
         && r.not.is_none()

@@ -208,6 +208,8 @@ pub enum Cond {
     Body(Pattern),
     SizeOver(u64),
     SizeUnder(u64),
+    /// Whether a header limit was reached (`true`) or not (`false`).
+    HeaderLimit(bool),
     All(Vec<Cond>),
     Any(Vec<Cond>),
     Not(Box<Cond>),
@@ -470,6 +472,9 @@ impl<'a> Loader<'a> {
         }
         if let Some(n) = c.size_under {
             parts.push(Cond::SizeUnder(n));
+        }
+        if let Some(b) = c.header_limit {
+            parts.push(Cond::HeaderLimit(b));
         }
         if let Some(v) = c.all {
             if v.is_empty() {
