@@ -59,8 +59,9 @@ impl Failure {
         }
     }
 
-    /// The line printed for Postfix. Control characters are replaced so that
-    /// nothing from the message or envelope can forge an extra line.
+    /// The line printed for Postfix. Control, format and line-separator
+    /// characters are replaced (`log::sanitize`) so that nothing from the
+    /// message or envelope can forge an extra line or hide in this one.
     pub fn status_line(&self) -> String {
         let (status, text) = match self {
             Failure::Temp { status, text } | Failure::Perm { status, text } => (status, text),
@@ -146,6 +147,8 @@ mod tests {
         let f = Failure::perm("5.7.1", "evil\r\nX-Injected: yes");
         assert_eq!(f.status_line().lines().count(), 1);
         assert!(f.status_line().starts_with("5.7.1 evil"));
+        let f = Failure::perm("5.7.1", "a\u{2028}b\u{2029}c\u{202e}d");
+        assert_eq!(f.status_line(), "5.7.1 a?b?c?d");
     }
 
     #[test]

@@ -375,7 +375,8 @@ fn prepend_headers(
     Ok((out, size))
 }
 
-/// The one log line for a delivery.
+/// The one log line for a delivery: the keys in the fixed order that
+/// deliver(1) documents (LOGGING), each value escaped by `Line`.
 /// `size` is what was written (with any PREPENDed headers), or the size
 /// read when nothing was written.
 fn log_line(
@@ -405,12 +406,12 @@ fn log_line(
     }
     l = l
         .kv("score", format!("{:.2}", d.score))
-        .kv("rule", d.reason.replace(' ', "_"));
+        .kv("rule", &d.reason);
     if let Some(limit) = sp.head.limit_hit {
         l = l.kv("header_limit", limit.setting());
     }
     if let Some(s) = d.status_line() {
-        l = l.kv("status", s.replace(' ', "_"));
+        l = l.kv("status", s);
     }
     l.kv("delay", format!("{:.3}", start.elapsed().as_secs_f64()))
         .finish()
