@@ -120,7 +120,7 @@ fn stopped_past_the_limit(h: &Home, step: &str) -> (i32, String) {
     let mut child = c.spawn().unwrap();
     let pid = Pid::from_raw(child.id() as i32);
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(&msg("Subject: x\n", "x\n")).unwrap();
+    let _ = stdin.write_all(&msg("Subject: x\n", "x\n"));
     drop(stdin);
     let st = waitpid(pid, Some(WaitPidFlag::WUNTRACED)).unwrap();
     assert!(
