@@ -430,9 +430,9 @@ extern "C" fn main(
 ) -> std::ffi::c_int {
     // SAFETY: first thing in the process, single-threaded.
     unsafe { runtime_init() };
-    // As std's runtime: a panic outside `real_main`'s own catch (in reading
-    // the arguments) is exit 101, and must not unwind out of a C function.
-    std::panic::catch_unwind(deliver_main).map_or(101, Into::into)
+    // A panic outside `real_main`'s own catch (in setting up the hook, or
+    // in the hook itself) must not unwind out of a C function: it defers.
+    std::panic::catch_unwind(deliver_main).map_or(exit::TEMPFAIL, Into::into)
 }
 
 #[cfg(test)]
