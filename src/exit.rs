@@ -88,12 +88,15 @@ impl std::error::Error for Failure {}
 /// could fix (out of descriptors or memory, an I/O error, a full disk), as
 /// opposed to a problem with the file itself (permissions, a symlink, ...).
 /// The RFC 3463 status of an I/O error: `4.3.1` (mail system full) for
-/// ENOSPC, `4.2.2` (mailbox full) for EDQUOT, else `default`: `4.2.0` when
+/// ENOSPC, `4.2.2` (mailbox full) for EDQUOT, `4.3.4` (message too big for
+/// system) for EFBIG, else `default`: `4.2.0` when
 /// the mailbox is the problem, `4.3.0` for the rest of the system.
 pub fn io_status(errno: Option<i32>, default: &'static str) -> &'static str {
     match errno {
         Some(nix::libc::ENOSPC) => "4.3.1",
         Some(nix::libc::EDQUOT) => "4.2.2",
+        // Over the file size limit of the process (RLIMIT_FSIZE).
+        Some(nix::libc::EFBIG) => "4.3.4",
         _ => default,
     }
 }

@@ -12,6 +12,7 @@ pub mod check;
 pub mod decide;
 pub mod envelope;
 pub mod exit;
+pub mod inflight;
 pub mod log;
 pub mod maildir;
 pub mod maps;

@@ -198,7 +198,7 @@ fn nonblocking_datagram_socket() -> Option<UnixDatagram> {
 }
 
 /// Where syslogd listens, in the order they are tried.
-const SYSLOG_PATHS: &[&str] = &["/dev/log", "/var/run/syslog"];
+pub(crate) const SYSLOG_PATHS: &[&str] = &["/dev/log", "/var/run/syslog"];
 
 /// Does this error of sendto(2) say that nobody listens at the address
 /// (as connect(2) would have said), rather than that this one datagram

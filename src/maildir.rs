@@ -363,6 +363,12 @@ impl Maildir {
         &self.path
     }
 
+    /// The descriptor of `tmp/`, for `crate::inflight` to remove a tmp/
+    /// file by name when a delivery ends without returning.
+    pub fn tmp_dir(&self) -> BorrowedFd<'_> {
+        self.tmp.as_fd()
+    }
+
     /// Creates a new, uniquely named file in `tmp/` (mode 0600), open for
     /// writing and (for `reopen_tmp`) reading.
     pub fn create_tmp(&self) -> Result<TmpFile, Failure> {

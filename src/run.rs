@@ -5,6 +5,7 @@
 use crate::decide::{decide, Action, Decision, Input};
 use crate::envelope::{Envelope, Flags};
 use crate::exit::Failure;
+use crate::inflight::{self, Flight};
 use crate::log::{Line, Logger};
 use crate::maildir::{self, Maildir};
 use crate::maps::OpenOptions;
@@ -342,17 +343,39 @@ fn eol(head: &Head) -> &'static str {
     }
 }
 
+/// Creates a tmp/ file for the delivery `flight`, which removes it if the
+/// delivery ends without returning (time limit, out of memory).
+fn create_tmp(md: &Maildir, flight: &Flight) -> Result<maildir::TmpFile, Failure> {
+    flight.creating(|| {
+        let tmp = md.create_tmp()?;
+        flight.track(md.tmp_dir(), &tmp.name);
+        Ok(tmp)
+    })
+}
+
+/// Removes a tmp/ file of the delivery `flight` (`Maildir::discard`).
+fn discard(md: &Maildir, flight: &Flight, tmp: maildir::TmpFile) {
+    // Untracked once removed: an expiry in between removes it itself.
+    let name = tmp.name.clone();
+    md.discard(tmp);
+    flight.untrack(&name);
+}
+
 /// Rewrites the spooled tmp file with header lines in front of it.
 fn prepend_headers(
     md: &Maildir,
+    flight: &Flight,
     tmp: maildir::TmpFile,
     lines: &[String],
     eol: &str,
 ) -> Result<(maildir::TmpFile, u64), Failure> {
-    let (mut src, mut out) = match md.reopen_tmp(&tmp).and_then(|s| Ok((s, md.create_tmp()?))) {
+    let (mut src, mut out) = match md
+        .reopen_tmp(&tmp)
+        .and_then(|s| Ok((s, create_tmp(md, flight)?)))
+    {
         Ok(pair) => pair,
         Err(f) => {
-            md.discard(tmp);
+            discard(md, flight, tmp);
             return Err(f);
         }
     };
@@ -366,10 +389,10 @@ fn prepend_headers(
         size += io::copy(&mut src, &mut out.file)?;
         out.file.sync_all()
     })();
-    md.discard(tmp);
+    discard(md, flight, tmp);
     if let Err(e) = res.as_mut() {
         let f = Failure::from_io("adding headers", e);
-        md.discard(out);
+        discard(md, flight, out);
         return Err(f);
     }
     Ok((out, size))
@@ -418,27 +441,34 @@ fn log_line(
 }
 
 /// Real delivery. Returns Ok for 0; every failure is a `Failure`.
+/// The time limit runs from here, with the default until the system rules
+/// set theirs (reading them, or stdin, can hang too); see `crate::inflight`.
 pub fn deliver(opts: &Options, input: impl Read, log: &Logger) -> Result<(), Failure> {
     let start = Instant::now();
+    // First: dropped last, after everything that uses the tmp/ file.
+    let flight = inflight::begin(rules::DEFAULT_TIME_LIMIT);
     let who = privs::become_recipient(opts.user.as_deref(), &privs::EnvIdentity::current(), false)?;
     let mut layers = load_layers(opts, &who, true)?;
+    if layers.system.settings.time_limit != rules::DEFAULT_TIME_LIMIT {
+        flight.set_limit(layers.system.settings.time_limit);
+    }
     let limits = layers.system.settings.limits;
     let md_path = maildir_path(opts, &who)?;
     let md = Maildir::open(&md_path)?;
     testhook::pause("maildir-open");
-    let mut tmp = md.create_tmp()?;
+    let mut tmp = create_tmp(&md, &flight)?;
     testhook::pause("tmp-created");
     let spooled = read_message(input, &limits, &mut testhook::Partial::new(&mut tmp.file));
     let sp = match spooled {
         Ok(sp) => sp,
         Err(f) => {
-            md.discard(tmp);
+            discard(&md, &flight, tmp);
             return Err(f);
         }
     };
     testhook::pause("tmp-written");
     if let Err(f) = layers.complete(&sp.head.headers, opts, &who, log) {
-        md.discard(tmp);
+        discard(&md, &flight, tmp);
         return Err(f);
     }
     if let Some(why) = &layers.user_ignored {
@@ -460,18 +490,23 @@ pub fn deliver(opts: &Options, input: impl Read, log: &Logger) -> Result<(), Fai
             // is discarded, rejected or deferred, nor the copy PREPEND replaces.
             let (tmp, size) = if d.add_headers.is_empty() {
                 if let Err(e) = tmp.file.sync_all() {
-                    md.discard(tmp);
+                    discard(&md, &flight, tmp);
                     let what = format!("fsync {}", md_path.join("tmp").display());
                     return Err(Failure::from_io(what, &e));
                 }
                 testhook::pause("tmp-synced");
                 (tmp, sp.size)
             } else {
-                let p = prepend_headers(&md, tmp, &d.add_headers, eol(&sp.head))?;
+                let p = prepend_headers(&md, &flight, tmp, &d.add_headers, eol(&sp.head))?;
                 testhook::pause("prepended");
                 p
             };
-            let delivered = md.commit(tmp, d.folder.as_ref(), size)?;
+            // The commit removes the tmp/ name whatever its outcome; once
+            // it succeeds nothing makes the delivery a 75 (`inflight`).
+            let name = tmp.name.clone();
+            let committed = flight.committing(|| md.commit(tmp, d.folder.as_ref(), size));
+            flight.untrack(&name);
+            let delivered = committed?;
             testhook::pause("delivered");
             if let Some(why) = &delivered.fallback {
                 log.warn(&format!(
@@ -494,12 +529,12 @@ pub fn deliver(opts: &Options, input: impl Read, log: &Logger) -> Result<(), Fai
             Ok(())
         }
         Action::Discard => {
-            md.discard(tmp);
+            discard(&md, &flight, tmp);
             log.info(&log_line(&env, &sp, sp.size, &d, None, start));
             Ok(())
         }
         Action::Reject | Action::Defer => {
-            md.discard(tmp);
+            discard(&md, &flight, tmp);
             log.info(&log_line(&env, &sp, sp.size, &d, None, start));
             let status = d.status.clone().unwrap_or_default();
             let text = d.text.clone().unwrap_or_default();

@@ -19,6 +19,7 @@ use model::{CondRef, CondSpec, FileSpec, RuleSpec};
 use regex::{Regex, RegexBuilder};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use toml::Spanned;
 
 /// The rules used when no system file exists: spam-flagged mail goes to
@@ -106,7 +107,17 @@ pub struct Settings {
     pub map_cache_dir: Option<PathBuf>,
     /// Indexes of maps the running user does not own (system file only).
     pub system_cache_dir: Option<PathBuf>,
+    /// How long a delivery may take before it defers (`crate::inflight`).
+    pub time_limit: Duration,
 }
+
+/// The default `time_limit`: well under Postfix's `command_time_limit`
+/// (1000 s), after which local(8) kills the command and the tmp/ file
+/// stays behind.
+pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(300);
+
+/// The largest `time_limit` accepted, in seconds (a day).
+pub const MAX_TIME_LIMIT: i64 = 86_400;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -117,6 +128,7 @@ impl Default for Settings {
             limits: Limits::default(),
             map_cache_dir: None,
             system_cache_dir: None,
+            time_limit: DEFAULT_TIME_LIMIT,
         }
     }
 }
@@ -776,6 +788,15 @@ pub(crate) fn load_spec(
                 settings.system_cache_dir = Some(PathBuf::from(d.get_ref()));
             } else {
                 l.diag_at(d.span().start, "system_cache_dir must be an absolute path");
+            }
+        }
+        if let Some(t) = &s.time_limit {
+            match *t.get_ref() {
+                n @ 1..=MAX_TIME_LIMIT => settings.time_limit = Duration::from_secs(n as u64),
+                n => l.diag_at(
+                    t.span().start,
+                    format!("time_limit must be 1 to {MAX_TIME_LIMIT} seconds, not {n}"),
+                ),
             }
         }
     }

@@ -149,6 +149,8 @@ pub struct SettingsSpec {
     /// Where indexes of large maps the recipient does not own are read from,
     /// written only by root (default: `/var/cache/deliver`).
     pub system_cache_dir: Option<Spanned<String>>,
+    /// Seconds a delivery may take before it defers (default 300).
+    pub time_limit: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize, Serialize, Default, Clone)]
