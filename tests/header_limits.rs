@@ -156,7 +156,7 @@ fn a_rule_can_test_the_limit_which_shows_in_the_log_and_the_trace() {
         .find(|l| l.contains("action="))
         .unwrap_or_default();
     assert!(line.contains(" header_limit=max_headers"), "{line}");
-    assert!(line.contains("rule=rule_padded"), "{line}");
+    assert!(line.contains(r"rule=rule\spadded"), "{line}");
     assert_eq!(h.delivered()["Junk"][0], without_from(&padded));
 
     let plain = msg("Subject: hi\n", "body\n");
