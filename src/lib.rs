@@ -21,5 +21,6 @@ pub mod privs;
 pub mod report;
 pub mod rules;
 pub mod run;
+pub mod safe_open;
 pub mod spam;
 pub mod testhook;

@@ -61,7 +61,7 @@
 //! less than 0.1 ms and cost one more file per table in the cache.
 
 use super::cdb::{Cdb, CdbWriter};
-use std::fs::{self, File, Metadata};
+use std::fs::{self, Metadata};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -315,15 +315,13 @@ pub(crate) fn open_index(
     // Once: for a relative path this is a getcwd(2).
     let abs = absolute(path);
     let ipath = dir.join(index_name_abs(kind, &abs, &id));
-    let file = match File::open(&ipath) {
+    // Without blocking, and a regular file only (crate::safe_open).
+    let (file, fm) = match crate::safe_open::open(&ipath) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.is_not_found() => return Ok(None),
         // We would rebuild it; a reader says why it cannot use it.
         Err(_) if writer => return Ok(None),
-        Err(e) => return Err(format!("{}: {e}", ipath.display())),
-    };
-    let Ok(fm) = file.metadata() else {
-        return Ok(None);
+        Err(e) => return Err(e.to_string()),
     };
     if !trusted(&fm, meta) {
         if writer {

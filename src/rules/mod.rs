@@ -40,6 +40,9 @@ pub struct Diag {
     pub line: usize,
     pub col: usize,
     pub msg: String,
+    /// What the problem came from (a failed system call, or the file);
+    /// decides whether the user's file is ignored or the delivery waits.
+    pub cause: crate::exit::Cause,
 }
 
 impl fmt::Display for Diag {
@@ -63,6 +66,7 @@ impl From<MapError> for Diag {
     fn from(e: MapError) -> Self {
         Diag {
             file: e.file,
+            cause: e.cause,
             line: e.line,
             col: e.col,
             msg: e.msg,
@@ -323,6 +327,7 @@ impl<'a> Loader<'a> {
         let (line, col) = line_col(self.text, offset);
         self.diags.push(Diag {
             file: self.file.to_path_buf(),
+            cause: crate::exit::Cause::Input,
             line,
             col,
             msg: msg.into(),
@@ -628,6 +633,9 @@ impl<'a> Loader<'a> {
                     // a problem inside the map at the map's own line and column.
                     if e.line == 0 {
                         self.diag_at(s.span().start, format!("{}: {}", s.get_ref(), e.msg));
+                        if let Some(d) = self.diags.last_mut() {
+                            d.cause = e.cause;
+                        }
                     } else {
                         self.diags.push(e.into());
                     }
@@ -698,6 +706,7 @@ pub(crate) fn parse_spec(text: &str, file: &Path) -> Result<FileSpec, Vec<Diag>>
         let (line, col) = e.span().map_or((0, 0), |s| line_col(text, s.start));
         vec![Diag {
             file: file.to_path_buf(),
+            cause: crate::exit::Cause::Input,
             line,
             col,
             msg: e.message().trim().to_string(),
@@ -731,6 +740,16 @@ pub(crate) fn load_spec(
 ) -> Result<(Layer, FileSpec), Vec<Diag>> {
     let spec = parse_spec(text, file)?;
     let mut l = Loader::new(file, text, origin);
+    // What parsing built counts against the user's budget (crate::budget).
+    if let Err(msg) = crate::budget::check() {
+        return Err(vec![Diag {
+            file: file.to_path_buf(),
+            cause: crate::exit::Cause::Input,
+            line: 0,
+            col: 0,
+            msg,
+        }]);
+    }
     if l.origin == Origin::User {
         for (at, msg) in user_forbidden(&spec, text) {
             l.diag_at(at, msg);
