@@ -69,9 +69,9 @@ impl Error {
 
     pub fn path(&self) -> &Path {
         match self {
-            Error::Io { path, .. } | Error::NotRegular { path, .. } | Error::TooBig { path, .. } => {
-                path
-            }
+            Error::Io { path, .. }
+            | Error::NotRegular { path, .. }
+            | Error::TooBig { path, .. } => path,
         }
     }
 
@@ -209,7 +209,10 @@ mod tests {
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         let e = open(&fifo).unwrap_err();
         assert!(matches!(e, Error::NotRegular { what: "a FIFO", .. }), "{e}");
-        assert!(e.to_string().starts_with(&fifo.display().to_string()), "{e}");
+        assert!(
+            e.to_string().starts_with(&fifo.display().to_string()),
+            "{e}"
+        );
         let e = open(Path::new("/dev/zero")).unwrap_err();
         assert!(e.to_string().contains("a character device"), "{e}");
         let link = dir.path().join("link");

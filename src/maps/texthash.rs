@@ -323,6 +323,22 @@ mod tests {
     }
 
     #[test]
+    fn entries_built_count_against_an_armed_budget() {
+        // About 2 MB of short lines, whose entries take ten times that:
+        // a 3 MiB budget admits the file but not what is built from it,
+        // and the parse stops on the way, not at the end.
+        let text: String = (0..200_000).map(|i| format!("k{i:06} v\n")).collect();
+        crate::budget::arm(Some(3 << 20));
+        let r = table(&text);
+        crate::budget::arm(None);
+        if cfg!(all(target_os = "linux", target_env = "gnu")) {
+            let e = r.unwrap_err();
+            assert!(e.msg.contains("MiB compiled in total"), "{e}");
+            assert!(e.line > 0 && e.line < 200_000, "{e}");
+        }
+    }
+
+    #[test]
     fn format_as_postmap_reads_it() {
         let t = table(
             "Foo  bar\nfoo second\nBAZ qux\n  continued here\n# comment\n   # indented\n\n\
