@@ -120,7 +120,7 @@ where
         let raw = &data[pos..end];
         pos = end + 1;
         lineno += 1;
-        if lineno % crate::budget::CHECK_LINES == 0 {
+        if lineno.is_multiple_of(crate::budget::CHECK_LINES) {
             over_budget(path, lineno)?;
         }
         let first = raw.iter().position(|&b| !is_space(b));
