@@ -117,8 +117,9 @@ pub fn check_report(system: Option<&Path>, user: Option<&Path>, uid: u32) -> Rep
         Some(p) => (p.to_path_buf(), true),
         None => (PathBuf::from(rules::SYSTEM_RULES), false),
     };
-    let read = crate::safe_open::open(&sys_path)
-        .and_then(|(mut f, m)| crate::safe_open::read_text(&mut f, &m, &sys_path));
+    let read = crate::safe_open::open(&sys_path).and_then(|(mut f, m)| {
+        crate::safe_open::read_text(&mut f, &m, &sys_path, crate::safe_open::MAX_FILE)
+    });
     match read {
         Ok(text) => match load_system(&text, &sys_path) {
             Ok((layer, spec)) => {

@@ -153,7 +153,8 @@ pub fn read_user_file(path: &Path, uid: u32) -> Result<Option<String>, String> {
     let Some((mut f, md)) = open_user_file(path, uid).map_err(|u| u.why)? else {
         return Ok(None);
     };
-    let text = safe_open::read_text(&mut f, &md, path).map_err(|e| e.to_string())?;
+    let text = safe_open::read_text(&mut f, &md, path, safe_open::MAX_USER_RULES)
+        .map_err(|e| e.to_string())?;
     Ok(Some(text))
 }
 

@@ -10,7 +10,7 @@
 //! regular file `O_NONBLOCK` changes nothing.
 //!
 //! A file is read whole only within a size bound: [`MAX_FILE`] for every
-//! file, and, while the user's memory budget is armed (`crate::budget`),
+//! file, [`MAX_USER_RULES`] for a user's rules file, and, while the user's memory budget is armed (`crate::budget`),
 //! what is left of it. The size fstat(2) reports is checked before
 //! anything is read, and the read itself stops one byte past the bound, so
 //! a file that grows while it is read is refused too.
@@ -29,6 +29,11 @@ use std::path::{Path, PathBuf};
 /// is about 40 MiB). Files of the user's layer are bounded further by the
 /// user's memory budget (`crate::budget::USER_LIMIT`).
 pub const MAX_FILE: u64 = 1 << 30;
+
+/// The largest user's rules file. Parsed TOML can take up to about 40
+/// times the size of its text (an array of one-letter strings) before the
+/// budget can be checked; 2 MiB is twice a file of 10,000 header rules.
+pub const MAX_USER_RULES: u64 = 2 << 20;
 
 /// Why a file could not be opened or read.
 #[derive(Debug)]
@@ -85,7 +90,10 @@ impl Error {
                 bound,
                 budget: false,
                 ..
-            } => format!("{size} bytes, more than the {bound} bytes a file may have; refused"),
+            } => format!(
+                "{size} bytes, more than the {bound} bytes ({} MiB) such a file may have; refused",
+                bound >> 20
+            ),
             Error::TooBig {
                 size,
                 bound,
@@ -149,12 +157,12 @@ pub fn open(path: &Path) -> Result<(File, Metadata), Error> {
 }
 
 /// Reads the whole of `file` (opened by [`open`], with metadata `meta`)
-/// within [`MAX_FILE`] and the user's memory budget when it is armed.
-pub fn read(file: &mut File, meta: &Metadata, path: &Path) -> Result<Vec<u8>, Error> {
+/// within `max` bytes and the user's memory budget when it is armed.
+pub fn read(file: &mut File, meta: &Metadata, path: &Path, max: u64) -> Result<Vec<u8>, Error> {
     let room = crate::budget::room();
     let (bound, budget) = match room {
-        Some(r) if r < MAX_FILE => (r, true),
-        _ => (MAX_FILE, false),
+        Some(r) if r < max => (r, true),
+        _ => (max, false),
     };
     let too_big = |size| Error::TooBig {
         path: path.to_path_buf(),
@@ -179,18 +187,18 @@ pub fn read(file: &mut File, meta: &Metadata, path: &Path) -> Result<Vec<u8>, Er
     Ok(data)
 }
 
-/// [`open`] and [`read`]: the content of `path` and its metadata (from
-/// before the read).
+/// [`open`] and [`read`] within [`MAX_FILE`]: the content of `path` and its
+/// metadata (from before the read).
 pub fn read_file(path: &Path) -> Result<(Vec<u8>, Metadata), Error> {
     let (mut file, meta) = open(path)?;
-    let data = read(&mut file, &meta, path)?;
+    let data = read(&mut file, &meta, path, MAX_FILE)?;
     Ok((data, meta))
 }
 
 /// [`read`], as UTF-8 text (invalid UTF-8 is an `Io` error of kind
 /// `InvalidData`, whose cause is [`Cause::Input`]).
-pub fn read_text(file: &mut File, meta: &Metadata, path: &Path) -> Result<String, Error> {
-    let data = read(file, meta, path)?;
+pub fn read_text(file: &mut File, meta: &Metadata, path: &Path, max: u64) -> Result<String, Error> {
+    let data = read(file, meta, path, max)?;
     String::from_utf8(data).map_err(|e| Error::Io {
         path: path.to_path_buf(),
         op: "read",

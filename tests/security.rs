@@ -694,6 +694,18 @@ fn user_tables_cannot_read_without_bound() {
         ));
         check(&h, kind, "bytes left of the user's memory budget (64 MiB");
     }
+    // A user's rules file over its own bound (parsed TOML is larger than
+    // its text).
+    let mut h = Home::new();
+    h.system(sys);
+    h.user("");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&h.user_rules)
+        .unwrap()
+        .set_len(48 << 20)
+        .unwrap();
+    check(&h, "rules", "(2 MiB) such a file may have");
 }
 
 #[test]

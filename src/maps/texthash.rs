@@ -152,7 +152,7 @@ fn split_entry<'a>(path: &Path, l: &'a LogicalLine) -> Result<(&'a str, &'a str)
 /// file with the same size and mtime while it was read.
 pub(crate) fn read_stable(path: &Path) -> Result<(Vec<u8>, std::fs::Metadata, bool), MapError> {
     let (mut f, before) = crate::safe_open::open(path)?;
-    let data = crate::safe_open::read(&mut f, &before, path)?;
+    let data = crate::safe_open::read(&mut f, &before, path, crate::safe_open::MAX_FILE)?;
     let after = f.metadata().map_err(|e| io_err(path, "fstat", &e))?;
     let stable = index::SourceId::of(&before) == index::SourceId::of(&after)
         && data.len() as u64 == after.len();

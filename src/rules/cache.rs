@@ -562,7 +562,11 @@ pub fn load(
             }
         }
     }
-    let text = crate::safe_open::read_text(&mut file, meta, path).map_err(LoadError::Read)?;
+    let max = match origin {
+        Origin::System => crate::safe_open::MAX_FILE,
+        Origin::User => crate::safe_open::MAX_USER_RULES,
+    };
+    let text = crate::safe_open::read_text(&mut file, meta, path, max).map_err(LoadError::Read)?;
     let (layer, spec) = super::load_spec(&text, path, origin, opts).map_err(LoadError::Diags)?;
     if let Some(dir) = dir.filter(|_| index::may_write(meta)) {
         let unchanged = file

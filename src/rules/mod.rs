@@ -33,6 +33,9 @@ pub const SYSTEM_RULES: &str = "/etc/deliver/rules.toml";
 const REGEX_SIZE_LIMIT: usize = 4 << 20;
 const REGEX_DFA_LIMIT: usize = 4 << 20;
 
+/// At most this many problems are reported for one file.
+const MAX_DIAGS: usize = 100;
+
 /// One problem in a rules file or map, compiler style.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diag {
@@ -323,9 +326,17 @@ impl<'a> Loader<'a> {
         }
     }
 
+    /// Keeps a problem, up to [`MAX_DIAGS`]: a file of a million bad
+    /// entries must not build a million messages.
+    fn push(&mut self, d: Diag) {
+        if self.diags.len() < MAX_DIAGS {
+            self.diags.push(d);
+        }
+    }
+
     fn diag_at(&mut self, offset: usize, msg: impl Into<String>) {
         let (line, col) = line_col(self.text, offset);
-        self.diags.push(Diag {
+        self.push(Diag {
             file: self.file.to_path_buf(),
             cause: crate::exit::Cause::Input,
             line,
@@ -632,12 +643,16 @@ impl<'a> Loader<'a> {
                     // A missing file is reported where the rules file names it;
                     // a problem inside the map at the map's own line and column.
                     if e.line == 0 {
-                        self.diag_at(s.span().start, format!("{}: {}", s.get_ref(), e.msg));
-                        if let Some(d) = self.diags.last_mut() {
-                            d.cause = e.cause;
-                        }
+                        let (line, col) = line_col(self.text, s.span().start);
+                        self.push(Diag {
+                            file: self.file.to_path_buf(),
+                            cause: e.cause,
+                            line,
+                            col,
+                            msg: format!("{}: {}", s.get_ref(), e.msg),
+                        });
                     } else {
-                        self.diags.push(e.into());
+                        self.push(e.into());
                     }
                 }
             }
