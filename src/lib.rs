@@ -22,6 +22,7 @@ pub mod privs;
 pub mod report;
 pub mod rules;
 pub mod run;
+pub mod safe_open;
 pub mod safedir;
 pub mod spam;
 pub mod testhook;

@@ -34,6 +34,9 @@ pub const SYSTEM_RULES: &str = "/etc/deliver/rules.toml";
 const REGEX_SIZE_LIMIT: usize = 4 << 20;
 const REGEX_DFA_LIMIT: usize = 4 << 20;
 
+/// At most this many problems are reported for one file.
+const MAX_DIAGS: usize = 100;
+
 /// One problem in a rules file or map, compiler style.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diag {
@@ -41,6 +44,9 @@ pub struct Diag {
     pub line: usize,
     pub col: usize,
     pub msg: String,
+    /// What the problem came from (a failed system call, or the file);
+    /// decides whether the user's file is ignored or the delivery waits.
+    pub cause: crate::exit::Cause,
 }
 
 impl fmt::Display for Diag {
@@ -64,6 +70,7 @@ impl From<MapError> for Diag {
     fn from(e: MapError) -> Self {
         Diag {
             file: e.file,
+            cause: e.cause,
             line: e.line,
             col: e.col,
             msg: e.msg,
@@ -333,10 +340,19 @@ impl<'a> Loader<'a> {
         }
     }
 
+    /// Keeps a problem, up to [`MAX_DIAGS`]: a file of a million bad
+    /// entries must not build a million messages.
+    fn push(&mut self, d: Diag) {
+        if self.diags.len() < MAX_DIAGS {
+            self.diags.push(d);
+        }
+    }
+
     fn diag_at(&mut self, offset: usize, msg: impl Into<String>) {
         let (line, col) = line_col(self.text, offset);
-        self.diags.push(Diag {
+        self.push(Diag {
             file: self.file.to_path_buf(),
+            cause: crate::exit::Cause::Input,
             line,
             col,
             msg: msg.into(),
@@ -644,9 +660,16 @@ impl<'a> Loader<'a> {
                     // A missing file is reported where the rules file names it;
                     // a problem inside the map at the map's own line and column.
                     if e.line == 0 {
-                        self.diag_at(s.span().start, format!("{}: {}", s.get_ref(), e.msg));
+                        let (line, col) = line_col(self.text, s.span().start);
+                        self.push(Diag {
+                            file: self.file.to_path_buf(),
+                            cause: e.cause,
+                            line,
+                            col,
+                            msg: format!("{}: {}", s.get_ref(), e.msg),
+                        });
                     } else {
-                        self.diags.push(e.into());
+                        self.push(e.into());
                     }
                 }
             }
@@ -715,6 +738,7 @@ pub(crate) fn parse_spec(text: &str, file: &Path) -> Result<FileSpec, Vec<Diag>>
         let (line, col) = e.span().map_or((0, 0), |s| line_col(text, s.start));
         vec![Diag {
             file: file.to_path_buf(),
+            cause: crate::exit::Cause::Input,
             line,
             col,
             msg: e.message().trim().to_string(),
@@ -748,6 +772,16 @@ pub(crate) fn load_spec(
 ) -> Result<(Layer, FileSpec), Vec<Diag>> {
     let spec = parse_spec(text, file)?;
     let mut l = Loader::new(file, text, origin);
+    // What parsing built counts against the user's budget (crate::budget).
+    if let Err(msg) = crate::budget::check() {
+        return Err(vec![Diag {
+            file: file.to_path_buf(),
+            cause: crate::exit::Cause::Input,
+            line: 0,
+            col: 0,
+            msg,
+        }]);
+    }
     if l.origin == Origin::User {
         for (at, msg) in user_forbidden(&spec, text) {
             l.diag_at(at, msg);
