@@ -338,9 +338,7 @@ impl Line {
     /// Appends a field. `key` is lower-case ASCII letters and `_`, and not
     /// yet in the line (the caller's fixed order guarantees it).
     pub fn kv(mut self, key: &'static str, value: impl std::fmt::Display) -> Self {
-        debug_assert!(
-            !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
-        );
+        debug_assert!(!key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
         debug_assert!(
             !self.0.starts_with(&format!("{key}=")) && !self.0.contains(&format!(" {key}=")),
             "{key} twice in {}",
