@@ -398,6 +398,7 @@ fn search(
                 if raw.is_empty() {
                     return Err(MapError {
                         file: t.spec().into(),
+                        cause: crate::exit::Cause::Input,
                         line: 0,
                         col: 0,
                         msg: format!(

@@ -117,7 +117,10 @@ pub fn check_report(system: Option<&Path>, user: Option<&Path>, uid: u32) -> Rep
         Some(p) => (p.to_path_buf(), true),
         None => (PathBuf::from(rules::SYSTEM_RULES), false),
     };
-    match std::fs::read_to_string(&sys_path) {
+    let read = crate::safe_open::open(&sys_path).and_then(|(mut f, m)| {
+        crate::safe_open::read_text(&mut f, &m, &sys_path, crate::safe_open::MAX_FILE)
+    });
+    match read {
         Ok(text) => match load_system(&text, &sys_path) {
             Ok((layer, spec)) => {
                 diags.extend(map_results(&layer));
@@ -126,30 +129,37 @@ pub fn check_report(system: Option<&Path>, user: Option<&Path>, uid: u32) -> Rep
             }
             Err(d) => diags.extend(d),
         },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {}
+        Err(e) if e.is_not_found() && !explicit => {}
         Err(e) => diags.push(Diag {
             file: sys_path.clone(),
+            cause: e.cause(),
             line: 0,
             col: 0,
-            msg: e.to_string(),
+            msg: e.msg(),
         }),
     }
     if let Some(p) = user {
-        match run::read_user_file(p, uid) {
-            Ok(Some(text)) => {
-                match rules::load_str(&text, p, Origin::User, &OpenOptions::default()) {
-                    Ok(layer) => diags.extend(map_results(&layer)),
-                    Err(d) => diags.extend(d),
-                }
-            }
+        // Within the user's memory budget, as a delivery loads it.
+        let loaded = run::user_budget(|| {
+            run::read_user_file(p, uid).map(|text| {
+                text.map(|text| rules::load_str(&text, p, Origin::User, &OpenOptions::default()))
+            })
+        });
+        match loaded {
+            Ok(Some(loaded)) => match loaded {
+                Ok(layer) => diags.extend(map_results(&layer)),
+                Err(d) => diags.extend(d),
+            },
             Ok(None) => diags.push(Diag {
                 file: p.to_path_buf(),
+                cause: crate::exit::Cause::Input,
                 line: 0,
                 col: 0,
                 msg: "no such file".into(),
             }),
             Err(why) => diags.push(Diag {
                 file: p.to_path_buf(),
+                cause: crate::exit::Cause::Input,
                 line: 0,
                 col: 0,
                 msg: format!(
@@ -213,6 +223,7 @@ fn map_results(layer: &Layer) -> Vec<Diag> {
             if let Some(msg) = msg {
                 out.push(Diag {
                     file: file.clone(),
+                    cause: crate::exit::Cause::Input,
                     line,
                     col: 1,
                     msg,

@@ -4,7 +4,9 @@
 //!
 //! Order (documented as a numbered list in deliver.rules(5)):
 //!
-//! 1. A message over a header limit goes to the Inbox unchanged.
+//! 1. A header limit that was reached is noted in the trace and the log;
+//!    the steps below see the complete fields within the limits, and the
+//!    rule condition `header_limit` tells that a limit was reached.
 //! 2. System access maps (client, helo, sender, recipient), then the virus
 //!    verdict, then system rules. REJECT, DEFER, DISCARD, HOLD and a virus
 //!    verdict are final. OK, JUNK, FOLDER and a rule's filing action are
@@ -22,7 +24,7 @@
 use crate::access::{self, AccessOptions, Action as AccessAction, Hit, Probe};
 use crate::envelope::Envelope;
 use crate::maildir::FolderName;
-use crate::message::{self, Headers};
+use crate::message::{self, HeaderLimit, Headers};
 use crate::plan::{self, Delivery, Disposition, Plan};
 use crate::rules::{Cond, Layer, Origin, RuleAction, Settings, VirusAction};
 use crate::spam;
@@ -42,8 +44,9 @@ pub struct Input<'a> {
     pub body_window: &'a [u8],
     /// The size of the message as delivered (without the From_ line).
     pub size: u64,
-    /// Set when a header limit was reached.
-    pub limit_hit: Option<&'a str>,
+    /// Set when a header limit was reached: `headers` are then the fields
+    /// within the limits.
+    pub limit_hit: Option<HeaderLimit>,
 }
 
 /// Where the decision sends the message, in the words of the JSON output
@@ -306,6 +309,7 @@ impl Ctx<'_> {
             Cond::Body(re) => re.is_match(self.body()),
             Cond::SizeOver(n) => self.input.size > *n,
             Cond::SizeUnder(n) => self.input.size < *n,
+            Cond::HeaderLimit(b) => self.input.limit_hit.is_some() == *b,
             Cond::All(v) => v.iter().all(|c| self.eval(layer, c)),
             Cond::Any(v) => v.iter().any(|c| self.eval(layer, c)),
             Cond::Not(c) => !self.eval(layer, c),
@@ -632,9 +636,7 @@ enum SystemResult {
 
 impl Ctx<'_> {
     fn steps(&mut self, system: &Layer, user: Option<&Layer>) -> Proposal {
-        if let Some(p) = self.step1_limits() {
-            return p;
-        }
+        self.step1_limits();
         let (provisional, findings) = match self.step2_system(system) {
             SystemResult::Final(p) => return p,
             SystemResult::Provisional(p, f) => (p, f),
@@ -652,25 +654,25 @@ impl Ctx<'_> {
         Proposal::simple(Route::Inbox, None, "default".into())
     }
 
-    /// 1. A message over a header limit goes to the Inbox unchanged.
-    fn step1_limits(&mut self) -> Option<Proposal> {
-        let why = self.input.limit_hit?;
+    /// 1. Limits: noted, and the decision goes on with the fields within
+    ///    them (the envelope does not depend on the headers, and a local
+    ///    filter's verdict is at the top).
+    fn step1_limits(&mut self) {
+        let Some(l) = self.input.limit_hit else {
+            return;
+        };
+        let n = self.input.headers.len();
         self.step(
             StepLayer::Neither,
             StepKind::Limit,
-            "limits",
+            l.setting(),
             None,
-            why.to_string(),
+            format!("{l}: the first {n} fields are used"),
             None,
         );
         self.log.push(format!(
-            "limit reached: {why}; delivered unchanged to the Inbox"
+            "header limit reached: {l}; rules see the first {n} fields"
         ));
-        Some(Proposal::simple(
-            Route::Inbox,
-            None,
-            format!("limit: {why}"),
-        ))
     }
 
     /// 2. System access maps, then the virus verdict, then system rules.

@@ -21,6 +21,7 @@
 use crate::decide::{decide, Decision, Input};
 use crate::envelope::{Envelope, Flags};
 use crate::exit::Failure;
+use crate::inflight::Flight;
 use crate::log::{Line, Logger};
 use crate::maildir::{self, Maildir};
 use crate::message::{self, Spooled};
@@ -100,10 +101,22 @@ impl Engine {
         &self.system
     }
 
-    /// Delivers one message from `input` to `who`.
-    pub fn deliver(&mut self, input: impl Read, envelope: &Flags, who: &Recipient) -> Outcome {
+    /// Delivers one message from `input` to `who`, as the delivery
+    /// `flight` (`crate::inflight`: its time limit, and its tmp/ files for
+    /// a delivery that ends without returning).
+    pub fn deliver(
+        &mut self,
+        input: impl Read,
+        envelope: &Flags,
+        who: &Recipient,
+        flight: &Flight,
+    ) -> Outcome {
         let start = Instant::now();
-        match self.deliver_inner(input, envelope, who, start) {
+        let limit = self.system.settings.time_limit;
+        if limit != crate::rules::DEFAULT_TIME_LIMIT {
+            flight.set_limit(limit);
+        }
+        match self.deliver_inner(input, envelope, who, flight, start) {
             Ok(()) => Outcome::Done,
             Err(f) => Outcome::Failed(f),
         }
@@ -114,6 +127,7 @@ impl Engine {
         input: impl Read,
         flags: &Flags,
         who: &Recipient,
+        flight: &Flight,
         start: Instant,
     ) -> Result<(), Failure> {
         let mut user = run::load_user_rules(&self.opts, &self.system, who, true)?;
@@ -121,9 +135,9 @@ impl Engine {
         let md_path = run::maildir_path(&self.opts, who)?;
         let md = Maildir::open(&md_path)?;
         testhook::pause("maildir-open");
-        let mut tmp = md.create_tmp()?;
+        let mut tmp = Tracked::create(&md, flight)?;
         testhook::pause("tmp-created");
-        let sp = message::read(input, &limits, &mut testhook::Partial::new(&mut tmp.file))?;
+        let sp = message::read(input, &limits, &mut testhook::Partial::new(tmp.file()))?;
         testhook::pause("tmp-written");
         let cached = run::complete_layers(
             &mut self.system,
@@ -139,7 +153,7 @@ impl Engine {
         let env = Envelope::resolve(
             flags,
             &run::read_env,
-            sp.head.from_line.as_deref(),
+            sp.head.envelope_from_line(),
             &sp.head.headers,
         );
         let d = decide_for(&sp, &env, &self.system, user.layer.as_ref());
@@ -148,7 +162,7 @@ impl Engine {
         for l in &d.log {
             self.log.info(l);
         }
-        let done = self.execute(&md, tmp, &sp, &d)?;
+        let done = self.execute(&md, tmp, &sp, &d, flight)?;
         self.log.info(&log_line(
             &env,
             &sp,
@@ -169,9 +183,10 @@ impl Engine {
     fn execute<'m>(
         &self,
         md: &'m Maildir,
-        tmp: maildir::TmpFile<'m>,
+        tmp: Tracked<'m, '_>,
         sp: &Spooled,
         d: &Decision,
+        flight: &Flight,
     ) -> Result<Executed, Failure> {
         let mut tmp = Some(tmp);
         let mut done = Executed {
@@ -182,7 +197,7 @@ impl Engine {
             match action {
                 Action::Deliver(delivery) => {
                     let t = tmp.take().expect("one delivery per plan");
-                    done = self.file(md, t, sp, delivery)?;
+                    done = self.file(md, t, sp, delivery, flight)?;
                 }
             }
         }
@@ -194,25 +209,26 @@ impl Engine {
     fn file<'m>(
         &self,
         md: &'m Maildir,
-        tmp: maildir::TmpFile<'m>,
+        mut tmp: Tracked<'m, '_>,
         sp: &Spooled,
         delivery: &Delivery,
+        flight: &Flight,
     ) -> Result<Executed, Failure> {
         // fsync only what will be linked into new/: not a message that is
         // discarded, rejected or deferred, nor the copy PREPEND replaces.
         let (tmp, size) = if delivery.add_headers.is_empty() {
-            if let Err(e) = tmp.file.sync_all() {
+            if let Err(e) = tmp.file().sync_all() {
                 let what = format!("fsync {}", md.path().join("tmp").display());
                 return Err(Failure::from_io(what, &e));
             }
             testhook::pause("tmp-synced");
             (tmp, sp.size)
         } else {
-            let p = prepend_headers(md, tmp, &delivery.add_headers, eol(&sp.head))?;
+            let p = prepend_headers(md, flight, tmp, &delivery.add_headers, eol(&sp.head))?;
             testhook::pause("prepended");
             p
         };
-        let delivered = md.commit(tmp, delivery.folder.as_ref(), size)?;
+        let delivered = tmp.commit(md, delivery.folder.as_ref(), size)?;
         testhook::pause("delivered");
         if let Some(why) = &delivered.fallback {
             self.log.warn(&format!(
@@ -248,7 +264,7 @@ impl Engine {
         let envelope = Envelope::resolve(
             flags,
             &run::read_env,
-            spooled.head.from_line.as_deref(),
+            spooled.head.envelope_from_line(),
             &spooled.head.headers,
         );
         let decision = decide_for(&spooled, &envelope, &self.system, user.layer.as_ref());
@@ -286,7 +302,7 @@ pub fn decide_for(
         header_block: &sp.head.bytes[..sp.head.header_len],
         body_window: &sp.window,
         size: sp.size,
-        limit_hit: sp.head.limit_hit.as_deref(),
+        limit_hit: sp.head.limit_hit,
     };
     decide(&input, system, user)
 }
@@ -300,31 +316,100 @@ fn eol(head: &message::Head) -> &'static str {
     }
 }
 
+/// A tmp/ file of the delivery `flight`, tracked by it until the file is
+/// removed (dropped) or committed, so that a delivery that ends without
+/// returning (its time limit, an allocation failure) removes it too.
+struct Tracked<'m, 'f> {
+    tmp: Option<maildir::TmpFile<'m>>,
+    flight: &'f Flight,
+}
+
+impl<'m, 'f> Tracked<'m, 'f> {
+    /// A new tmp/ file: created and tracked as one step the time limit
+    /// does not interrupt.
+    fn create(md: &'m Maildir, flight: &'f Flight) -> Result<Self, Failure> {
+        flight.creating(|| {
+            let tmp = md.create_tmp()?;
+            flight.track(md.tmp_dir(), &tmp.name);
+            Ok(Tracked {
+                tmp: Some(tmp),
+                flight,
+            })
+        })
+    }
+
+    fn tmp(&self) -> &maildir::TmpFile<'m> {
+        self.tmp
+            .as_ref()
+            .expect("a tmp file until dropped or committed")
+    }
+
+    fn file(&mut self) -> &mut std::fs::File {
+        &mut self
+            .tmp
+            .as_mut()
+            .expect("a tmp file until dropped or committed")
+            .file
+    }
+
+    /// Links the file into the folder's `new/` (`Maildir::commit`): once
+    /// that succeeds, neither the time limit nor an allocation failure
+    /// makes the delivery a 75. The tmp/ name is gone either way.
+    fn commit(
+        mut self,
+        md: &'m Maildir,
+        folder: Option<&crate::maildir::FolderName>,
+        size: u64,
+    ) -> Result<maildir::Delivered, Failure> {
+        let tmp = self
+            .tmp
+            .take()
+            .expect("a tmp file until dropped or committed");
+        let name = tmp.name.clone();
+        let committed = self.flight.committing(|| md.commit(tmp, folder, size));
+        self.flight.untrack(&name);
+        committed
+    }
+}
+
+impl Drop for Tracked<'_, '_> {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let name = tmp.name.clone();
+            drop(tmp);
+            self.flight.untrack(&name);
+        }
+    }
+}
+
 /// Rewrites the spooled tmp file with header lines in front of it.
-fn prepend_headers<'m>(
+fn prepend_headers<'m, 'f>(
     md: &'m Maildir,
-    tmp: maildir::TmpFile<'m>,
+    flight: &'f Flight,
+    tmp: Tracked<'m, 'f>,
     lines: &[String],
     eol: &str,
-) -> Result<(maildir::TmpFile<'m>, u64), Failure> {
-    let mut src = md.reopen_tmp(&tmp)?;
-    let mut out = md.create_tmp()?;
+) -> Result<(Tracked<'m, 'f>, u64), Failure> {
+    let mut src = md.reopen_tmp(tmp.tmp())?;
+    let mut out = Tracked::create(md, flight)?;
     let mut size = 0u64;
     let res = (|| -> io::Result<()> {
+        let file = out.file();
         for l in lines {
             let line = format!("{l}{eol}");
-            out.file.write_all(line.as_bytes())?;
+            file.write_all(line.as_bytes())?;
             size += line.len() as u64;
         }
-        size += io::copy(&mut src, &mut out.file)?;
-        out.file.sync_all()
+        size += io::copy(&mut src, file)?;
+        file.sync_all()
     })();
     drop(tmp);
     res.map_err(|e| Failure::from_io("adding headers", &e))?;
     Ok((out, size))
 }
 
-/// The one log line for a delivery.
+/// The one log line for a delivery: the keys in the fixed order that
+/// deliver(1) documents (LOGGING), each value escaped by `Line`.
 /// `size` is what was written (with any PREPENDed headers), or the size
 /// read when nothing was written.
 fn log_line(
@@ -354,9 +439,12 @@ fn log_line(
     }
     l = l
         .kv("score", format!("{:.2}", d.score))
-        .kv("rule", d.reason.replace(' ', "_"));
+        .kv("rule", &d.reason);
+    if let Some(limit) = sp.head.limit_hit {
+        l = l.kv("header_limit", limit.setting());
+    }
     if let Some(s) = d.status_line() {
-        l = l.kv("status", s.replace(' ', "_"));
+        l = l.kv("status", s);
     }
     l.kv("delay", format!("{:.3}", start.elapsed().as_secs_f64()))
         .finish()

@@ -79,8 +79,9 @@ impl Failure {
         }
     }
 
-    /// The line printed for Postfix. Control characters are replaced so that
-    /// nothing from the message or envelope can forge an extra line.
+    /// The line printed for Postfix. Control, format and line-separator
+    /// characters are replaced (`log::sanitize`) so that nothing from the
+    /// message or envelope can forge an extra line or hide in this one.
     pub fn status_line(&self) -> String {
         let (status, text) = match self {
             Failure::Temp { status, text } | Failure::Perm { status, text } => (status, text),
@@ -103,20 +104,23 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
-/// Whether an errno is a resource or I/O problem of the system that a retry
-/// could fix (out of descriptors or memory, an I/O error, a full disk), as
-/// opposed to a problem with the file itself (permissions, a symlink, ...).
 /// The RFC 3463 status of an I/O error: `4.3.1` (mail system full) for
-/// ENOSPC, `4.2.2` (mailbox full) for EDQUOT, else `default`: `4.2.0` when
+/// ENOSPC, `4.2.2` (mailbox full) for EDQUOT, `4.3.4` (message too big for
+/// system) for EFBIG, else `default`: `4.2.0` when
 /// the mailbox is the problem, `4.3.0` for the rest of the system.
 pub fn io_status(errno: Option<i32>, default: &'static str) -> &'static str {
     match errno {
         Some(nix::libc::ENOSPC) => "4.3.1",
         Some(nix::libc::EDQUOT) => "4.2.2",
+        // Over the file size limit of the process (RLIMIT_FSIZE).
+        Some(nix::libc::EFBIG) => "4.3.4",
         _ => default,
     }
 }
 
+/// Whether an errno is a resource or I/O problem of the system that a retry
+/// could fix (out of descriptors or memory, an I/O error, a full disk), as
+/// opposed to a problem with the file itself (permissions, a symlink, ...).
 pub fn is_transient(errno: i32) -> bool {
     use nix::libc::*;
     matches!(
@@ -125,14 +129,29 @@ pub fn is_transient(errno: i32) -> bool {
     )
 }
 
-/// Finds an `(os error N)` that std's `io::Error` wrote into `text` and
-/// tells whether N is transient (see `is_transient`).
-pub fn mentions_transient_error(text: &str) -> bool {
-    text.match_indices("(os error ").any(|(i, m)| {
-        let rest = &text[i + m.len()..];
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        rest[digits.len()..].starts_with(')') && digits.parse().is_ok_and(is_transient)
-    })
+/// What an error came from: whether a retry could help is decided from
+/// this, never from the error's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Cause {
+    /// The input itself (content, kind, owner, mode, size): the same at
+    /// the next try.
+    #[default]
+    Input,
+    /// A system call failed with this errno.
+    Io(i32),
+}
+
+impl Cause {
+    /// The cause of an I/O error: its errno, else the input (e.g. invalid
+    /// UTF-8).
+    pub fn of(e: &std::io::Error) -> Cause {
+        e.raw_os_error().map_or(Cause::Input, Cause::Io)
+    }
+
+    /// Whether a retry could fix it (see `is_transient`).
+    pub fn is_transient(self) -> bool {
+        matches!(self, Cause::Io(e) if is_transient(e))
+    }
 }
 
 /// Checks that a status code has the shape `C.S.D` with the class digit the
@@ -166,16 +185,19 @@ mod tests {
         let f = Failure::perm("5.7.1", "evil\r\nX-Injected: yes");
         assert_eq!(f.status_line().lines().count(), 1);
         assert!(f.status_line().starts_with("5.7.1 evil"));
+        let f = Failure::perm("5.7.1", "a\u{2028}b\u{2029}c\u{202e}d");
+        assert_eq!(f.status_line(), "5.7.1 a?b?c?d");
     }
 
     #[test]
-    fn transient_errors() {
+    fn transient_causes() {
         let e = std::io::Error::from_raw_os_error(nix::libc::EMFILE);
-        assert!(mentions_transient_error(&format!("x: open: {e}")));
+        assert!(Cause::of(&e).is_transient());
         let e = std::io::Error::from_raw_os_error(nix::libc::EACCES);
-        assert!(!mentions_transient_error(&format!("x: open: {e}")));
-        assert!(!mentions_transient_error("(os error 24"));
-        assert!(!mentions_transient_error("(os error x)"));
+        assert!(!Cause::of(&e).is_transient());
+        let e = std::io::Error::new(std::io::ErrorKind::InvalidData, "(os error 5)");
+        assert_eq!(Cause::of(&e), Cause::Input);
+        assert!(!Cause::Input.is_transient());
     }
 
     #[test]

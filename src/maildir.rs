@@ -74,7 +74,11 @@ impl FolderName {
     /// Validates a folder name from a rule or a map. `INBOX` (any case, or an
     /// empty name after an `INBOX.` prefix is removed) is the Inbox: `Ok(None)`.
     /// `Lists/rust` and `Lists.rust` both name `.Lists.rust`. Refused: a
-    /// leading `.` or `/`, empty components, `..`, control characters.
+    /// leading `.` or `/`, empty components, `..`, and characters of the
+    /// general categories Cc, Cf, Zl and Zp (controls, format characters
+    /// such as the zero-width space or U+202E, line and paragraph
+    /// separators), which would hide in or reorder the name as a mail
+    /// client shows it. Other characters (a space, any letter) are kept.
     pub fn parse(raw: &str) -> Result<Option<FolderName>, String> {
         if raw.eq_ignore_ascii_case("INBOX") {
             return Ok(None);
@@ -90,8 +94,14 @@ impl FolderName {
         if s.is_empty() {
             return Err("empty folder name".into());
         }
-        if let Some(c) = s.chars().find(|c| c.is_control()) {
-            return Err(format!("folder name contains control character {:?}", c));
+        if let Some((c, cat)) = s
+            .chars()
+            .find_map(|c| crate::log::hidden_category(c).map(|cat| (c, cat)))
+        {
+            return Err(format!(
+                "folder name {raw:?} contains U+{:04X} (general category {cat})",
+                u32::from(c)
+            ));
         }
         if s.starts_with('.') || s.starts_with('/') {
             return Err(format!("folder name {raw:?} starts with {:?}", &s[..1]));
@@ -361,6 +371,12 @@ impl Maildir {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The descriptor of `tmp/`, for `crate::inflight` to remove a tmp/
+    /// file by name when a delivery ends without returning.
+    pub fn tmp_dir(&self) -> BorrowedFd<'_> {
+        self.tmp.as_fd()
     }
 
     /// Creates a new, uniquely named file in `tmp/` (mode 0600), open for
@@ -917,6 +933,21 @@ mod tests {
             assert!(f(bad).is_err(), "{bad:?} accepted");
         }
         assert!(f(&"x".repeat(300)).is_err());
+        for (bad, cp) in [
+            ("\u{200b}INBOX", "U+200B (general category Cf)"),
+            ("Junk\u{202e}", "U+202E (general category Cf)"),
+            ("a\u{ad}b", "U+00AD (general category Cf)"),
+            ("a\u{2028}b", "U+2028 (general category Zl)"),
+            ("a\u{2029}b", "U+2029 (general category Zp)"),
+            ("a\u{85}b", "U+0085 (general category Cc)"),
+            ("a\u{e0001}", "U+E0001 (general category Cf)"),
+        ] {
+            let e = f(bad).unwrap_err();
+            assert!(e.contains(cp), "{bad:?}: {e}");
+        }
+        // Kept: a Cyrillic letter that looks like a Latin one, a space.
+        assert_eq!(f("\u{406}NBOX").unwrap().unwrap().name, "\u{406}NBOX");
+        assert_eq!(f("My Folder").unwrap().unwrap().dir, ".My Folder");
     }
 
     #[test]

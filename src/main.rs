@@ -10,12 +10,59 @@ use clap::{Parser, Subcommand, ValueEnum};
 use deliver::engine::{Engine, Outcome};
 use deliver::envelope::Flags;
 use deliver::exit::{self, Failure};
+use deliver::inflight;
 use deliver::log::Logger;
 use deliver::privs::{self, EnvIdentity};
 use deliver::{check, report, run};
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
+
+/// The system allocator, and one test more: an allocation that fails ends
+/// the delivery as a 75 with a status line, its tmp/ file removed
+/// (`deliver::inflight::out_of_memory`), where std would print a message
+/// and abort (SIGABRT, 134). A fallible allocation (`try_reserve`, which
+/// std's `read_to_end` uses) ends the same way.
+struct Allocator;
+
+// SAFETY: every call is System's; a null result never returns.
+unsafe impl GlobalAlloc for Allocator {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc(layout);
+        if p.is_null() {
+            deliver::inflight::out_of_memory(layout.size());
+        }
+        p
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc_zeroed(layout);
+        if p.is_null() {
+            deliver::inflight::out_of_memory(layout.size());
+        }
+        p
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = System.realloc(ptr, layout, new_size);
+        if p.is_null() {
+            deliver::inflight::out_of_memory(new_size);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Allocator = Allocator;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 enum Format {
@@ -267,8 +314,12 @@ fn real_main(log_stderr_hint: bool) -> u8 {
     }
 }
 
-/// One delivery of stdin, as the recipient (exec mode).
+/// One delivery of stdin, as the recipient (exec mode). Its time limit
+/// runs from here, with the default until the system rules set theirs
+/// (reading them, or stdin, can hang too); see `deliver::inflight`.
 fn deliver_once(opts: run::Options, log: Logger) -> Result<(), (Failure, Logger)> {
+    // First: dropped last, after everything that uses the tmp/ file.
+    let flight = inflight::begin(deliver::rules::DEFAULT_TIME_LIMIT);
     let who = match privs::become_recipient(opts.user.as_deref(), &EnvIdentity::current(), false) {
         Ok(w) => w,
         Err(f) => return Err((f, log)),
@@ -278,7 +329,7 @@ fn deliver_once(opts: run::Options, log: Logger) -> Result<(), (Failure, Logger)
         Ok(e) => e,
         Err((f, log)) => return Err((f, log)),
     };
-    match engine.deliver(std::io::stdin().lock(), &envelope, &who) {
+    match engine.deliver(std::io::stdin().lock(), &envelope, &who, &flight) {
         Outcome::Done => Ok(()),
         Outcome::Failed(f) => Err((f, engine.into_logger())),
     }
@@ -349,7 +400,9 @@ fn deliver_main() -> u8 {
         let _ = writeln!(std::io::stderr(), "{}", f.status_line());
         Logger::new(false).warn(&f.status_line());
     }));
-    let hint = std::env::args().any(|a| a == "--log-stderr");
+    // args_os: an argument that is not UTF-8 is clap's usage error (75),
+    // not a panic here.
+    let hint = std::env::args_os().any(|a| a == "--log-stderr");
     let code = match std::panic::catch_unwind(|| real_main(hint)) {
         Ok(code) => code,
         Err(_) => exit::TEMPFAIL as u8,
@@ -401,6 +454,10 @@ unsafe fn runtime_init() {
     }
     // As std: a write to a closed pipe is an EPIPE error, not a signal.
     libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    // A write past RLIMIT_FSIZE (`ulimit -f`) is an EFBIG error, which
+    // defers and removes the tmp/ file, not a signal that kills the process
+    // with the file half written.
+    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
 }
 
 /// The process entry point, called by the C library's start-up code.
@@ -414,9 +471,9 @@ extern "C" fn main(
 ) -> std::ffi::c_int {
     // SAFETY: first thing in the process, single-threaded.
     unsafe { runtime_init() };
-    // As std's runtime: a panic outside `real_main`'s own catch (in reading
-    // the arguments) is exit 101, and must not unwind out of a C function.
-    std::panic::catch_unwind(deliver_main).map_or(101, Into::into)
+    // A panic outside `real_main`'s own catch (in setting up the hook, or
+    // in the hook itself) must not unwind out of a C function: it defers.
+    std::panic::catch_unwind(deliver_main).map_or(exit::TEMPFAIL, Into::into)
 }
 
 #[cfg(test)]

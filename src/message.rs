@@ -30,9 +30,40 @@ impl Default for Limits {
     }
 }
 
-/// The longest From_ line that is recognised and removed. local(8) writes a
-/// short one; a longer "From " line is message content and is kept.
-const MAX_FROM_LINE: usize = 4096;
+/// How much of the From_ line is held in memory. local(8) writes a short
+/// one (`From sender  date`); a longer first line that begins with
+/// `From ` is still the envelope line and is removed whole, but only its
+/// first `MAX_FROM_LINE` bytes are kept, and the envelope sender is not
+/// taken from it (`Head::envelope_from_line`).
+pub const MAX_FROM_LINE: usize = 4096;
+
+/// Which header limit was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderLimit {
+    /// The header block is larger than `max_header_bytes` (the value).
+    Bytes(usize),
+    /// The header block has more than `max_headers` (the value) fields.
+    Fields(usize),
+}
+
+impl HeaderLimit {
+    /// The name of the setting that was reached.
+    pub fn setting(self) -> &'static str {
+        match self {
+            HeaderLimit::Bytes(_) => "max_header_bytes",
+            HeaderLimit::Fields(_) => "max_headers",
+        }
+    }
+}
+
+impl std::fmt::Display for HeaderLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeaderLimit::Bytes(n) => write!(f, "header block exceeds {n} bytes"),
+            HeaderLimit::Fields(n) => write!(f, "more than {n} header fields"),
+        }
+    }
+}
 
 /// One header field: the name as written and the value unfolded and
 /// RFC 2047-decoded (invalid UTF-8 is replaced, never rejected).
@@ -174,37 +205,61 @@ impl Headers {
 }
 
 /// What was read before the body streams: the From_ line (removed from the
-/// delivered copy), the bytes read so far (the header block, and possibly the
-/// first line of the body), and the parsed fields.
+/// delivered copy), the bytes read so far (the header block or its first
+/// part, and possibly the first line of the body), and the parsed fields.
 #[derive(Debug, Default)]
 pub struct Head {
+    /// The From_ line without its line end, at most [`MAX_FROM_LINE`] bytes.
     pub from_line: Option<String>,
+    /// Set when the From_ line was longer than [`MAX_FROM_LINE`]: the rest
+    /// of it was read and dropped.
+    pub from_line_cut: bool,
     /// Every byte read after the From_ line, delivered as is.
     pub bytes: Vec<u8>,
-    /// How much of `bytes` is the header block (including the blank line).
+    /// How much of `bytes` is parsed as the header block: the whole block
+    /// (with the blank line), or, when a limit was reached, the complete
+    /// fields within the limits.
     pub header_len: usize,
     pub headers: Headers,
-    /// Set when a header limit was reached; the message is then delivered
-    /// unchanged to the Inbox.
-    pub limit_hit: Option<String>,
+    /// Set when a header limit was reached: `headers` then holds the
+    /// complete fields within the limits, and `spool` finds the body after
+    /// the rest of the header block.
+    pub limit_hit: Option<HeaderLimit>,
 }
 
-/// Appends bytes up to and including `\n`, reading at most `max` bytes.
-/// Returns the number of bytes appended (0 at end of input).
+impl Head {
+    /// The From_ line to take the envelope sender from: not one that was
+    /// cut, whose sender may be cut too.
+    pub fn envelope_from_line(&self) -> Option<&str> {
+        self.from_line.as_deref().filter(|_| !self.from_line_cut)
+    }
+}
+
+/// `fill_buf`, retried when interrupted. (The second call returns what the
+/// first buffered; at the end of input it asks once more, and gets the end
+/// again.)
+fn fill<R: BufRead>(r: &mut R) -> io::Result<&[u8]> {
+    while let Err(e) = r.fill_buf() {
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    r.fill_buf()
+}
+
+/// Appends bytes up to and including `\n`, reading at most `max` bytes,
+/// however many reads that takes. Returns the number of bytes appended (0
+/// at end of input).
 fn read_line_bounded<R: BufRead>(r: &mut R, out: &mut Vec<u8>, max: usize) -> io::Result<usize> {
     let mut total = 0;
     while total < max {
-        let buf = match r.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
+        let buf = fill(r)?;
         if buf.is_empty() {
             break;
         }
         let room = max - total;
         let avail = &buf[..buf.len().min(room)];
-        let (n, done) = match avail.iter().position(|&b| b == b'\n') {
+        let (n, done) = match memchr::memchr(b'\n', avail) {
             Some(i) => (i + 1, true),
             None => (avail.len(), false),
         };
@@ -218,89 +273,240 @@ fn read_line_bounded<R: BufRead>(r: &mut R, out: &mut Vec<u8>, max: usize) -> io
     Ok(total)
 }
 
-/// Reads the From_ line (if any) and the header block.
+/// Reads and drops the rest of a line, up to and including `\n`.
+fn skip_line<R: BufRead>(r: &mut R) -> io::Result<()> {
+    loop {
+        let buf = fill(r)?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match memchr::memchr(b'\n', buf) {
+            Some(i) => {
+                r.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = buf.len();
+                r.consume(n);
+            }
+        }
+    }
+}
+
+/// Reads the From_ line (if any) and the header block, within the limits.
+///
+/// The From_ line is the first line when it begins with `From `: it is
+/// recognised whatever pieces the input arrives in, and removed whole
+/// whatever its length (see [`MAX_FROM_LINE`]). A first line that begins
+/// with `From ` but ends the input without a newline is the envelope line
+/// only if it is longer than `MAX_FROM_LINE`; a shorter one is kept as the
+/// message.
+///
+/// When a limit is reached, `headers` holds the fields that are complete
+/// within it: those before the field or line that crossed it (a field
+/// whose continuation lines were not all read is not complete).
 pub fn read_head<R: BufRead>(r: &mut R, limits: &Limits) -> io::Result<Head> {
     let mut head = Head::default();
     let mut bytes = Vec::with_capacity(8192);
 
-    // The From_ line: only when it is complete and short.
-    let peek = loop {
-        match r.fill_buf() {
-            Ok(b) => break b,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+    // Five bytes tell whether the first line is a From_ line, however the
+    // input arrives (they may come in several reads).
+    read_line_bounded(r, &mut bytes, 5)?;
+    if bytes == b"From " {
+        let room = MAX_FROM_LINE - bytes.len();
+        read_line_bounded(r, &mut bytes, room)?;
+        let whole = bytes.ends_with(b"\n");
+        let cut = !whole && bytes.len() >= MAX_FROM_LINE && !fill(r)?.is_empty();
+        if cut {
+            skip_line(r)?;
         }
-    };
-    if peek.starts_with(b"From ") {
-        read_line_bounded(r, &mut bytes, MAX_FROM_LINE)?;
-        if bytes.ends_with(b"\n") {
+        if whole || cut {
             let line = String::from_utf8_lossy(&bytes);
             head.from_line = Some(line.trim_end_matches(['\r', '\n']).to_string());
+            head.from_line_cut = cut;
             bytes.clear();
         }
     }
 
     let mut count = 0usize;
-    let mut header_len = None;
-    // A long "From " line that was kept is the first header line.
-    let mut pending = !bytes.is_empty();
+    // The line being read starts at `start`; the field it belongs to (the
+    // last line that began a field) at `field_start`.
+    let mut start = 0usize;
+    let mut field_start = 0usize;
+    let header_len;
     loop {
-        let start = if pending { 0 } else { bytes.len() };
-        if !pending {
-            if bytes.len() >= limits.max_header_bytes {
-                head.limit_hit = Some(format!(
-                    "header block exceeds {} bytes",
-                    limits.max_header_bytes
-                ));
+        // `bytes[start..]` may already hold the line or its beginning.
+        if !bytes[start..].ends_with(b"\n") {
+            let room = limits.max_header_bytes.saturating_sub(bytes.len());
+            if room == 0 {
+                let next = fill(r)?;
+                if bytes.len() == start && next.is_empty() {
+                    header_len = start; // the end of the input, at the limit
+                    break;
+                }
+                head.limit_hit = Some(HeaderLimit::Bytes(limits.max_header_bytes));
+                // The next line, when it is a continuation, may belong to
+                // the last field: that field is then not complete.
+                let first = bytes.get(start).or(next.first()).copied();
+                header_len = if first.is_some_and(is_wsp) {
+                    field_start
+                } else {
+                    start
+                };
                 break;
             }
-            let room = limits.max_header_bytes - bytes.len();
-            if read_line_bounded(r, &mut bytes, room)? == 0 {
-                header_len = Some(bytes.len());
-                break;
-            }
+            read_line_bounded(r, &mut bytes, room)?;
         }
-        pending = false;
         let line = &bytes[start..];
+        if line.is_empty() {
+            header_len = start; // the end of the input
+            break;
+        }
         if is_blank(line) {
-            header_len = Some(bytes.len());
+            header_len = bytes.len();
             break;
         }
         if !line.ends_with(b"\n") {
-            if bytes.len() >= limits.max_header_bytes {
-                head.limit_hit = Some(format!(
-                    "header block exceeds {} bytes",
-                    limits.max_header_bytes
-                ));
-            } else {
-                header_len = Some(bytes.len()); // last line, no newline, at EOF
+            if bytes.len() < limits.max_header_bytes || fill(r)?.is_empty() {
+                // The last line, with no newline: a field or continuation
+                // ends the block; any other line is the body, as above.
+                header_len = if is_wsp(line[0]) || field_name_len(line).is_some() {
+                    bytes.len()
+                } else {
+                    start
+                };
+                break;
             }
-            break;
+            continue; // over the limit: decided above
         }
         if is_wsp(line[0]) {
+            start = bytes.len();
             continue;
         }
         if field_name_len(line).is_none() {
-            header_len = Some(start); // no separator: the body starts here
+            header_len = start; // no separator: the body starts here
             break;
         }
         count += 1;
         if count > limits.max_headers {
-            head.limit_hit = Some(format!("more than {} header fields", limits.max_headers));
+            head.limit_hit = Some(HeaderLimit::Fields(limits.max_headers));
+            header_len = start;
             break;
         }
+        field_start = start;
+        start = bytes.len();
     }
-    head.header_len = header_len.unwrap_or(bytes.len());
-    if head.limit_hit.is_none() {
-        head.headers = Headers::parse(&bytes[..head.header_len]);
-    }
+    head.header_len = header_len;
+    head.headers = Headers::parse(&bytes[..header_len]);
     head.bytes = bytes;
     Ok(head)
+}
+
+/// Where `BodyFinder` is in the line it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    /// At the start of a line.
+    LineStart,
+    /// After a CR at the start of a line.
+    Cr,
+    /// In what may be a field name.
+    Name,
+    /// In white space after a field name.
+    NameWsp,
+    /// In a field or continuation line, until its newline.
+    Rest,
+    /// In the body.
+    Body,
+}
+
+/// Finds where the body begins in the part of a header block that
+/// `read_head` did not read (a header limit was reached), by the same rules:
+/// after the first blank line, or at the first line that is neither a field
+/// nor a continuation line. Nothing of the header block is kept but the
+/// start of the line being classified, up to the window's size.
+struct BodyFinder {
+    state: Scan,
+    /// The current line so far, while it is not known to be a field.
+    line: Vec<u8>,
+}
+
+impl BodyFinder {
+    fn new(in_body: bool) -> BodyFinder {
+        BodyFinder {
+            state: if in_body { Scan::Body } else { Scan::LineStart },
+            line: Vec::new(),
+        }
+    }
+
+    /// Reads the next bytes of the message; appends the body's first bytes
+    /// among them to `window`, up to `cap` in all.
+    fn feed(&mut self, mut buf: &[u8], window: &mut Vec<u8>, cap: usize) {
+        let take = |window: &mut Vec<u8>, b: &[u8]| {
+            let n = cap.saturating_sub(window.len()).min(b.len());
+            window.extend_from_slice(&b[..n]);
+        };
+        while self.state != Scan::Body {
+            if self.state == Scan::Rest {
+                match memchr::memchr(b'\n', buf) {
+                    Some(i) => {
+                        buf = &buf[i + 1..];
+                        self.state = Scan::LineStart;
+                    }
+                    None => return,
+                }
+                continue;
+            }
+            let Some(&b) = buf.first() else { return };
+            let ftext = (33..=126).contains(&b) && b != b':';
+            let next = match (self.state, b) {
+                (Scan::LineStart, b'\n') | (Scan::Cr, b'\n') => {
+                    // A blank line: the body follows it.
+                    self.line.clear();
+                    self.state = Scan::Body;
+                    buf = &buf[1..];
+                    break;
+                }
+                (Scan::LineStart, b'\r') => Scan::Cr,
+                (Scan::LineStart, _) if is_wsp(b) => Scan::Rest,
+                (Scan::LineStart, _) | (Scan::Name, _) if ftext => Scan::Name,
+                (Scan::Name, _) | (Scan::NameWsp, _) if b == b':' => Scan::Rest,
+                (Scan::Name, _) | (Scan::NameWsp, _) if is_wsp(b) => Scan::NameWsp,
+                _ => {
+                    // Not a field: the body starts with this line.
+                    take(window, &self.line);
+                    self.line.clear();
+                    self.state = Scan::Body;
+                    break;
+                }
+            };
+            if next == Scan::Rest {
+                self.line.clear();
+            } else if self.line.len() < cap {
+                self.line.push(b);
+            }
+            self.state = next;
+            buf = &buf[1..];
+        }
+        take(window, buf);
+    }
+
+    /// The end of the input: a line that was still unclassified has no
+    /// colon, so it is not a field but the body.
+    fn finish(&mut self, window: &mut Vec<u8>, cap: usize) {
+        if matches!(self.state, Scan::Cr | Scan::Name | Scan::NameWsp) {
+            let n = cap.saturating_sub(window.len()).min(self.line.len());
+            window.extend_from_slice(&self.line[..n]);
+        }
+        self.state = Scan::Body;
+    }
 }
 
 /// Writes the head bytes and then the rest of the input to `w`, keeping the
 /// first `window_cap` bytes of the body in `window`. Returns the number of
 /// bytes written. Memory use is bounded by the reader's buffer and the window.
+///
+/// When a header limit was reached, the body starts after the rest of the
+/// header block, which is written but not kept (`BodyFinder`).
 pub fn spool<R: BufRead, W: Write>(
     r: &mut R,
     head: &Head,
@@ -310,26 +516,22 @@ pub fn spool<R: BufRead, W: Write>(
 ) -> io::Result<u64> {
     w.write_all(&head.bytes)?;
     let mut total = head.bytes.len() as u64;
-    let body_start = &head.bytes[head.header_len..];
-    window.extend_from_slice(&body_start[..body_start.len().min(window_cap)]);
+    let mut finder = BodyFinder::new(head.limit_hit.is_none());
+    finder.feed(&head.bytes[head.header_len..], window, window_cap);
     loop {
-        let buf = match r.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
+        let buf = fill(r)?;
         if buf.is_empty() {
             break;
         }
         if window.len() < window_cap {
-            let take = (window_cap - window.len()).min(buf.len());
-            window.extend_from_slice(&buf[..take]);
+            finder.feed(buf, window, window_cap);
         }
         w.write_all(buf)?;
         let n = buf.len();
         total += n as u64;
         r.consume(n);
     }
+    finder.finish(window, window_cap);
     Ok(total)
 }
 
@@ -492,7 +694,105 @@ mod tests {
             ..Limits::default()
         };
         let h = head_of(b"A: 1\nB: 2\nC: 3\n\n", l);
-        assert!(h.limit_hit.as_deref().unwrap().contains("header fields"));
+        assert_eq!(h.limit_hit, Some(HeaderLimit::Fields(2)));
+        assert_eq!(h.headers.len(), 2);
+    }
+
+    /// Reads `input` through a reader that returns `chunk` bytes at a time.
+    fn chunked(input: &[u8], chunk: usize, limits: Limits) -> (Head, Vec<u8>, Vec<u8>) {
+        let mut r = io::BufReader::with_capacity(chunk, input);
+        let head = read_head(&mut r, &limits).unwrap();
+        let (mut out, mut win) = (Vec::new(), Vec::new());
+        spool(&mut r, &head, &mut out, &mut win, 64).unwrap();
+        (head, out, win)
+    }
+
+    #[test]
+    fn from_line_found_whatever_the_reads_return() {
+        let input = b"From a@b  Sat Nov 21 10:00:00 2026\nSubject: hi\n\nbody\n";
+        for chunk in 1..8 {
+            let (head, out, win) = chunked(input, chunk, Limits::default());
+            assert_eq!(
+                head.envelope_from_line(),
+                Some("From a@b  Sat Nov 21 10:00:00 2026")
+            );
+            assert_eq!(out, &input[35..], "{chunk}");
+            assert_eq!(head.headers.first("subject").as_deref(), Some("hi"));
+            assert_eq!(win, b"body\n");
+        }
+        // Fewer than five bytes, and a first line that only starts alike.
+        for input in [
+            &b"Fro"[..],
+            b"From",
+            b"Fro\n",
+            b"Frob: x\n\nb",
+            b"From no-newline",
+        ] {
+            let (head, out, _) = chunked(input, 1, Limits::default());
+            assert!(head.from_line.is_none(), "{input:?}");
+            assert_eq!(out, input);
+        }
+    }
+
+    #[test]
+    fn long_from_line_is_removed_and_cut() {
+        let mut input = b"From ".to_vec();
+        input.extend(std::iter::repeat_n(b'a', 10_000));
+        input.extend_from_slice(b"@b  date\nSubject: hi\n\nbody\n");
+        for chunk in [1, 7, 4096, 65536] {
+            let (head, out, _) = chunked(&input, chunk, Limits::default());
+            assert!(head.from_line_cut);
+            assert_eq!(head.from_line.as_ref().unwrap().len(), MAX_FROM_LINE);
+            assert_eq!(head.envelope_from_line(), None);
+            assert_eq!(out, b"Subject: hi\n\nbody\n");
+            assert_eq!(head.headers.first("subject").as_deref(), Some("hi"));
+        }
+        // At the bound exactly, with its newline: whole.
+        let mut input = b"From ".to_vec();
+        input.extend(std::iter::repeat_n(b'a', MAX_FROM_LINE - 6));
+        input.extend_from_slice(b"\nS: x\n");
+        let (head, out, _) = chunked(&input, 3, Limits::default());
+        assert!(!head.from_line_cut && head.envelope_from_line().is_some());
+        assert_eq!(out, b"S: x\n");
+    }
+
+    #[test]
+    fn over_a_limit_the_complete_fields_are_parsed_and_the_body_found() {
+        // Byte limit inside a folded field: that field is not complete.
+        let mut input = b"X-Spam-Flag: YES\nA: 1\nB: 2\n".to_vec();
+        input.extend_from_slice(b"Folded: start\n");
+        input.extend(std::iter::repeat_n(b"  more\n"[..].to_vec(), 400).flatten());
+        input.extend_from_slice(b"Late: x\n\nthe body\n");
+        let l = Limits {
+            max_header_bytes: 1024,
+            ..Limits::default()
+        };
+        for chunk in [1, 5, 64, 8192] {
+            let (head, out, win) = chunked(&input, chunk, l);
+            assert_eq!(head.limit_hit, Some(HeaderLimit::Bytes(1024)));
+            let names: Vec<_> = head.headers.fields().iter().map(|f| &f.name[..]).collect();
+            assert_eq!(names, ["X-Spam-Flag", "A", "B"], "{chunk}");
+            assert_eq!(out, input);
+            assert_eq!(win, b"the body\n", "{chunk}");
+        }
+        // Field limit, a body without a separator, and CRLF.
+        let l = Limits {
+            max_headers: 2,
+            ..Limits::default()
+        };
+        let input = b"A: 1\r\nB: 2\r\nC: 3\r\nD : 4\r\n\tcont\r\nnot a field\r\nmore\r\n";
+        for chunk in [1, 3, 8192] {
+            let (head, out, win) = chunked(input, chunk, l);
+            assert_eq!(head.headers.len(), 2);
+            assert_eq!(out, input);
+            assert_eq!(win, b"not a field\r\nmore\r\n", "{chunk}");
+        }
+        // No body at all.
+        let (head, _, win) = chunked(b"A: 1\nB: 2\nC: 3\n", 4, l);
+        assert!(head.limit_hit.is_some() && win.is_empty());
+        // A blank CRLF line right after the limit.
+        let (_, _, win) = chunked(b"A: 1\nB: 2\nC: 3\n\r\nbody", 4, l);
+        assert_eq!(win, b"body");
     }
 
     #[test]

@@ -86,6 +86,14 @@ pub fn text(dr: &DryRun<'_>) -> String {
     let _ = writeln!(out, "  {:<16} {}", "size", dr.spooled.size);
     if let Some(f) = &dr.spooled.head.from_line {
         let _ = writeln!(out, "  {:<16} {}", "From_ line", crate::log::sanitize(f));
+        if dr.spooled.head.from_line_cut {
+            let _ = writeln!(
+                out,
+                "  {:<16} longer than {} bytes: removed, the sender not taken from it",
+                "",
+                crate::message::MAX_FROM_LINE
+            );
+        }
     }
 
     out.push_str("\nRules\n");

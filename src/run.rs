@@ -3,15 +3,15 @@
 //! delivery happens here; the decision itself is `crate::decide::decide`.
 
 use crate::envelope::Flags;
-use crate::exit::Failure;
+use crate::exit::{Cause, Failure};
 use crate::log::Logger;
 use crate::maps::OpenOptions;
 use crate::message;
 use crate::privs::{self, Recipient};
 use crate::rules::cache::{self, Deferred, LoadError};
 use crate::rules::{self, Diag, Layer, Origin};
+use crate::safe_open;
 use std::fs::{File, Metadata};
-use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -68,21 +68,10 @@ pub fn load_system(
         Some(p) => (p.to_path_buf(), true),
         None => (PathBuf::from(rules::SYSTEM_RULES), false),
     };
-    let opened = File::open(&path).and_then(|f| {
-        let m = f.metadata()?;
-        Ok((f, m))
-    });
-    let (file, meta) = match opened {
+    let (file, meta) = match safe_open::open(&path) {
         Ok(fm) => fm,
-        Err(e) if e.kind() == io::ErrorKind::NotFound && !explicit => {
-            return Ok(rules::default_layer())
-        }
-        Err(e) => {
-            return Err(Failure::temp(
-                "4.3.5",
-                format!("system rules {}: {e}", path.display()),
-            ))
-        }
+        Err(e) if e.is_not_found() && !explicit => return Ok(rules::default_layer()),
+        Err(e) => return Err(Failure::temp("4.3.5", format!("system rules {e}"))),
     };
     // Before the system file is read, its system_cache_dir is not known:
     // the system file's own cache is always in the default place.
@@ -91,9 +80,7 @@ pub fn load_system(
         system_cache_dir: Some(PathBuf::from(crate::maps::index::SYSTEM_CACHE_DIR)),
     };
     cache::load(file, &meta, &path, Origin::System, &opts, defer).map_err(|e| match e {
-        LoadError::Read(e) => {
-            Failure::temp("4.3.5", format!("system rules {}: {e}", path.display()))
-        }
+        LoadError::Read(e) => Failure::temp("4.3.5", format!("system rules {e}")),
         LoadError::Diags(diags) => {
             let more = if diags.len() > 1 {
                 format!(" (and {} more)", diags.len() - 1)
@@ -105,45 +92,64 @@ pub fn load_system(
     })
 }
 
-/// Opens a user's rules file and checks that it belongs to the user and is
-/// not writable by group or others.
-fn open_user_file(path: &Path, uid: u32) -> Result<Option<(File, Metadata)>, String> {
-    let f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    };
-    let md = f
-        .metadata()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if !md.is_file() {
-        return Err(format!("{}: not a regular file", path.display()));
+/// Why a user's rules file is not used, and what that came from.
+struct Unused {
+    why: String,
+    cause: Cause,
+}
+
+impl From<safe_open::Error> for Unused {
+    fn from(e: safe_open::Error) -> Unused {
+        Unused {
+            why: e.to_string(),
+            cause: e.cause(),
+        }
     }
+}
+
+impl Unused {
+    fn input(why: String) -> Unused {
+        Unused {
+            why,
+            cause: Cause::Input,
+        }
+    }
+}
+
+/// Opens a user's rules file (without blocking, a regular file only:
+/// `crate::safe_open`) and checks that it belongs to the user and is not
+/// writable by group or others.
+fn open_user_file(path: &Path, uid: u32) -> Result<Option<(File, Metadata)>, Unused> {
+    let (f, md) = match safe_open::open(path) {
+        Ok(fm) => fm,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
     if md.uid() != uid {
-        return Err(format!(
+        return Err(Unused::input(format!(
             "{}: owned by uid {}, not by the recipient (uid {uid})",
             path.display(),
             md.uid()
-        ));
+        )));
     }
     if md.mode() & 0o022 != 0 {
-        return Err(format!(
+        return Err(Unused::input(format!(
             "{}: writable by group or others (mode {:o})",
             path.display(),
             md.mode() & 0o7777
-        ));
+        )));
     }
     Ok(Some((f, md)))
 }
 
-/// Checks a user's rules file as `open_user_file` does. Returns its text.
+/// Checks a user's rules file as `open_user_file` does. Returns its text,
+/// read within the bounds of `crate::safe_open`.
 pub fn read_user_file(path: &Path, uid: u32) -> Result<Option<String>, String> {
-    let Some((mut f, _)) = open_user_file(path, uid)? else {
+    let Some((mut f, md)) = open_user_file(path, uid).map_err(|u| u.why)? else {
         return Ok(None);
     };
-    let mut text = String::new();
-    f.read_to_string(&mut text)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = safe_open::read_text(&mut f, &md, path, safe_open::MAX_USER_RULES)
+        .map_err(|e| e.to_string())?;
     Ok(Some(text))
 }
 
@@ -201,30 +207,38 @@ fn load_user(
         Ok(Some((file, meta))) => {
             user_budget(|| cache::load(file, &meta, path, Origin::User, opts, defer))
                 .map_err(|e| match e {
-                    LoadError::Read(e) => format!("{}: {e}", path.display()),
-                    LoadError::Diags(d) => format_diags(&d),
+                    LoadError::Read(e) => e.into(),
+                    LoadError::Diags(d) => Unused {
+                        why: format_diags(&d),
+                        cause: d
+                            .iter()
+                            .map(|d| d.cause)
+                            .find(|c| c.is_transient())
+                            .unwrap_or_default(),
+                    },
                 })
                 .map(Some)
         }
-        Err(why) => Err(why),
+        Err(u) => Err(u),
     };
     match loaded {
         Ok(l) => Ok((l, None)),
         // The user's file (or a table it names) could not be read because
-        // the system is short of descriptors or memory, or the disk failed:
-        // not the user's doing, and a retry will read it. Ignoring the file
-        // would file or keep mail against the user's rules.
-        Err(why) if crate::exit::mentions_transient_error(&why) => {
-            Err(Failure::temp("4.3.0", format!("user rules: {why}")))
+        // the system is short of descriptors or memory, or the disk failed
+        // (the errno says so, not the message): not the user's doing, and
+        // a retry will read it. Ignoring the file would file or keep mail
+        // against the user's rules.
+        Err(u) if u.cause.is_transient() => {
+            Err(Failure::temp("4.3.0", format!("user rules: {}", u.why)))
         }
-        Err(why) => Ok((None, Some(why))),
+        Err(u) => Ok((None, Some(u.why))),
     }
 }
 
 /// Runs `f` (which compiles a user's rules) within the user's memory
 /// budget: many patterns, each within its own bound, must not add up to
 /// more memory than a user may ask for (src/budget.rs).
-fn user_budget<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn user_budget<T>(f: impl FnOnce() -> T) -> T {
     crate::budget::arm(Some(crate::budget::USER_LIMIT));
     let out = f();
     crate::budget::arm(None);

@@ -459,14 +459,21 @@ fn concurrent_deliveries_lose_nothing() {
 }
 
 #[test]
-fn header_limits_deliver_unchanged_to_inbox() {
+fn header_limits_deliver_unchanged_and_rules_see_the_fields_within_them() {
     let mut h = Home::new();
     h.system("[settings]\nmax_headers = 5\n[[rule]]\nheader = \"Subject\"\nmatch = \"x\"\ndiscard = true\n");
-    let input = msg("Subject: x\nA: 1\nB: 2\nC: 3\nD: 4\nE: 5\nF: 6\n", "body\n");
+    // The Subject is the seventh field: past the limit, not seen.
+    let input = msg("A: 1\nB: 2\nC: 3\nD: 4\nE: 5\nF: 6\nSubject: x\n", "body\n");
     let r = h.run(&["--log-stderr"], &input);
     assert_eq!(r.code, 0);
     assert!(r.stderr.contains("limit reached"), "{}", r.stderr);
     assert_eq!(h.delivered()[""][0], without_from(&input));
+    // The first field: within the limit, the rule applies.
+    let input = msg("Subject: x\nA: 1\nB: 2\nC: 3\nD: 4\nE: 5\nF: 6\n", "body\n");
+    let r = h.run(&["--log-stderr"], &input);
+    assert_eq!(r.code, 0);
+    assert!(r.stderr.contains("action=discard"), "{}", r.stderr);
+    assert_eq!(h.count(), 1);
 
     let mut h = Home::new();
     h.system("[settings]\nmax_header_bytes = 2048\n");

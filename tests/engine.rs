@@ -5,6 +5,7 @@
 
 use deliver::engine::{Engine, Outcome};
 use deliver::envelope::Flags;
+use deliver::inflight;
 use deliver::log::Logger;
 use deliver::privs::Recipient;
 use deliver::run::Options;
@@ -98,6 +99,12 @@ fn engine(dir: &Path, defer: bool) -> Engine {
     }
 }
 
+/// One delivery, as its own flight (time limit and tmp/ tracking).
+fn deliver(e: &mut Engine, input: &[u8], f: &Flags, who: &Recipient) -> Outcome {
+    let flight = inflight::begin(deliver::rules::DEFAULT_TIME_LIMIT);
+    e.deliver(input, f, who, &flight)
+}
+
 fn message(subject: &str, n: usize) -> Vec<u8> {
     format!("Subject: {subject}\nMessage-ID: <{n}@engine.test>\n\nbody {n}\n").into_bytes()
 }
@@ -137,7 +144,8 @@ fn one_engine_serves_three_recipients_and_nothing_leaks() {
         for n in 0..rounds {
             // A [rust] subject: alice's Lists rule; the others' Inbox.
             for u in [&alice, &bob, &carol] {
-                let r = e.deliver(
+                let r = deliver(
+                    &mut e,
                     &message("[rust] release", n)[..],
                     &flags("list@example.org", "x@example.com"),
                     &u.who,
@@ -145,13 +153,15 @@ fn one_engine_serves_three_recipients_and_nothing_leaks() {
                 assert_eq!(r, Outcome::Done, "{}", u.who.name);
             }
             // pest@: rejected by bob's table only.
-            let r = e.deliver(
+            let r = deliver(
+                &mut e,
                 &message("hello", n)[..],
                 &flags("pest@example.org", "carol@example.com"),
                 &carol.who,
             );
             assert_eq!(r, Outcome::Done);
-            let r = e.deliver(
+            let r = deliver(
+                &mut e,
                 &message("hello", n)[..],
                 &flags("pest@example.org", "bob@example.com"),
                 &bob.who,
@@ -169,7 +179,8 @@ fn one_engine_serves_three_recipients_and_nothing_leaks() {
         }
         // The system layer still holds every rule after all those messages
         // (its rules cache is put back after each decision).
-        let r = e.deliver(
+        let r = deliver(
+            &mut e,
             &message("casino night", 0)[..],
             &flags("x@example.org", "carol@example.com"),
             &carol.who,
@@ -204,13 +215,15 @@ fn the_budget_is_per_delivery() {
         Some("[[rule]]\nname = \"l\"\nheader = \"Subject\"\nmatch = 'hello'\nfolder = \"Light\"\n"),
     );
     for n in 0..2 {
-        let r = e.deliver(
+        let r = deliver(
+            &mut e,
             &message("hello", n)[..],
             &flags("a@example.org", "hog@example.com"),
             &hog.who,
         );
         assert_eq!(r, Outcome::Done);
-        let r = e.deliver(
+        let r = deliver(
+            &mut e,
             &message("hello", n)[..],
             &flags("a@example.org", "light@example.com"),
             &light.who,

@@ -21,6 +21,11 @@
 //! | run.rs: spooling, fsync tmp, headers  | faults.rs, delivery.rs disk_full_...           |
 //! | run.rs: reject and defer decisions    | delivery.rs rule_actions_..., access_delivery  |
 //! | main.rs: usage error, panic           | delivery.rs usage_errors_and_panics_defer      |
+//! | main.rs: arguments not UTF-8          | limits.rs arguments_that_are_not_utf8_defer    |
+//! | main.rs: allocation fails (RLIMIT_AS) | limits.rs running_out_of_address_space_...     |
+//! | run.rs: write past RLIMIT_FSIZE       | limits.rs a_file_size_limit_below_the_...      |
+//! | inflight.rs: time limit passed        | limits.rs a_delivery_past_its_time_limit_...,  |
+//! |                                       | the_time_limit_never_undoes_a_commit           |
 //! | privs.rs: CString::new fails          | unreachable: argv cannot hold a NUL byte       |
 
 mod util;

@@ -59,14 +59,15 @@ fn message() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
-/// What must be delivered: the input without a From_ line of at most 4096
-/// bytes that ends in a newline.
+/// What must be delivered: the input without its From_ line (a first line
+/// that begins with "From " and ends in a newline, or, without a newline,
+/// is longer than 4096 bytes).
 fn expected(input: &[u8]) -> &[u8] {
     if input.starts_with(b"From ") {
-        if let Some(i) = input.iter().position(|&b| b == b'\n') {
-            if i < 4096 {
-                return &input[i + 1..];
-            }
+        match input.iter().position(|&b| b == b'\n') {
+            Some(i) => return &input[i + 1..],
+            None if input.len() > 4096 => return &[],
+            None => {}
         }
     }
     input
@@ -89,6 +90,37 @@ proptest! {
         let sp = deliver::message::read(&input[..], &limits, &mut out).unwrap();
         prop_assert_eq!(&out[..], expected(&input));
         prop_assert_eq!(sp.size, out.len() as u64);
+    }
+
+    /// Over a header limit, the fields parsed are the first of those read
+    /// without limits, each complete, and the body window is the same: the
+    /// body is found after the rest of the header block.
+    #[test]
+    fn over_a_limit_the_fields_are_a_prefix_and_the_body_is_the_same(
+        input in message(),
+        pad in 0usize..3000,
+        max_headers in 1usize..20,
+        body_window in 0usize..64,
+    ) {
+        // Padding after the first header line reaches the byte limit too.
+        let mut input = input;
+        let at = input.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let pad: Vec<u8> = format!("X-Pad: {}\n", "p".repeat(pad)).into_bytes();
+        input.splice(at..at, pad);
+        let free = Limits { max_header_bytes: 1 << 20, max_headers: 1000, body_window };
+        let tight = Limits { max_header_bytes: 1024, max_headers, body_window };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let all = deliver::message::read(&input[..], &free, &mut a).unwrap();
+        let some = deliver::message::read(&input[..], &tight, &mut b).unwrap();
+        prop_assert!(all.head.limit_hit.is_none());
+        prop_assert_eq!(&a, &b);
+        let (fa, fs) = (all.head.headers.fields(), some.head.headers.fields());
+        prop_assert!(fs.len() <= fa.len());
+        prop_assert_eq!(fs, &fa[..fs.len()]);
+        if some.head.limit_hit.is_none() {
+            prop_assert_eq!(fs.len(), fa.len());
+        }
+        prop_assert_eq!(&some.window, &all.window);
     }
 }
 

@@ -554,3 +554,31 @@ fn check_as_root_writes_the_system_files_cache_and_deliveries_use_it() {
     chown_tree(&cache, uid, gid);
     assert_eq!(deliver_all(&h, std::slice::from_ref(&list)), ["Lists.rust"]);
 }
+
+#[test]
+fn a_header_limit_rule_is_never_left_in_the_cache() {
+    let h = home();
+    // Indexed header rules, and rules that test the limit: alone, and with
+    // a header pattern the index could otherwise key.
+    let mut rules = many_rules(100);
+    rules.push_str(
+        "\n[[rule]]\nname = \"padded-pill\"\nheader = \"Subject\"\nmatch = 'zqpill'\nheader_limit = true\nfolder = \"PaddedPill\"\n\
+         \n[[rule]]\nname = \"padded\"\nheader_limit = true\nfolder = \"Padded\"\n",
+    );
+    h.user(&rules);
+    age(&h.user_rules);
+    let pad: String = (0..10_001).map(|i| format!("X-Pad-{i}: p\n")).collect();
+    let msgs = [
+        ("", msg("Subject: hello\n", "x\n")),
+        ("Padded", msg(&format!("Subject: hello\n{pad}"), "x\n")),
+        ("PaddedPill", msg(&format!("Subject: zqpill\n{pad}"), "x\n")),
+        ("Junk", msg("Subject: VIAGRA loans\n", "x\n")),
+    ];
+    // The first delivery writes the cache; all are then decided from it.
+    assert_eq!(deliver_all(&h, &msgs[..1]), [""]);
+    let files = cache_files(&user_cache(&h));
+    assert_eq!(files.len(), 1, "{files:?}");
+    let want: Vec<&str> = msgs.iter().map(|m| m.0).collect();
+    assert_eq!(deliver_all(&h, &msgs), want);
+    assert_eq!(cache_files(&user_cache(&h)), files);
+}

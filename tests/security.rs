@@ -824,3 +824,259 @@ fn fifos_as_subscriptions_or_maildirfolder_do_not_hang() {
         }
     }
 }
+
+/// `c` (a delivery) with at most 2 GiB of address space: a delivery that
+/// reads without bound then fails fast instead of taking the machine's
+/// memory. Killed and `None` after 20 s (a delivery that hangs).
+fn bounded(mut c: Command, input: &[u8]) -> Option<Run> {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; nothing is allocated.
+    unsafe {
+        c.pre_exec(|| {
+            let lim = nix::libc::rlimit {
+                rlim_cur: 2 << 30,
+                rlim_max: 2 << 30,
+            };
+            if nix::libc::setrlimit(nix::libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    run_cmd_within(c, input, false, std::time::Duration::from_secs(20))
+}
+
+/// A FIFO at `p`, made by the attacker (who must be able to write its
+/// directory through the group `gid`), or by the user when `attacker` is
+/// false.
+fn fifo(h: &Home, p: &std::path::Path, attacker: Option<u32>) {
+    match attacker {
+        Some(gid) => {
+            let st = attacker_command("mkfifo", &[p.to_str().unwrap()], &[gid])
+                .status()
+                .unwrap();
+            assert!(st.success(), "mkfifo {} as the attacker", p.display());
+        }
+        None => {
+            nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+            chown_tree(p, h.uid, h.gid);
+        }
+    }
+}
+
+#[test]
+fn fifos_in_place_of_rules_files_and_tables_do_not_hang() {
+    if attacker().is_none() {
+        eprintln!("skipped: needs root (a second user)");
+        return;
+    }
+    let input = msg("Subject: x\n", "x\n");
+    let sys = "[[rule]]\nheader = \"Subject\"\nmatch = \"^x$\"\nfolder = \"System\"\n";
+    // The user's rules file, in a directory the user's group may write
+    // (the attacker shares the group), and the user's own FIFO.
+    for by_attacker in [true, false] {
+        let mut h = Home::new();
+        h.system(sys);
+        let dir = h.home.join(".config/deliver");
+        fs::create_dir_all(&dir).unwrap();
+        chown_tree(&h.home.join(".config"), h.uid, h.gid);
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o775)).unwrap();
+        h.user_rules = dir.join("rules.toml");
+        fifo(&h, &h.user_rules, by_attacker.then_some(h.gid));
+        let r = bounded(h.command(&["--log-stderr", "-f", "a@b"]), &input)
+            .expect("a FIFO as the user's rules file hangs the delivery");
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(
+            r.stderr.contains("ignoring user rules")
+                && r.stderr.contains("not a regular file (a FIFO)"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(h.delivered().keys().collect::<Vec<_>>(), vec!["System"]);
+    }
+    // A table the user's rules name: in a directory shared with the
+    // attacker's group, replaced by the attacker; or the user's own.
+    for kind in ["texthash", "cidr", "regexp", "pcre", "cdb", "hash"] {
+        for by_attacker in [true, false] {
+            let mut h = Home::new();
+            h.system(sys);
+            let shared = h.home.join("shared");
+            fs::create_dir(&shared).unwrap();
+            chown_tree(&shared, h.uid, h.gid);
+            fs::set_permissions(&shared, fs::Permissions::from_mode(0o775)).unwrap();
+            let name = shared.join("table");
+            let file = if kind == "cdb" {
+                shared.join("table.cdb")
+            } else {
+                name.clone()
+            };
+            fifo(&h, &file, by_attacker.then_some(h.gid));
+            h.user(&format!(
+                "[access]\nsender = [\"{kind}:{}\"]\n[[rule]]\nheader = \"Subject\"\nmatch = \"x\"\nfolder = \"User\"\n",
+                name.display()
+            ));
+            let r = bounded(h.command(&["--log-stderr", "-f", "a@b"]), &input)
+                .unwrap_or_else(|| panic!("a FIFO as a {kind}: table hangs the delivery"));
+            assert_eq!(r.code, 0, "{kind}: {}", r.stderr);
+            assert!(
+                r.stderr.contains("ignoring user rules") && r.stderr.contains("not a regular file"),
+                "{kind}: {}",
+                r.stderr
+            );
+            assert_eq!(
+                h.delivered().keys().collect::<Vec<_>>(),
+                vec!["System"],
+                "{kind}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_system_rules_file_that_is_a_fifo_defers() {
+    let mut h = Home::new();
+    let p = h._dir.path().join("system.toml");
+    nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    h.system_rules = Some(p);
+    let r = bounded(h.command(&["-f", "a@b"]), &msg("Subject: x\n", "x\n"))
+        .expect("a FIFO as the system rules file hangs the delivery");
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    assert!(r.first_line().starts_with("4.3.5 "), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not a regular file (a FIFO)"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(h.count(), 0);
+}
+
+/// Peak RSS in KiB of `c` run under /usr/bin/time (as the test's user),
+/// within `bounded`'s limits.
+fn measured_bounded(h: &Home, args: &[&str], input: &[u8]) -> (Run, u64) {
+    let inner = h.command(args);
+    let out = h.home.join("time.out");
+    let mut c = Command::new("/usr/bin/time");
+    c.arg("-o").arg(&out).args(["-f", "%M", "--"]);
+    c.arg(inner.get_program()).args(inner.get_args());
+    c.env_clear();
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    if is_root() {
+        use std::os::unix::process::CommandExt;
+        c.uid(h.uid).gid(h.gid);
+    }
+    let r = bounded(c, input).expect("the delivery hangs");
+    let kib = fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap_or("")
+        .trim()
+        .parse()
+        .unwrap_or(u64::MAX);
+    (r, kib)
+}
+
+#[test]
+fn user_tables_cannot_read_without_bound() {
+    if !std::path::Path::new("/usr/bin/time").exists() {
+        eprintln!("skipped: /usr/bin/time not installed (scripts/test installs it)");
+        return;
+    }
+    let input = msg("Subject: x\n", "x\n");
+    let sys = "[[rule]]\nheader = \"Subject\"\nmatch = \"^x$\"\nfolder = \"System\"\n";
+    let check = |h: &Home, what: &str, why: &str| {
+        let (r, kib) = measured_bounded(h, &["--log-stderr", "-f", "a@b"], &input);
+        assert_eq!(r.code, 0, "{what}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("ignoring user rules") && r.stderr.contains(why),
+            "{what}: {}",
+            r.stderr
+        );
+        assert_eq!(
+            h.delivered().keys().collect::<Vec<_>>(),
+            vec!["System"],
+            "{what}"
+        );
+        assert!(kib < 150 * 1024, "{what}: peak RSS {kib} KiB");
+    };
+    // A device, named directly or through the user's own symlink.
+    for kind in ["texthash", "cidr", "regexp", "pcre", "hash"] {
+        let mut h = Home::new();
+        h.system(sys);
+        h.user(&format!("[access]\nsender = [\"{kind}:/dev/zero\"]\n"));
+        check(&h, kind, "not a regular file");
+        let link = h.home.join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        chown_tree(&link, h.uid, h.gid);
+        h.user(&format!(
+            "[access]\nsender = [\"{kind}:{}\"]\n",
+            link.display()
+        ));
+        check(&h, kind, "not a regular file");
+    }
+    // A regular file larger than the user's budget (sparse: no disk used).
+    for kind in ["texthash", "cidr", "regexp", "pcre"] {
+        let mut h = Home::new();
+        h.system(sys);
+        let big = h.home.join("big");
+        fs::File::create(&big).unwrap().set_len(300 << 20).unwrap();
+        chown_tree(&big, h.uid, h.gid);
+        h.user(&format!(
+            "[access]\nsender = [\"{kind}:{}\"]\n",
+            big.display()
+        ));
+        check(&h, kind, "bytes left of the user's memory budget (64 MiB");
+    }
+    // A user's rules file over its own bound (parsed TOML is larger than
+    // its text).
+    let mut h = Home::new();
+    h.system(sys);
+    h.user("");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&h.user_rules)
+        .unwrap()
+        .set_len(48 << 20)
+        .unwrap();
+    check(&h, "rules", "(2 MiB) such a file may have");
+}
+
+#[test]
+fn the_text_of_a_regex_error_does_not_make_it_retryable() {
+    let input = msg("Subject: x\n", "x\n");
+    // A user's regex whose error message quotes it.
+    let h = Home::new();
+    h.user("[[rule]]\nheader = \"Subject\"\nmatch = '(os error 5)('\nfolder = \"User\"\n");
+    let r = h.run(&["--log-stderr", "-f", "a@b"], &input);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("ignoring user rules") && r.stderr.contains("(os error 5)"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(h.count(), 1);
+}
+
+#[test]
+fn the_text_of_a_table_line_does_not_make_its_error_retryable() {
+    let input = msg("Subject: x\n", "x\n");
+    // A line of another user's (here root's) table, quoted in its error.
+    let h = Home::new();
+    let t = h.file("shared_access", "  (os error 11)\nexample.org REJECT\n");
+    h.user(&format!(
+        "[access]\nsender = [\"texthash:{}\"]\n",
+        t.display()
+    ));
+    let r = h.run(&["--log-stderr", "-f", "a@b"], &input);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("ignoring user rules") && r.stderr.contains("(os error 11)"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(h.count(), 1);
+}

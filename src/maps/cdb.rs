@@ -60,15 +60,15 @@ impl std::fmt::Debug for Cdb {
 impl Cdb {
     /// Map `path`. The file must at least hold the 2048-byte header.
     pub fn open(path: &Path) -> Result<Cdb, MapError> {
-        let file = File::open(path).map_err(|e| file_err(path, format!("open: {e}")))?;
-        Cdb::from_file(path, &file)
+        let (file, meta) = crate::safe_open::open(path)?;
+        Cdb::from_file_len(path, &file, meta.len())
     }
 
     /// Map an already opened file.
     pub fn from_file(path: &Path, file: &File) -> Result<Cdb, MapError> {
         let len = file
             .metadata()
-            .map_err(|e| file_err(path, format!("fstat: {e}")))?
+            .map_err(|e| super::io_err(path, "fstat", &e))?
             .len();
         Cdb::from_file_len(path, file, len)
     }
@@ -89,7 +89,7 @@ impl Cdb {
         // modified in place, while they are mapped.
         // With the length given, memmap2 does not fstat the file again.
         let map = unsafe { MmapOptions::new().len(len as usize).map(file) }
-            .map_err(|e| file_err(path, format!("mmap: {e}")))?;
+            .map_err(|e| super::io_err(path, "mmap", &e))?;
         Ok(Cdb {
             path: path.to_path_buf(),
             map,

@@ -58,13 +58,16 @@ impl DbSource {
                 ))
             }
             Err(e) => {
-                return Err(file_err(
-                    &source,
-                    format!(
-                        "{spec}: the source text {} is missing ({e}); this program reads the source text beside the database, not {db_name}",
-                        source.display()
-                    ),
-                ))
+                return Err(MapError {
+                    cause: crate::exit::Cause::of(&e),
+                    ..file_err(
+                        &source,
+                        format!(
+                            "{spec}: the source text {} is missing ({e}); this program reads the source text beside the database, not {db_name}",
+                            source.display()
+                        ),
+                    )
+                })
             }
         }
         let inner = TextHash::open(spec, &source, opts)?;

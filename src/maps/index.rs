@@ -290,15 +290,13 @@ pub(crate) fn open_index(
     // Once: for a relative path this is a getcwd(2).
     let abs = absolute(path);
     let ipath = dir.join(index_name_abs(kind, &abs, &id));
-    let file = match File::open(&ipath) {
+    // Without blocking, and a regular file only (crate::safe_open).
+    let (file, fm) = match crate::safe_open::open(&ipath) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.is_not_found() => return Ok(None),
         // We would rebuild it; a reader says why it cannot use it.
         Err(_) if writer => return Ok(None),
-        Err(e) => return Err(format!("{}: {e}", ipath.display())),
-    };
-    let Ok(fm) = file.metadata() else {
-        return Ok(None);
+        Err(e) => return Err(e.to_string()),
     };
     if !trusted(&fm, meta) {
         if writer {

@@ -48,6 +48,9 @@ pub struct MapError {
     /// 1-based column, 0 when unknown.
     pub col: usize,
     pub msg: String,
+    /// What the problem came from: a retry can help only with some
+    /// [`Cause::Io`] errors (`crate::exit::is_transient`).
+    pub cause: crate::exit::Cause,
 }
 
 impl fmt::Display for MapError {
@@ -165,6 +168,7 @@ fn open_as(spec: &str, shown: &str, opts: &OpenOptions) -> Result<Box<dyn Table>
 pub(crate) fn spec_err(spec: &str, msg: &str) -> MapError {
     MapError {
         file: PathBuf::from(spec),
+        cause: crate::exit::Cause::Input,
         line: 0,
         col: 0,
         msg: msg.to_string(),
@@ -174,15 +178,34 @@ pub(crate) fn spec_err(spec: &str, msg: &str) -> MapError {
 pub(crate) fn file_err(path: &Path, msg: impl Into<String>) -> MapError {
     MapError {
         file: path.to_path_buf(),
+        cause: crate::exit::Cause::Input,
         line: 0,
         col: 0,
         msg: msg.into(),
     }
 }
 
-/// Read a whole table source file.
+/// A failed system call `op` on `path`, with its errno as the cause.
+pub(crate) fn io_err(path: &Path, op: &str, e: &std::io::Error) -> MapError {
+    MapError {
+        cause: crate::exit::Cause::of(e),
+        ..file_err(path, format!("{op}: {e}"))
+    }
+}
+
+impl From<crate::safe_open::Error> for MapError {
+    fn from(e: crate::safe_open::Error) -> MapError {
+        MapError {
+            cause: e.cause(),
+            ..file_err(e.path(), e.msg())
+        }
+    }
+}
+
+/// Read a whole table source file: a regular file, opened without
+/// blocking, within the size bounds of `crate::safe_open`.
 pub(crate) fn read_source(path: &Path) -> Result<Vec<u8>, MapError> {
-    std::fs::read(path).map_err(|e| file_err(path, format!("open: {e}")))
+    Ok(crate::safe_open::read_file(path)?.0)
 }
 
 /// The notes of a table, as `Table::note` shows them, or `None`.

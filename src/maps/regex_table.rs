@@ -579,6 +579,7 @@ impl Table for RegexTable {
                         if v.is_empty() {
                             return Err(MapError {
                                 file: self.path.clone(),
+                                cause: crate::exit::Cause::Input,
                                 line: *line,
                                 col: 0,
                                 msg: format!(

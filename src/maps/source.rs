@@ -79,6 +79,7 @@ impl LogicalLine {
         let (line, col) = self.pos(off);
         MapError {
             file: path.to_path_buf(),
+            cause: crate::exit::Cause::Input,
             line,
             col,
             msg: msg.into(),
@@ -95,6 +96,8 @@ pub(crate) fn unclosed_if_notes(path: &Path, if_lines: impl Iterator<Item = usiz
 
 /// Calls `f` for each logical line of `data` (the content of `path`).
 /// `notes` collects the warnings Postfix would log without dropping input.
+/// What `f` builds is checked against the user's memory budget, when it is
+/// armed (`crate::budget`), every `budget::CHECK_LINES` lines and at the end.
 pub(crate) fn for_each_logical_line<F>(
     path: &Path,
     data: &[u8],
@@ -117,6 +120,9 @@ where
         let raw = &data[pos..end];
         pos = end + 1;
         lineno += 1;
+        if lineno.is_multiple_of(crate::budget::CHECK_LINES) {
+            over_budget(path, lineno)?;
+        }
         let first = raw.iter().position(|&b| !is_space(b));
         let Some(first) = first else { continue };
         if raw[first] == b'#' {
@@ -132,6 +138,7 @@ where
             let text = String::from_utf8_lossy(raw);
             return Err(MapError {
                 file: path.to_path_buf(),
+                cause: crate::exit::Cause::Input,
                 line: lineno,
                 col: 1,
                 msg: format!(
@@ -159,6 +166,7 @@ where
                 let good = std::str::from_utf8(&raw[..e.valid_up_to()]).unwrap_or("");
                 return Err(MapError {
                     file: path.to_path_buf(),
+                    cause: crate::exit::Cause::Input,
                     line: lineno,
                     col: good.chars().count() + 1,
                     msg: "non-UTF-8 input (Postfix ignores such lines when smtputf8_enable = yes)"
@@ -175,7 +183,18 @@ where
     if !cur.segs.is_empty() {
         finish(&mut cur, &mut f)?;
     }
-    Ok(())
+    over_budget(path, lineno)
+}
+
+/// A [`MapError`] at `line` of `path` when the user's memory budget is spent.
+fn over_budget(path: &Path, line: usize) -> Result<(), MapError> {
+    crate::budget::check().map_err(|msg| MapError {
+        file: path.to_path_buf(),
+        cause: crate::exit::Cause::Input,
+        line,
+        col: 0,
+        msg,
+    })
 }
 
 fn finish<F>(cur: &mut LogicalLine, f: &mut F) -> Result<(), MapError>

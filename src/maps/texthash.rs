@@ -26,10 +26,8 @@
 
 use super::cdb::{Cdb, CdbTable};
 use super::source::{for_each_logical_line, is_space, LogicalLine};
-use super::{file_err, fold_key, index, join_notes, MapError, OpenOptions, Table};
+use super::{fold_key, index, io_err, join_notes, MapError, OpenOptions, Table};
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -153,16 +151,9 @@ fn split_entry<'a>(path: &Path, l: &'a LogicalLine) -> Result<(&'a str, &'a str)
 /// Read a file through one descriptor and report whether it stayed the same
 /// file with the same size and mtime while it was read.
 pub(crate) fn read_stable(path: &Path) -> Result<(Vec<u8>, std::fs::Metadata, bool), MapError> {
-    let mut f = File::open(path).map_err(|e| file_err(path, format!("open: {e}")))?;
-    let before = f
-        .metadata()
-        .map_err(|e| file_err(path, format!("fstat: {e}")))?;
-    let mut data = Vec::with_capacity(before.len() as usize);
-    f.read_to_end(&mut data)
-        .map_err(|e| file_err(path, format!("read: {e}")))?;
-    let after = f
-        .metadata()
-        .map_err(|e| file_err(path, format!("fstat: {e}")))?;
+    let (mut f, before) = crate::safe_open::open(path)?;
+    let data = crate::safe_open::read(&mut f, &before, path, crate::safe_open::MAX_FILE)?;
+    let after = f.metadata().map_err(|e| io_err(path, "fstat", &e))?;
     let stable = index::SourceId::of(&before) == index::SourceId::of(&after)
         && data.len() as u64 == after.len();
     Ok((data, before, stable))
@@ -172,7 +163,7 @@ impl TextHash {
     /// Open `path` as a texthash table shown as `spec`.
     pub fn open(spec: &str, path: &Path, opts: &OpenOptions) -> Result<TextHash, MapError> {
         if opts.cache_dir.is_some() || opts.system_cache_dir.is_some() {
-            let meta = std::fs::metadata(path).map_err(|e| file_err(path, format!("open: {e}")))?;
+            let meta = std::fs::metadata(path).map_err(|e| io_err(path, "open", &e))?;
             if meta.is_file() && meta.len() > index::THRESHOLD {
                 return Self::open_cached(spec, path, opts, &meta);
             }
@@ -302,7 +293,7 @@ impl Table for TextHash {
     }
     /// Reads the source again (the parsed or indexed form keeps no lines).
     fn results(&self) -> Vec<(usize, String)> {
-        let Ok(data) = std::fs::read(&self.path) else {
+        let Ok(data) = super::read_source(&self.path) else {
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -329,6 +320,22 @@ mod tests {
 
     fn get(t: &TextHash, k: &str) -> Option<String> {
         t.lookup(k).unwrap()
+    }
+
+    #[test]
+    fn entries_built_count_against_an_armed_budget() {
+        // About 2 MB of short lines, whose entries take ten times that:
+        // a 3 MiB budget admits the file but not what is built from it,
+        // and the parse stops on the way, not at the end.
+        let text: String = (0..200_000).map(|i| format!("k{i:06} v\n")).collect();
+        crate::budget::arm(Some(3 << 20));
+        let r = table(&text);
+        crate::budget::arm(None);
+        if cfg!(all(target_os = "linux", target_env = "gnu")) {
+            let e = r.unwrap_err();
+            assert!(e.msg.contains("MiB compiled in total"), "{e}");
+            assert!(e.line > 0 && e.line < 200_000, "{e}");
+        }
     }
 
     #[test]

@@ -51,7 +51,6 @@ use crate::message::Headers;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, Metadata};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub(crate) const KIND: Kind = Kind {
@@ -116,6 +115,7 @@ fn header_pattern_only(r: &RuleSpec) -> bool {
         && r.body.is_none()
         && r.size_over.is_none()
         && r.size_under.is_none()
+        && r.header_limit.is_none()
         && r.all.is_none()
         && r.any.is_none()
         && r.not.is_none()
@@ -525,8 +525,9 @@ fn diag_text(d: &[Diag]) -> String {
 /// Why a rules file did not load.
 #[derive(Debug)]
 pub enum LoadError {
-    /// Reading the file failed.
-    Read(std::io::Error),
+    /// Reading the file failed, or it is not a regular file within the
+    /// size bounds (`crate::safe_open`).
+    Read(crate::safe_open::Error),
     /// The file has errors.
     Diags(Vec<Diag>),
 }
@@ -562,8 +563,11 @@ pub fn load(
             }
         }
     }
-    let mut text = String::new();
-    file.read_to_string(&mut text).map_err(LoadError::Read)?;
+    let max = match origin {
+        Origin::System => crate::safe_open::MAX_FILE,
+        Origin::User => crate::safe_open::MAX_USER_RULES,
+    };
+    let text = crate::safe_open::read_text(&mut file, meta, path, max).map_err(LoadError::Read)?;
     let (layer, spec) = super::load_spec(&text, path, origin, opts).map_err(LoadError::Diags)?;
     if let Some(dir) = dir.filter(|_| index::may_write(meta)) {
         let unchanged = file

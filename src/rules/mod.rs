@@ -19,6 +19,7 @@ use model::{CondRef, CondSpec, FileSpec, RuleSpec};
 use regex::{Regex, RegexBuilder};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use toml::Spanned;
 
 /// The rules used when no system file exists: spam-flagged mail goes to
@@ -33,6 +34,9 @@ pub const SYSTEM_RULES: &str = "/etc/deliver/rules.toml";
 const REGEX_SIZE_LIMIT: usize = 4 << 20;
 const REGEX_DFA_LIMIT: usize = 4 << 20;
 
+/// At most this many problems are reported for one file.
+const MAX_DIAGS: usize = 100;
+
 /// One problem in a rules file or map, compiler style.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diag {
@@ -40,6 +44,9 @@ pub struct Diag {
     pub line: usize,
     pub col: usize,
     pub msg: String,
+    /// What the problem came from (a failed system call, or the file);
+    /// decides whether the user's file is ignored or the delivery waits.
+    pub cause: crate::exit::Cause,
 }
 
 impl fmt::Display for Diag {
@@ -63,6 +70,7 @@ impl From<MapError> for Diag {
     fn from(e: MapError) -> Self {
         Diag {
             file: e.file,
+            cause: e.cause,
             line: e.line,
             col: e.col,
             msg: e.msg,
@@ -106,7 +114,17 @@ pub struct Settings {
     pub map_cache_dir: Option<PathBuf>,
     /// Indexes of maps the running user does not own (system file only).
     pub system_cache_dir: Option<PathBuf>,
+    /// How long a delivery may take before it defers (`crate::inflight`).
+    pub time_limit: Duration,
 }
+
+/// The default `time_limit`: well under Postfix's `command_time_limit`
+/// (1000 s), after which local(8) kills the command and the tmp/ file
+/// stays behind.
+pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(300);
+
+/// The largest `time_limit` accepted, in seconds (a day).
+pub const MAX_TIME_LIMIT: i64 = 86_400;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -117,6 +135,7 @@ impl Default for Settings {
             limits: Limits::default(),
             map_cache_dir: None,
             system_cache_dir: None,
+            time_limit: DEFAULT_TIME_LIMIT,
         }
     }
 }
@@ -208,6 +227,8 @@ pub enum Cond {
     Body(Pattern),
     SizeOver(u64),
     SizeUnder(u64),
+    /// Whether a header limit was reached (`true`) or not (`false`).
+    HeaderLimit(bool),
     All(Vec<Cond>),
     Any(Vec<Cond>),
     Not(Box<Cond>),
@@ -319,10 +340,19 @@ impl<'a> Loader<'a> {
         }
     }
 
+    /// Keeps a problem, up to [`MAX_DIAGS`]: a file of a million bad
+    /// entries must not build a million messages.
+    fn push(&mut self, d: Diag) {
+        if self.diags.len() < MAX_DIAGS {
+            self.diags.push(d);
+        }
+    }
+
     fn diag_at(&mut self, offset: usize, msg: impl Into<String>) {
         let (line, col) = line_col(self.text, offset);
-        self.diags.push(Diag {
+        self.push(Diag {
             file: self.file.to_path_buf(),
+            cause: crate::exit::Cause::Input,
             line,
             col,
             msg: msg.into(),
@@ -470,6 +500,9 @@ impl<'a> Loader<'a> {
         }
         if let Some(n) = c.size_under {
             parts.push(Cond::SizeUnder(n));
+        }
+        if let Some(b) = c.header_limit {
+            parts.push(Cond::HeaderLimit(b));
         }
         if let Some(v) = c.all {
             if v.is_empty() {
@@ -627,9 +660,16 @@ impl<'a> Loader<'a> {
                     // A missing file is reported where the rules file names it;
                     // a problem inside the map at the map's own line and column.
                     if e.line == 0 {
-                        self.diag_at(s.span().start, format!("{}: {}", s.get_ref(), e.msg));
+                        let (line, col) = line_col(self.text, s.span().start);
+                        self.push(Diag {
+                            file: self.file.to_path_buf(),
+                            cause: e.cause,
+                            line,
+                            col,
+                            msg: format!("{}: {}", s.get_ref(), e.msg),
+                        });
                     } else {
-                        self.diags.push(e.into());
+                        self.push(e.into());
                     }
                 }
             }
@@ -698,6 +738,7 @@ pub(crate) fn parse_spec(text: &str, file: &Path) -> Result<FileSpec, Vec<Diag>>
         let (line, col) = e.span().map_or((0, 0), |s| line_col(text, s.start));
         vec![Diag {
             file: file.to_path_buf(),
+            cause: crate::exit::Cause::Input,
             line,
             col,
             msg: e.message().trim().to_string(),
@@ -731,6 +772,16 @@ pub(crate) fn load_spec(
 ) -> Result<(Layer, FileSpec), Vec<Diag>> {
     let spec = parse_spec(text, file)?;
     let mut l = Loader::new(file, text, origin);
+    // What parsing built counts against the user's budget (crate::budget).
+    if let Err(msg) = crate::budget::check() {
+        return Err(vec![Diag {
+            file: file.to_path_buf(),
+            cause: crate::exit::Cause::Input,
+            line: 0,
+            col: 0,
+            msg,
+        }]);
+    }
     if l.origin == Origin::User {
         for (at, msg) in user_forbidden(&spec, text) {
             l.diag_at(at, msg);
@@ -771,6 +822,15 @@ pub(crate) fn load_spec(
                 settings.system_cache_dir = Some(PathBuf::from(d.get_ref()));
             } else {
                 l.diag_at(d.span().start, "system_cache_dir must be an absolute path");
+            }
+        }
+        if let Some(t) = &s.time_limit {
+            match *t.get_ref() {
+                n @ 1..=MAX_TIME_LIMIT => settings.time_limit = Duration::from_secs(n as u64),
+                n => l.diag_at(
+                    t.span().start,
+                    format!("time_limit must be 1 to {MAX_TIME_LIMIT} seconds, not {n}"),
+                ),
             }
         }
     }

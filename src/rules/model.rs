@@ -26,6 +26,8 @@ macro_rules! condition_struct {
             pub body: Option<Spanned<String>>,
             pub size_over: Option<u64>,
             pub size_under: Option<u64>,
+            /// Whether a header limit was reached.
+            pub header_limit: Option<bool>,
             pub all: Option<Vec<CondSpec>>,
             pub any: Option<Vec<CondSpec>>,
             pub not: Option<Box<CondSpec>>,
@@ -48,6 +50,7 @@ macro_rules! condition_struct {
                     ],
                     size_over: self.size_over,
                     size_under: self.size_under,
+                    header_limit: self.header_limit,
                     all: &self.all,
                     any: &self.any,
                     not: &self.not,
@@ -65,6 +68,7 @@ pub struct CondRef<'a> {
     pub regexes: [(&'a Option<Spanned<String>>, &'static str); 6],
     pub size_over: Option<u64>,
     pub size_under: Option<u64>,
+    pub header_limit: Option<bool>,
     pub all: &'a Option<Vec<CondSpec>>,
     pub any: &'a Option<Vec<CondSpec>>,
     pub not: &'a Option<Box<CondSpec>>,
@@ -145,6 +149,8 @@ pub struct SettingsSpec {
     /// Where indexes of large maps the recipient does not own are read from,
     /// written only by root (default: `/var/cache/deliver`).
     pub system_cache_dir: Option<Spanned<String>>,
+    /// Seconds a delivery may take before it defers (default 300).
+    pub time_limit: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize, Serialize, Default, Clone)]

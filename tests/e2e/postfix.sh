@@ -465,7 +465,7 @@ relay_transport = error:outbound mail disabled in the deliver e2e test
 alias_maps =
 alias_database =
 local_recipient_maps = hash:$CONF/local_recipients
-mailbox_command = $T/bin/deliver -f "\$SENDER" -a "\$RECIPIENT"
+mailbox_command = $T/bin/deliver --rules $CONF/deliver-rules.toml -f "\$SENDER" -a "\$RECIPIENT"
 mailbox_size_limit = 0
 command_time_limit = 30s
 biff = no
@@ -476,6 +476,18 @@ readme_directory = no
 html_directory = no
 EOF
 printf '%s OK\n' "$E2E_USER" >"$CONF/local_recipients"
+# deliver's system rules: the embedded default (spam to Junk, a virus
+# discarded) and a sender access table.
+REJECTED=e2e-rejected@example.invalid
+printf '%s REJECT 5.7.1 e2e rejected sender\n' "$REJECTED" >"$CONF/deliver-senders"
+cat >"$CONF/deliver-rules.toml" <<EOF
+[spam]
+junk_folder = "Junk"
+virus = "discard"
+
+[access]
+sender = ["texthash:$CONF/deliver-senders"]
+EOF
 # -c everywhere: without it Postfix commands read /etc/postfix/main.cf, which
 # does not even exist after a "No configuration" install.
 postmap -c "$CONF" "hash:$CONF/local_recipients" >"$T/postmap.log" 2>&1 ||
@@ -558,15 +570,15 @@ make_msg() {
     } >"$MSGS/$name.eml"
 }
 
-# send_msg NAME -> sets QID; SMTP transcript in $MSGS/NAME.swaks
+# send_msg NAME [SENDER] -> sets QID; SMTP transcript in $MSGS/NAME.swaks
 send_msg() {
-    local name=$1
+    local name=$1 from=${2:-$SENDER}
     QID='' LOG_QID=''
     # Wire format by hand (CRLF, dot-stuffing, final "."; swaks adds the last
     # CRLF) and --no-data-fixup, so swaks changes nothing in the message.
     { sed -e 's/^\./../' -e 's/$/\r/' "$MSGS/$name.eml"; printf '.'; } >"$MSGS/$name.wire"
     if ! swaks --server 127.0.0.1 --port "$PORT" --helo client.e2e.test \
-        --from "$SENDER" --to "$RCPT" --data "@$MSGS/$name.wire" --no-data-fixup \
+        --from "$from" --to "$RCPT" --data "@$MSGS/$name.wire" --no-data-fixup \
         --timeout 20 >"$MSGS/$name.swaks" 2>&1; then
         WHY="swaks failed; transcript:
 $(cat "$MSGS/$name.swaks")"
@@ -745,6 +757,41 @@ else
     not_ok "c: message accepted over SMTP" "$WHY"
     WHY=
 fi
+
+# ---------------------------------------------------------------------------
+# d. a sender deliver's access table REJECTs bounces (5.7.1), with a plain
+#    header block and with one padded past max_headers (10,001 fields): the
+#    envelope checks do not depend on the headers.
+# ---------------------------------------------------------------------------
+PAD=()
+for i in $(seq 1 10001); do PAD+=("X-Pad-$i: padding"); done
+for variant in plain padded; do
+    MARK_D="e2e-d-$variant-$TAG-$RANDOM$RANDOM"
+    if [[ $variant == padded ]]; then
+        make_msg "reject-$variant" "$MARK_D" "${PAD[@]}"
+    else
+        make_msg "reject-$variant" "$MARK_D"
+    fi
+    size=$(wc -c <"$MSGS/reject-$variant.eml")
+    if send_msg "reject-$variant" "$REJECTED"; then
+        QID_D=$QID
+        bounced_d() { grep -E ": $QID_D: to=<$RCPT>.*status=bounced" "$MAILLOG" | grep -qF "e2e rejected sender"; }
+        if ! wait_mail left_queue "$QID_D"; then
+            not_ok "d: $variant message ($size bytes) from a REJECTed sender bounces" \
+                "still in the queue after ${LAST_WAIT}s"
+        elif ! wait_until 5 bounced_d; then
+            not_ok "d: $variant message ($size bytes) from a REJECTed sender bounces" \
+                "no status=bounced with deliver's reply for $QID_D in the log; files in the Maildir: $(files_with "$MD" "$MARK_D")"
+        elif [[ $(count_with "$MD" "$MARK_D") -ne 0 ]]; then
+            not_ok "d: $variant message from a REJECTed sender is not in the Maildir" "found: $(files_with "$MD" "$MARK_D")"
+        else
+            ok "d: $variant message ($size bytes) from a REJECTed sender bounced (queued as $QID_D), nothing delivered"
+        fi
+    else
+        not_ok "d: $variant message from a REJECTed sender accepted over SMTP" "$WHY"
+        WHY=
+    fi
+done
 
 # Nothing may be left in the queue (no stray bounces, no lost deferrals).
 LOG_QID=
