@@ -25,12 +25,14 @@ use crate::access::{self, AccessOptions, Action as AccessAction, Hit, Probe};
 use crate::envelope::Envelope;
 use crate::maildir::FolderName;
 use crate::message::{self, HeaderLimit, Headers};
+use crate::plan::{self, Delivery, Disposition, Plan};
 use crate::rules::{Cond, Layer, Origin, RuleAction, Settings, VirusAction};
 use crate::spam;
 use regex_automata::PatternSet;
 use serde::Serialize;
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
+use std::fmt;
 
 /// Everything the decision looks at.
 pub struct Input<'a> {
@@ -47,10 +49,11 @@ pub struct Input<'a> {
     pub limit_hit: Option<HeaderLimit>,
 }
 
-/// The outcome, in the words of the JSON output.
+/// Where the decision sends the message, in the words of the JSON output
+/// (`action`) and of the log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Action {
+pub enum Route {
     Inbox,
     Junk,
     Folder,
@@ -59,26 +62,98 @@ pub enum Action {
     Defer,
 }
 
-impl Action {
+impl Route {
     pub fn as_str(self) -> &'static str {
         match self {
-            Action::Inbox => "inbox",
-            Action::Junk => "junk",
-            Action::Folder => "folder",
-            Action::Discard => "discard",
-            Action::Reject => "reject",
-            Action::Defer => "defer",
+            Route::Inbox => "inbox",
+            Route::Junk => "junk",
+            Route::Folder => "folder",
+            Route::Discard => "discard",
+            Route::Reject => "reject",
+            Route::Defer => "defer",
         }
     }
 }
 
+/// The layer a trace step belongs to (`-` for steps outside the layers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum StepLayer {
+    #[serde(rename = "system")]
+    System,
+    #[serde(rename = "user")]
+    User,
+    #[serde(rename = "-")]
+    Neither,
+}
+
+/// What a trace step looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    Limit,
+    Access,
+    Virus,
+    Spam,
+    Rule,
+    Threshold,
+    Final,
+}
+
+impl StepLayer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepLayer::System => "system",
+            StepLayer::User => "user",
+            StepLayer::Neither => "-",
+        }
+    }
+}
+
+impl From<Origin> for StepLayer {
+    fn from(o: Origin) -> Self {
+        match o {
+            Origin::System => StepLayer::System,
+            Origin::User => StepLayer::User,
+        }
+    }
+}
+
+impl StepKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Limit => "limit",
+            StepKind::Access => "access",
+            StepKind::Virus => "virus",
+            StepKind::Spam => "spam",
+            StepKind::Rule => "rule",
+            StepKind::Threshold => "threshold",
+            StepKind::Final => "final",
+        }
+    }
+}
+
+macro_rules! str_like {
+    ($t:ty) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    };
+}
+str_like!(StepLayer);
+str_like!(StepKind);
+
 /// One step of the trace.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Step {
-    /// `system`, `user`, or `-` for steps outside the layers.
-    pub layer: String,
-    /// `limit`, `access`, `virus`, `spam`, `rule`, `threshold`, `final`.
-    pub kind: String,
+    pub layer: StepLayer,
+    pub kind: StepKind,
     /// The table, rule or header concerned.
     pub name: String,
     /// The lookup key or header read, when there is one.
@@ -87,11 +162,14 @@ pub struct Step {
     pub score: Option<f64>,
 }
 
+/// The decision: the plan, and what led to it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
-    pub action: Action,
+    /// Where the message goes.
+    #[serde(rename = "action")]
+    pub action: Route,
     /// The folder for `junk` and `folder` (and a quarantine); `None` is the Inbox.
-    #[serde(serialize_with = "ser_folder")]
+    #[serde(serialize_with = "plan::ser_folder")]
     pub folder: Option<FolderName>,
     /// The total score: upstream plus rules.
     pub score: f64,
@@ -105,26 +183,11 @@ pub struct Decision {
     /// Lines to log (WARN/INFO results, ignored results, bad folder names).
     pub log: Vec<String>,
     pub trace: Vec<Step>,
-}
-
-fn ser_folder<S: serde::Serializer>(f: &Option<FolderName>, s: S) -> Result<S::Ok, S::Error> {
-    match f {
-        Some(f) => s.serialize_str(&f.name),
-        None => s.serialize_none(),
-    }
+    /// What the engine does, in order.
+    pub plan: Plan,
 }
 
 impl Decision {
-    /// The exit status that real delivery returns for this decision (when the
-    /// mailbox write succeeds).
-    pub fn exit_code(&self) -> i32 {
-        match self.action {
-            Action::Reject => crate::exit::NOPERM,
-            Action::Defer => crate::exit::TEMPFAIL,
-            _ => crate::exit::OK,
-        }
-    }
-
     /// The status line printed for reject/defer.
     pub fn status_line(&self) -> Option<String> {
         Some(format!(
@@ -137,8 +200,8 @@ impl Decision {
 
 /// A result that ends or proposes the decision.
 #[derive(Debug, Clone)]
-struct Verdict {
-    action: Action,
+struct Proposal {
+    route: Route,
     folder: Option<FolderName>,
     status: Option<String>,
     text: Option<String>,
@@ -147,10 +210,10 @@ struct Verdict {
     hard: bool,
 }
 
-impl Verdict {
-    fn simple(action: Action, folder: Option<FolderName>, reason: String) -> Self {
-        Verdict {
-            action,
+impl Proposal {
+    fn simple(route: Route, folder: Option<FolderName>, reason: String) -> Self {
+        Proposal {
+            route,
             folder,
             status: None,
             text: None,
@@ -160,9 +223,9 @@ impl Verdict {
     }
 
     /// A reject or defer, with its status and text.
-    fn reply(action: Action, status: &str, text: String, reason: String) -> Self {
-        Verdict {
-            action,
+    fn reply(route: Route, status: &str, text: String, reason: String) -> Self {
+        Proposal {
+            route,
             folder: None,
             status: Some(status.to_string()),
             text: Some(text),
@@ -174,11 +237,7 @@ impl Verdict {
     /// REJECT, DEFER, DISCARD, HOLD and virus verdicts cannot be replaced by
     /// a user's layer.
     fn is_hard(&self) -> bool {
-        self.hard
-            || matches!(
-                self.action,
-                Action::Reject | Action::Defer | Action::Discard
-            )
+        self.hard || matches!(self.route, Route::Reject | Route::Defer | Route::Discard)
     }
 }
 
@@ -196,16 +255,16 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn step(
         &mut self,
-        layer: &str,
-        kind: &str,
+        layer: StepLayer,
+        kind: StepKind,
         name: &str,
         key: Option<&str>,
         result: impl Into<String>,
         score: Option<f64>,
     ) {
         self.trace.push(Step {
-            layer: layer.to_string(),
-            kind: kind.to_string(),
+            layer,
+            kind,
             name: name.to_string(),
             key: key.map(str::to_string),
             result: result.into(),
@@ -264,41 +323,41 @@ impl Ctx<'_> {
         settings: &Settings,
         what: &str,
         hit: &Hit,
-    ) -> Option<Verdict> {
+    ) -> Option<Proposal> {
         let lname = layer.origin.to_string();
         let reason = format!("access {what} {} key {}: {}", hit.table, hit.key, hit.raw);
         match &hit.action {
-            AccessAction::Ok => Some(Verdict::simple(Action::Inbox, None, reason)),
+            AccessAction::Ok => Some(Proposal::simple(Route::Inbox, None, reason)),
             AccessAction::Dunno => None,
             AccessAction::Reject { status, text, .. } => {
                 let text = smtpd_text(self.input.envelope, what, text);
-                Some(Verdict::reply(Action::Reject, status, text, reason))
+                Some(Proposal::reply(Route::Reject, status, text, reason))
             }
             AccessAction::Defer { status, text, .. } => {
                 let text = smtpd_text(self.input.envelope, what, text);
-                Some(Verdict::reply(Action::Defer, status, text, reason))
+                Some(Proposal::reply(Route::Defer, status, text, reason))
             }
-            AccessAction::Discard(_) => Some(Verdict::simple(Action::Discard, None, reason)),
+            AccessAction::Discard(_) => Some(Proposal::simple(Route::Discard, None, reason)),
             AccessAction::Hold(_) => {
-                let mut v = Verdict::simple(
-                    Action::Folder,
+                let mut v = Proposal::simple(
+                    Route::Folder,
                     Some(settings.quarantine_folder.clone()),
                     format!("{reason} (HOLD: quarantine)"),
                 );
                 v.hard = true;
                 Some(v)
             }
-            AccessAction::Junk(_) => Some(Verdict::simple(Action::Junk, None, reason)),
+            AccessAction::Junk(_) => Some(Proposal::simple(Route::Junk, None, reason)),
             AccessAction::Folder(name) => match FolderName::parse(name) {
-                Ok(Some(f)) => Some(Verdict::simple(Action::Folder, Some(f), reason)),
-                Ok(None) => Some(Verdict::simple(Action::Inbox, None, reason)),
+                Ok(Some(f)) => Some(Proposal::simple(Route::Folder, Some(f), reason)),
+                Ok(None) => Some(Proposal::simple(Route::Inbox, None, reason)),
                 Err(e) => {
                     self.log.push(format!(
                         "{lname} {what} map {}: refused folder {name:?} ({e}); using the Inbox",
                         hit.table
                     ));
-                    Some(Verdict::simple(
-                        Action::Inbox,
+                    Some(Proposal::simple(
+                        Route::Inbox,
                         None,
                         format!("{reason} (refused folder name)"),
                     ))
@@ -337,7 +396,7 @@ impl Ctx<'_> {
 
     /// Runs one layer's access maps in smtpd's order. The first verdict wins.
     /// `s` is always the system's settings: a user's file has none.
-    fn access(&mut self, layer: &Layer, s: &Settings) -> Option<Verdict> {
+    fn access(&mut self, layer: &Layer, s: &Settings) -> Option<Proposal> {
         if layer.access.is_empty() {
             return None;
         }
@@ -346,7 +405,7 @@ impl Ctx<'_> {
             recipient_delimiter: s.recipient_delimiter.clone(),
             parent_domain_matches_subdomains: s.parent_domain_matches_subdomains,
         };
-        let lname = layer.origin.to_string();
+        let sl = StepLayer::from(layer.origin);
         type Check<'x> =
             Box<dyn Fn(&mut Vec<Probe>) -> Result<Vec<Hit>, crate::maps::MapError> + 'x>;
         let checks: Vec<(&str, Check)> = vec![
@@ -395,8 +454,8 @@ impl Ctx<'_> {
             for p in &probes {
                 let result = p.result.clone().unwrap_or_else(|| "not found".into());
                 self.step(
-                    &lname,
-                    "access",
+                    sl,
+                    StepKind::Access,
                     &format!("{what} {}", p.table),
                     Some(&p.key),
                     result,
@@ -414,10 +473,17 @@ impl Ctx<'_> {
                 Err(e) => {
                     // A table that fails at lookup time: the system's defers
                     // (an admin can fix it); a user's is skipped.
-                    self.step(&lname, "access", what, None, format!("error: {e}"), None);
+                    self.step(
+                        sl,
+                        StepKind::Access,
+                        what,
+                        None,
+                        format!("error: {e}"),
+                        None,
+                    );
                     if layer.origin == Origin::System {
-                        return Some(Verdict::reply(
-                            Action::Defer,
+                        return Some(Proposal::reply(
+                            Route::Defer,
                             "4.3.0",
                             format!("map lookup failed: {e}"),
                             format!("access {what} lookup error"),
@@ -432,12 +498,12 @@ impl Ctx<'_> {
     }
 
     /// Runs one layer's rules: scores add up; the first terminal rule wins.
-    fn rules(&mut self, layer: &Layer) -> Option<Verdict> {
-        let lname = layer.origin.to_string();
+    fn rules(&mut self, layer: &Layer) -> Option<Proposal> {
+        let sl = StepLayer::from(layer.origin);
         for rule in &layer.rules {
             let matched = self.eval(layer, &rule.cond);
             if !matched {
-                self.step(&lname, "rule", &rule.name, None, "no match", None);
+                self.step(sl, StepKind::Rule, &rule.name, None, "no match", None);
                 continue;
             }
             self.score += rule.score;
@@ -445,19 +511,19 @@ impl Ctx<'_> {
             let verdict = match &rule.action {
                 None => None,
                 Some(RuleAction::Folder(f)) => {
-                    Some(Verdict::simple(Action::Folder, Some(f.clone()), reason))
+                    Some(Proposal::simple(Route::Folder, Some(f.clone()), reason))
                 }
-                Some(RuleAction::Junk) => Some(Verdict::simple(Action::Junk, None, reason)),
-                Some(RuleAction::Discard) => Some(Verdict::simple(Action::Discard, None, reason)),
-                Some(RuleAction::Inbox) => Some(Verdict::simple(Action::Inbox, None, reason)),
+                Some(RuleAction::Junk) => Some(Proposal::simple(Route::Junk, None, reason)),
+                Some(RuleAction::Discard) => Some(Proposal::simple(Route::Discard, None, reason)),
+                Some(RuleAction::Inbox) => Some(Proposal::simple(Route::Inbox, None, reason)),
                 Some(RuleAction::Reject { status, text }) => {
                     let text = if text.is_empty() {
                         "Message rejected"
                     } else {
                         text
                     };
-                    Some(Verdict::reply(
-                        Action::Reject,
+                    Some(Proposal::reply(
+                        Route::Reject,
                         status,
                         text.to_string(),
                         reason,
@@ -469,8 +535,8 @@ impl Ctx<'_> {
                     } else {
                         text
                     };
-                    Some(Verdict::reply(
-                        Action::Defer,
+                    Some(Proposal::reply(
+                        Route::Defer,
                         status,
                         text.to_string(),
                         reason,
@@ -478,10 +544,17 @@ impl Ctx<'_> {
                 }
             };
             let result = match &verdict {
-                Some(v) => format!("match: {}", v.action.as_str()),
+                Some(v) => format!("match: {}", v.route.as_str()),
                 None => "match".into(),
             };
-            self.step(&lname, "rule", &rule.name, None, result, Some(rule.score));
+            self.step(
+                sl,
+                StepKind::Rule,
+                &rule.name,
+                None,
+                result,
+                Some(rule.score),
+            );
             if verdict.is_some() {
                 return verdict;
             }
@@ -529,7 +602,8 @@ pub fn valid_header_line(h: &str) -> bool {
         && !h.chars().any(|c| c.is_control() && c != '\t')
 }
 
-/// Decides what to do with a message.
+/// Decides what to do with a message: the numbered steps of the module
+/// documentation (and of deliver.rules(5)), one function each.
 pub fn decide(input: &Input, system: &Layer, user: Option<&Layer>) -> Decision {
     // A layer from the rules cache must first get the rules this message
     // can trigger (`rules::cache::Deferred::complete`); deciding without
@@ -547,221 +621,287 @@ pub fn decide(input: &Input, system: &Layer, user: Option<&Layer>) -> Decision {
         add_headers: Vec::new(),
         score: 0.0,
     };
-    let finish = |cx: Ctx, v: Verdict, system: &Layer| -> Decision {
-        let junk = || {
-            user.and_then(|u| u.spam.junk_folder.clone())
-                .or_else(|| system.spam.junk_folder.clone())
-                .unwrap_or_else(|| FolderName::parse("Junk").unwrap().unwrap())
-        };
-        let folder = match v.action {
-            Action::Junk => Some(v.folder.clone().unwrap_or_else(junk)),
-            Action::Folder => v.folder.clone(),
-            _ => None,
-        };
-        let mut cx = cx;
-        let what = match (&folder, v.action) {
-            (Some(f), _) => format!("{} {}", v.action.as_str(), f.name),
-            (None, a) => a.as_str().to_string(),
-        };
-        cx.step("-", "final", &v.reason, None, what, Some(cx.score));
-        Decision {
-            action: v.action,
-            folder,
-            score: cx.score,
-            status: v.status,
-            text: v.text,
-            reason: v.reason,
-            add_headers: cx.add_headers,
-            log: cx.log,
-            trace: cx.trace,
-        }
-    };
+    let p = cx.steps(system, user);
+    cx.finish(p, system, user)
+}
 
-    // 1. Limits: noted, and the decision goes on with the fields within
-    //    them (the envelope does not depend on the headers, and a local
-    //    filter's verdict is at the top).
-    if let Some(l) = input.limit_hit {
-        let n = input.headers.len();
-        cx.step(
-            "-",
-            "limit",
+/// What step 2 leaves for the later steps.
+enum SystemResult {
+    /// A final verdict: REJECT, DEFER, DISCARD, HOLD, a virus.
+    Final(Proposal),
+    /// A result the user's layer may replace (or none), and the upstream
+    /// filter's spam findings for step 5.
+    Provisional(Option<Proposal>, spam::Verdict),
+}
+
+impl Ctx<'_> {
+    fn steps(&mut self, system: &Layer, user: Option<&Layer>) -> Proposal {
+        self.step1_limits();
+        let (provisional, findings) = match self.step2_system(system) {
+            SystemResult::Final(p) => return p,
+            SystemResult::Provisional(p, f) => (p, f),
+        };
+        if let Some(p) = user.and_then(|u| self.step3_user(u, system)) {
+            return p;
+        }
+        if let Some(p) = provisional {
+            return p; // 4. the system's provisional result
+        }
+        if let Some(p) = self.step5_spam_routing(system, user, &findings) {
+            return p;
+        }
+        // 6. The Inbox.
+        Proposal::simple(Route::Inbox, None, "default".into())
+    }
+
+    /// 1. Limits: noted, and the decision goes on with the fields within
+    ///    them (the envelope does not depend on the headers, and a local
+    ///    filter's verdict is at the top).
+    fn step1_limits(&mut self) {
+        let Some(l) = self.input.limit_hit else {
+            return;
+        };
+        let n = self.input.headers.len();
+        self.step(
+            StepLayer::Neither,
+            StepKind::Limit,
             l.setting(),
             None,
             format!("{l}: the first {n} fields are used"),
             None,
         );
-        cx.log.push(format!(
+        self.log.push(format!(
             "header limit reached: {l}; rules see the first {n} fields"
         ));
     }
 
-    // 2. System layer: access maps, virus, rules.
-    let verdict = spam::read(input.headers, &system.spam);
-    let mut provisional = cx.access(system, &system.settings);
-    if let Some(v) = &provisional {
-        if v.is_hard() {
-            let v = v.clone();
-            return finish(cx, v, system);
+    /// 2. System access maps, then the virus verdict, then system rules.
+    fn step2_system(&mut self, system: &Layer) -> SystemResult {
+        let findings = spam::read(self.input.headers, &system.spam);
+        let provisional = self.access(system, &system.settings);
+        if let Some(p) = provisional.as_ref().filter(|p| p.is_hard()) {
+            return SystemResult::Final(p.clone());
         }
-    }
-    for r in &verdict.readings {
-        cx.step(
-            "system",
-            "spam",
-            &r.header,
-            Some(&r.value),
-            r.meaning.clone(),
-            None,
-        );
-    }
-    if let Some(h) = &verdict.virus {
-        let reason = format!("virus verdict in {h}");
-        let mut v = match &system.spam.virus {
-            VirusAction::Discard => Verdict::simple(Action::Discard, None, reason),
-            VirusAction::Junk => Verdict::simple(Action::Junk, None, reason),
-            VirusAction::Folder(f) => Verdict::simple(Action::Folder, Some(f.clone()), reason),
+        for r in &findings.readings {
+            self.step(
+                StepLayer::System,
+                StepKind::Spam,
+                &r.header,
+                Some(&r.value),
+                r.meaning.clone(),
+                None,
+            );
+        }
+        if let Some(h) = &findings.virus {
+            let reason = format!("virus verdict in {h}");
+            let mut p = match &system.spam.virus {
+                VirusAction::Discard => Proposal::simple(Route::Discard, None, reason),
+                VirusAction::Junk => Proposal::simple(Route::Junk, None, reason),
+                VirusAction::Folder(f) => Proposal::simple(Route::Folder, Some(f.clone()), reason),
+            };
+            p.hard = true;
+            self.step(
+                StepLayer::System,
+                StepKind::Virus,
+                h,
+                None,
+                p.route.as_str(),
+                None,
+            );
+            return SystemResult::Final(p);
+        }
+        if let Some(s) = findings.score {
+            self.score += s;
+            let h = findings.score_header.as_deref().unwrap_or("score");
+            self.step(
+                StepLayer::System,
+                StepKind::Spam,
+                h,
+                None,
+                format!("upstream score {s}"),
+                Some(s),
+            );
+        }
+        // As in smtpd, an access result ends the system layer: after a
+        // system OK, JUNK or FOLDER no system rule runs.
+        let provisional = match provisional {
+            Some(p) => Some(p),
+            None => match self.rules(system) {
+                Some(p) if p.is_hard() => return SystemResult::Final(p),
+                p => p,
+            },
         };
-        v.hard = true;
-        cx.step("system", "virus", h, None, v.action.as_str(), None);
-        return finish(cx, v, system);
+        SystemResult::Provisional(provisional, findings)
     }
-    if let Some(s) = verdict.score {
-        cx.score += s;
-        let h = verdict.score_header.as_deref().unwrap_or("score");
-        cx.step(
-            "system",
-            "spam",
+
+    /// 3. The user's access maps and rules: their first verdict is final.
+    fn step3_user(&mut self, user: &Layer, system: &Layer) -> Option<Proposal> {
+        self.access(user, &system.settings)
+            .or_else(|| self.rules(user))
+    }
+
+    /// 5. Spam routing: the total score against the thresholds, then
+    ///    the upstream spam flag when no score was given.
+    fn step5_spam_routing(
+        &mut self,
+        system: &Layer,
+        user: Option<&Layer>,
+        findings: &spam::Verdict,
+    ) -> Option<Proposal> {
+        let user_junk = user.and_then(|u| u.spam.junk_threshold);
+        let junk_threshold = match user_junk {
+            Some(t) => {
+                let lo = system
+                    .spam
+                    .user_junk_threshold_min
+                    .unwrap_or(f64::NEG_INFINITY);
+                let hi = system.spam.user_junk_threshold_max.unwrap_or(f64::INFINITY);
+                let c = t.clamp(lo, hi.max(lo));
+                if c != t {
+                    self.log.push(format!(
+                        "user junk_threshold {t} outside the system bounds; using {c}"
+                    ));
+                }
+                Some(c)
+            }
+            None => system.spam.junk_threshold,
+        };
+        if let Some(d) = system.spam.discard_threshold {
+            if let Some(p) =
+                self.threshold(StepLayer::System, "discard_threshold", d, Route::Discard)
+            {
+                return Some(p);
+            }
+        }
+        if let Some(j) = junk_threshold {
+            let layer = if user_junk.is_some() {
+                StepLayer::User
+            } else {
+                StepLayer::System
+            };
+            if let Some(p) = self.threshold(layer, "junk_threshold", j, Route::Junk) {
+                return Some(p);
+            }
+        }
+        // The upstream flag decides only when no upstream score was given (or
+        // no threshold is set): with a score, the thresholds above decide.
+        let h = findings.flagged_by.as_ref()?;
+        if findings.score.is_some() && junk_threshold.is_some() {
+            return None;
+        }
+        self.step(
+            StepLayer::System,
+            StepKind::Spam,
             h,
             None,
-            format!("upstream score {s}"),
-            Some(s),
-        );
-    }
-    if provisional.is_none() {
-        provisional = cx.rules(system);
-        if let Some(v) = &provisional {
-            if v.is_hard() {
-                let v = v.clone();
-                return finish(cx, v, system);
-            }
-        }
-    }
-
-    // 3. User layer: its first verdict is final.
-    if let Some(u) = user {
-        if let Some(v) = cx.access(u, &system.settings) {
-            return finish(cx, v, system);
-        }
-        if let Some(v) = cx.rules(u) {
-            return finish(cx, v, system);
-        }
-    }
-
-    // 4. The system's provisional verdict.
-    if let Some(v) = provisional {
-        return finish(cx, v, system);
-    }
-
-    // 5. Spam routing.
-    let sys_junk = system.spam.junk_threshold;
-    let junk_threshold = match user.and_then(|u| u.spam.junk_threshold) {
-        Some(t) => {
-            let lo = system
-                .spam
-                .user_junk_threshold_min
-                .unwrap_or(f64::NEG_INFINITY);
-            let hi = system.spam.user_junk_threshold_max.unwrap_or(f64::INFINITY);
-            let c = t.clamp(lo, hi.max(lo));
-            if c != t {
-                cx.log.push(format!(
-                    "user junk_threshold {t} outside the system bounds; using {c}"
-                ));
-            }
-            Some(c)
-        }
-        None => sys_junk,
-    };
-    let total = cx.score;
-    if let Some(d) = system.spam.discard_threshold {
-        if total >= d {
-            cx.step(
-                "system",
-                "threshold",
-                "discard_threshold",
-                None,
-                format!("{total} >= {d}: discard"),
-                Some(total),
-            );
-            return finish(
-                cx,
-                Verdict::simple(
-                    Action::Discard,
-                    None,
-                    format!("score {total} >= discard_threshold {d}"),
-                ),
-                system,
-            );
-        }
-        cx.step(
-            "system",
-            "threshold",
-            "discard_threshold",
+            "spam flag: junk",
             None,
-            format!("{total} < {d}"),
-            Some(total),
         );
+        Some(Proposal::simple(
+            Route::Junk,
+            None,
+            format!("spam flag in {h}"),
+        ))
     }
-    if let Some(j) = junk_threshold {
-        let layer = if user.and_then(|u| u.spam.junk_threshold).is_some() {
-            "user"
-        } else {
-            "system"
-        };
-        if total >= j {
-            cx.step(
+
+    /// One threshold of step 5, traced either way.
+    fn threshold(
+        &mut self,
+        layer: StepLayer,
+        name: &str,
+        limit: f64,
+        route: Route,
+    ) -> Option<Proposal> {
+        let total = self.score;
+        if total >= limit {
+            self.step(
                 layer,
-                "threshold",
-                "junk_threshold",
+                StepKind::Threshold,
+                name,
                 None,
-                format!("{total} >= {j}: junk"),
+                format!("{total} >= {limit}: {}", route.as_str()),
                 Some(total),
             );
-            return finish(
-                cx,
-                Verdict::simple(
-                    Action::Junk,
-                    None,
-                    format!("score {total} >= junk_threshold {j}"),
-                ),
-                system,
-            );
+            return Some(Proposal::simple(
+                route,
+                None,
+                format!("score {total} >= {name} {limit}"),
+            ));
         }
-        cx.step(
+        self.step(
             layer,
-            "threshold",
-            "junk_threshold",
+            StepKind::Threshold,
+            name,
             None,
-            format!("{total} < {j}"),
+            format!("{total} < {limit}"),
             Some(total),
         );
-    }
-    // The upstream flag decides only when no upstream score was given (or no
-    // threshold is set): with a score, the thresholds above decide.
-    if let Some(h) = &verdict.flagged_by {
-        if verdict.score.is_none() || junk_threshold.is_none() {
-            cx.step("system", "spam", h, None, "spam flag: junk", None);
-            return finish(
-                cx,
-                Verdict::simple(Action::Junk, None, format!("spam flag in {h}")),
-                system,
-            );
-        }
+        None
     }
 
-    // 6. Inbox.
-    finish(
-        cx,
-        Verdict::simple(Action::Inbox, None, "default".into()),
-        system,
-    )
+    /// The decision, its trace's final step, and its plan.
+    fn finish(mut self, p: Proposal, system: &Layer, user: Option<&Layer>) -> Decision {
+        let junk = || {
+            user.and_then(|u| u.spam.junk_folder.clone())
+                .or_else(|| system.spam.junk_folder.clone())
+                .unwrap_or_else(|| FolderName::parse("Junk").unwrap().unwrap())
+        };
+        let folder = match p.route {
+            Route::Junk => Some(p.folder.clone().unwrap_or_else(junk)),
+            Route::Folder => p.folder.clone(),
+            _ => None,
+        };
+        let what = match &folder {
+            Some(f) => format!("{} {}", p.route.as_str(), f.name),
+            None => p.route.as_str().to_string(),
+        };
+        let score = self.score;
+        self.step(
+            StepLayer::Neither,
+            StepKind::Final,
+            &p.reason,
+            None,
+            what,
+            Some(score),
+        );
+        let reply = || {
+            (
+                p.status.clone().unwrap_or_default(),
+                p.text.clone().unwrap_or_default(),
+            )
+        };
+        let (actions, disposition) = match p.route {
+            Route::Inbox | Route::Junk | Route::Folder => (
+                vec![plan::Action::Deliver(Delivery {
+                    folder: folder.clone(),
+                    add_headers: self.add_headers.clone(),
+                })],
+                Disposition::Delivered,
+            ),
+            Route::Discard => (Vec::new(), Disposition::Discarded),
+            Route::Reject => {
+                let (status, text) = reply();
+                (Vec::new(), Disposition::Rejected { status, text })
+            }
+            Route::Defer => {
+                let (status, text) = reply();
+                (Vec::new(), Disposition::Deferred { status, text })
+            }
+        };
+        Decision {
+            action: p.route,
+            folder,
+            score,
+            status: p.status,
+            text: p.text,
+            reason: p.reason,
+            add_headers: self.add_headers,
+            log: self.log,
+            trace: self.trace,
+            plan: Plan {
+                actions,
+                disposition,
+            },
+        }
+    }
 }

@@ -30,6 +30,26 @@ pub enum Failure {
     Perm { status: String, text: String },
 }
 
+/// The exit status of a plan's disposition, once its actions succeeded.
+pub fn code_of(d: &crate::plan::Disposition) -> i32 {
+    use crate::plan::Disposition;
+    match d {
+        Disposition::Delivered | Disposition::Discarded => OK,
+        Disposition::Rejected { .. } => NOPERM,
+        Disposition::Deferred { .. } => TEMPFAIL,
+    }
+}
+
+/// The failure a rejection or deferral ends in (`None` for the others).
+pub fn failure_of(d: &crate::plan::Disposition) -> Option<Failure> {
+    use crate::plan::Disposition;
+    match d {
+        Disposition::Delivered | Disposition::Discarded => None,
+        Disposition::Rejected { status, text } => Some(Failure::perm(status, text.clone())),
+        Disposition::Deferred { status, text } => Some(Failure::temp(status, text.clone())),
+    }
+}
+
 impl Failure {
     pub fn temp(status: &str, text: impl Into<String>) -> Self {
         Failure::Temp {

@@ -1,5 +1,5 @@
 //! The delivery in flight, for the two ways a delivery can end without
-//! returning through `run::deliver`: its time limit passes (the watchdog),
+//! returning through `Engine::deliver`: its time limit passes (the watchdog),
 //! or an allocation fails (the global allocator in src/main.rs calls
 //! `out_of_memory`). Either way the delivery's uncommitted tmp/ files are
 //! removed, a `4.3.0` status line is written to stderr and one line to

@@ -310,11 +310,21 @@ pub struct Maildir {
     new: OwnedFd,
 }
 
-/// A message being written into `tmp/`.
+/// A message being written into `tmp/`. Dropping it removes its name from
+/// `tmp/`: before a commit that throws the message away, after one (the
+/// link into `new/` is made) it is the protocol's last step. No early
+/// return can leave a file behind.
 #[derive(Debug)]
-pub struct TmpFile {
+pub struct TmpFile<'m> {
     pub name: String,
     pub file: File,
+    tmp_dir: BorrowedFd<'m>,
+}
+
+impl Drop for TmpFile<'_> {
+    fn drop(&mut self) {
+        let _ = unlinkat(self.tmp_dir, self.name.as_str(), UnlinkatFlags::NoRemoveDir);
+    }
 }
 
 impl Maildir {
@@ -371,7 +381,7 @@ impl Maildir {
 
     /// Creates a new, uniquely named file in `tmp/` (mode 0600), open for
     /// writing and (for `reopen_tmp`) reading.
-    pub fn create_tmp(&self) -> Result<TmpFile, Failure> {
+    pub fn create_tmp(&self) -> Result<TmpFile<'_>, Failure> {
         let flags =
             OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let mut last = Errno::EEXIST;
@@ -387,6 +397,7 @@ impl Maildir {
                     return Ok(TmpFile {
                         name,
                         file: File::from(fd),
+                        tmp_dir: self.tmp.as_fd(),
                     })
                 }
                 Err(Errno::EEXIST) => continue,
@@ -422,12 +433,6 @@ impl Maildir {
         f.seek(SeekFrom::Start(0))
             .map_err(|e| Failure::from_io(what(), &e))?;
         Ok(f)
-    }
-
-    /// Removes a tmp file that will not be delivered. Best effort.
-    pub fn discard(&self, tmp: TmpFile) {
-        drop(tmp.file);
-        let _ = unlinkat(&self.tmp, tmp.name.as_str(), UnlinkatFlags::NoRemoveDir);
     }
 
     /// Opens (creating on demand) a folder's `new/` directory. Returns the
@@ -595,7 +600,6 @@ impl Maildir {
                     Some((new, f))
                 }
                 Err((why, e)) if e.transient() => {
-                    self.discard(tmp);
                     let DirError::Sys(errno) = e else {
                         unreachable!("only system call errors are transient")
                     };
@@ -627,14 +631,14 @@ impl Maildir {
             Ok(None) => match self.copy_tmp(&tmp) {
                 Ok(copy) => {
                     let r = self.link_into(&copy, new_fd, &dir_path, size);
-                    self.discard(copy);
+                    drop(copy);
                     r
                 }
                 Err(f) => Err(f),
             },
             r => r,
         };
-        self.discard(tmp);
+        drop(tmp);
         let path = result?.ok_or_else(|| {
             Failure::temp(
                 "4.2.0",
@@ -653,19 +657,18 @@ impl Maildir {
     }
 
     /// A new tmp file with the content of `tmp`'s inode, fsynced.
-    fn copy_tmp(&self, tmp: &TmpFile) -> Result<TmpFile, Failure> {
+    fn copy_tmp(&self, tmp: &TmpFile) -> Result<TmpFile<'_>, Failure> {
         let mut src = self.reopen_tmp(tmp)?;
         let mut copy = self.create_tmp()?;
-        match std::io::copy(&mut src, &mut copy.file).and_then(|_| copy.file.sync_all()) {
-            Ok(()) => Ok(copy),
-            Err(e) => {
-                self.discard(copy);
-                Err(Failure::from_io(
+        std::io::copy(&mut src, &mut copy.file)
+            .and_then(|_| copy.file.sync_all())
+            .map_err(|e| {
+                Failure::from_io(
                     format!("copying into {}", self.path.join("tmp").display()),
                     &e,
-                ))
-            }
-        }
+                )
+            })?;
+        Ok(copy)
     }
 
     /// Links the tmp file's inode into `new_fd` under a new name, and

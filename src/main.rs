@@ -7,9 +7,12 @@
 #![cfg_attr(test, allow(dead_code))]
 
 use clap::{Parser, Subcommand, ValueEnum};
+use deliver::engine::{Engine, Outcome};
 use deliver::envelope::Flags;
 use deliver::exit::{self, Failure};
+use deliver::inflight;
 use deliver::log::Logger;
+use deliver::privs::{self, EnvIdentity};
 use deliver::{check, report, run};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::OsString;
@@ -298,32 +301,70 @@ fn real_main(log_stderr_hint: bool) -> u8 {
     }
     let opts = options(&cli);
     if cli.test {
-        return match run::dry_run(&opts, std::io::stdin().lock()) {
-            Ok(dr) => {
-                let out = match cli.format {
-                    Format::Text => report::text(&dr),
-                    Format::Json => report::json(&dr),
-                };
-                let _ = std::io::stdout().write_all(out.as_bytes());
-                if matches!(cli.format, Format::Json) {
-                    println!();
-                }
-                0
-            }
-            Err(f) => {
-                let _ = writeln!(std::io::stderr(), "deliver --test: {}", f.status_line());
-                1
-            }
-        };
+        return test_mode(opts, cli.format);
     }
     let log = Logger::new(cli.log_stderr);
     #[cfg(debug_assertions)]
     if std::env::var_os("DELIVER_TEST_PANIC").is_some() {
         panic!("test-only panic trigger (debug builds)");
     }
-    match run::deliver(&opts, std::io::stdin().lock(), &log) {
+    match deliver_once(opts, log) {
         Ok(()) => 0,
-        Err(f) => report_failure(&f, &log),
+        Err((f, log)) => report_failure(&f, &log),
+    }
+}
+
+/// One delivery of stdin, as the recipient (exec mode). Its time limit
+/// runs from here, with the default until the system rules set theirs
+/// (reading them, or stdin, can hang too); see `deliver::inflight`.
+fn deliver_once(opts: run::Options, log: Logger) -> Result<(), (Failure, Logger)> {
+    // First: dropped last, after everything that uses the tmp/ file.
+    let flight = inflight::begin(deliver::rules::DEFAULT_TIME_LIMIT);
+    let who = match privs::become_recipient(opts.user.as_deref(), &EnvIdentity::current(), false) {
+        Ok(w) => w,
+        Err(f) => return Err((f, log)),
+    };
+    let envelope = opts.envelope.clone();
+    let mut engine = match Engine::load(opts, &who, log, true) {
+        Ok(e) => e,
+        Err((f, log)) => return Err((f, log)),
+    };
+    match engine.deliver(std::io::stdin().lock(), &envelope, &who, &flight) {
+        Outcome::Done => Ok(()),
+        Outcome::Failed(f) => Err((f, engine.into_logger())),
+    }
+}
+
+/// `--test`: the same loading and decision as a delivery, printed.
+fn test_mode(opts: run::Options, format: Format) -> u8 {
+    let fail = |f: &Failure| {
+        let _ = writeln!(std::io::stderr(), "deliver --test: {}", f.status_line());
+        1
+    };
+    // As root without -d it evaluates as root (nothing is written anyway).
+    let who = match privs::become_recipient(opts.user.as_deref(), &EnvIdentity::current(), true) {
+        Ok(w) => w,
+        Err(f) => return fail(&f),
+    };
+    let envelope = opts.envelope.clone();
+    // The whole files, so that --test can show every rule.
+    let mut engine = match Engine::load(opts, &who, Logger::silent(), false) {
+        Ok(e) => e,
+        Err((f, _)) => return fail(&f),
+    };
+    match engine.dry_run(std::io::stdin().lock(), &envelope, who) {
+        Ok(dr) => {
+            let out = match format {
+                Format::Text => report::text(&dr),
+                Format::Json => report::json(&dr),
+            };
+            let _ = std::io::stdout().write_all(out.as_bytes());
+            if matches!(format, Format::Json) {
+                println!();
+            }
+            0
+        }
+        Err(f) => fail(&f),
     }
 }
 

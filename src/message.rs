@@ -535,6 +535,33 @@ pub fn spool<R: BufRead, W: Write>(
     Ok(total)
 }
 
+/// A message read and spooled, ready for the decision.
+#[derive(Debug)]
+pub struct Spooled {
+    pub head: Head,
+    /// The first bytes of the body (`Limits::body_window`).
+    pub window: Vec<u8>,
+    /// The size of the message as spooled (without the From_ line).
+    pub size: u64,
+}
+
+/// Reads a message from `input`, writing it to `sink` (a tmp/ file, or
+/// nothing for `--test`) while the header block and body window are kept.
+pub fn read<W: Write>(
+    input: impl io::Read,
+    limits: &Limits,
+    sink: &mut W,
+) -> Result<Spooled, crate::exit::Failure> {
+    use crate::exit::Failure;
+    let mut r = io::BufReader::with_capacity(64 * 1024, input);
+    let head =
+        read_head(&mut r, limits).map_err(|e| Failure::from_io("reading the message", &e))?;
+    let mut window = Vec::new();
+    let size = spool(&mut r, &head, sink, &mut window, limits.body_window)
+        .map_err(|e| Failure::from_io("spooling the message", &e))?;
+    Ok(Spooled { head, window, size })
+}
+
 /// The decoded text of the body window: the text parts (HTML converted to
 /// text) that fall within the window, MIME-decoded by mail-parser.
 pub fn body_text(header_block: &[u8], window: &[u8]) -> String {

@@ -1,20 +1,19 @@
 //! Output of `deliver --test`: a text report for a person, or one JSON
 //! object with stable keys (documented in deliver(1)).
 
-use crate::decide::Decision;
+use crate::decide::{Decision, Route};
+use crate::engine::DryRun;
 use crate::envelope::Field;
 use crate::maildir::new_dir_path;
-use crate::run::DryRun;
+use crate::plan::{Action, Disposition};
 use serde_json::json;
 use std::fmt::Write;
 
 /// The directory the message would be written into (`.../new`), if any.
-pub fn target_path(dr: &DryRun) -> Option<std::path::PathBuf> {
+pub fn target_path(dr: &DryRun<'_>) -> Option<std::path::PathBuf> {
     let d = &dr.decision;
     match d.action {
-        crate::decide::Action::Inbox
-        | crate::decide::Action::Junk
-        | crate::decide::Action::Folder => dr
+        Route::Inbox | Route::Junk | Route::Folder => dr
             .maildir
             .as_ref()
             .map(|m| new_dir_path(m, d.folder.as_ref())),
@@ -43,7 +42,39 @@ fn what_happens(d: &Decision, path: Option<&std::path::Path>) -> String {
     }
 }
 
-pub fn text(dr: &DryRun) -> String {
+fn describe_action(a: &Action) -> String {
+    match a {
+        Action::Deliver(d) => {
+            let mut s = format!(
+                "deliver into {}",
+                d.folder.as_ref().map_or("INBOX", |f| f.name.as_str())
+            );
+            for h in &d.add_headers {
+                let _ = write!(s, ", adding \"{}\"", crate::log::sanitize(h));
+            }
+            s
+        }
+    }
+}
+
+fn describe_disposition(d: &Disposition) -> String {
+    match d {
+        Disposition::Delivered => "delivered (exit 0)".into(),
+        Disposition::Discarded => "discarded: nothing written (exit 0)".into(),
+        Disposition::Rejected { status, text } => format!(
+            "rejected: {status} {} (exit {})",
+            crate::log::sanitize(text),
+            crate::exit::NOPERM
+        ),
+        Disposition::Deferred { status, text } => format!(
+            "deferred: {status} {} (exit {})",
+            crate::log::sanitize(text),
+            crate::exit::TEMPFAIL
+        ),
+    }
+}
+
+pub fn text(dr: &DryRun<'_>) -> String {
     let mut out = String::new();
     let e = &dr.envelope;
     out.push_str("Envelope\n");
@@ -66,9 +97,8 @@ pub fn text(dr: &DryRun) -> String {
     }
 
     out.push_str("\nRules\n");
-    let layers = &dr.layers;
-    let _ = writeln!(out, "  system  {}", layers.system.describe());
-    match (&layers.user, &layers.user_ignored, &layers.user_path) {
+    let _ = writeln!(out, "  system  {}", dr.system.describe());
+    match (&dr.user.layer, &dr.user.ignored, &dr.user.path) {
         (Some(u), _, _) => {
             let _ = writeln!(out, "  user    {}", u.describe());
         }
@@ -80,7 +110,7 @@ pub fn text(dr: &DryRun) -> String {
         }
         _ => out.push_str("  user    none\n"),
     }
-    for l in std::iter::once(&layers.system).chain(layers.user.as_ref()) {
+    for l in std::iter::once(dr.system).chain(dr.user.layer.as_ref()) {
         let a = &l.access;
         for t in a.tables() {
             if let Some(n) = t.note() {
@@ -114,6 +144,17 @@ pub fn text(dr: &DryRun) -> String {
     }
 
     let d = &dr.decision;
+    out.push_str("\nPlan\n");
+    for (i, a) in d.plan.actions.iter().enumerate() {
+        let _ = writeln!(out, "  {}. {}", i + 1, describe_action(a));
+    }
+    let _ = writeln!(
+        out,
+        "  {}. {}",
+        d.plan.actions.len() + 1,
+        describe_disposition(&d.plan.disposition)
+    );
+
     let path = target_path(dr);
     out.push_str("\nDecision\n");
     let _ = writeln!(out, "  action     {}", d.action.as_str());
@@ -125,11 +166,15 @@ pub fn text(dr: &DryRun) -> String {
     let _ = writeln!(out, "  score      {:.2}", d.score);
     let _ = writeln!(out, "  reason     {}", crate::log::sanitize(&d.reason));
     let _ = writeln!(out, "  result     {}", what_happens(d, path.as_deref()));
-    let _ = writeln!(out, "  exit       {}", d.exit_code());
+    let _ = writeln!(
+        out,
+        "  exit       {}",
+        crate::exit::code_of(&d.plan.disposition)
+    );
     out
 }
 
-pub fn json(dr: &DryRun) -> String {
+pub fn json(dr: &DryRun<'_>) -> String {
     let d = &dr.decision;
     let path = target_path(dr);
     let v = json!({
@@ -137,18 +182,19 @@ pub fn json(dr: &DryRun) -> String {
         "folder": d.folder.as_ref().map(|f| f.name.clone()),
         "path": path.map(|p| p.display().to_string()),
         "score": d.score,
-        "exit_code": d.exit_code(),
+        "exit_code": crate::exit::code_of(&d.plan.disposition),
         "status_line": d.status_line(),
         "reason": d.reason,
         "add_headers": d.add_headers,
         "log": d.log,
         "envelope": dr.envelope,
         "rules": {
-            "system": dr.layers.system.describe(),
-            "user": dr.layers.user.as_ref().map(|u| u.describe()),
-            "user_ignored": dr.layers.user_ignored,
+            "system": dr.system.describe(),
+            "user": dr.user.layer.as_ref().map(|u| u.describe()),
+            "user_ignored": dr.user.ignored,
         },
         "trace": d.trace,
+        "plan": d.plan,
     });
     serde_json::to_string_pretty(&v).expect("JSON values serialize")
 }

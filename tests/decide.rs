@@ -1,6 +1,6 @@
 //! The decision as a pure function: layering, scores, thresholds, dialects.
 
-use deliver::decide::{decide, Action, Decision, Input};
+use deliver::decide::{decide, Decision, Input, Route as Action};
 use deliver::envelope::{Envelope, Flags};
 use deliver::maps::OpenOptions;
 use deliver::message::Headers;

@@ -539,3 +539,46 @@ fn check_warns_about_conditional_deferrals_in_maps() {
     // Plain DEFER is what it says: no warning.
     assert_eq!(lines.len(), expect.len(), "{}", r.stdout);
 }
+
+#[test]
+fn the_plan_is_shown_in_json_and_text() {
+    let mut h = Home::new();
+    h.system(RULES);
+    let args = [
+        "--test",
+        "--format",
+        "json",
+        "-f",
+        "a@b",
+        "-a",
+        "u@example.com",
+    ];
+    let v = json(&h.run(&args, &msg("Subject: viagra casino\n", "x\n")));
+    assert_eq!(
+        v["plan"],
+        serde_json::json!({
+            "actions": [{"action": "deliver", "folder": "Junk", "add_headers": []}],
+            "disposition": "delivered"
+        })
+    );
+    let v = json(&h.run(&args, &msg("Subject: reject me\n", "x\n")));
+    assert_eq!(
+        v["plan"],
+        serde_json::json!({
+            "actions": [],
+            "disposition": "rejected",
+            "status": "5.7.1",
+            "text": "not wanted here"
+        })
+    );
+    let r = h.run(
+        &["--test", "-f", "a@b", "-a", "u@example.com"],
+        &msg("Subject: viagra casino\n", "x\n"),
+    );
+    assert!(
+        r.stdout
+            .contains("\nPlan\n  1. deliver into Junk\n  2. delivered (exit 0)\n"),
+        "{}",
+        r.stdout
+    );
+}

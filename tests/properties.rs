@@ -87,7 +87,7 @@ proptest! {
     ) {
         let limits = Limits { max_header_bytes, max_headers, body_window };
         let mut out = Vec::new();
-        let sp = deliver::run::read_message(&input[..], &limits, &mut out).unwrap();
+        let sp = deliver::message::read(&input[..], &limits, &mut out).unwrap();
         prop_assert_eq!(&out[..], expected(&input));
         prop_assert_eq!(sp.size, out.len() as u64);
     }
@@ -110,8 +110,8 @@ proptest! {
         let free = Limits { max_header_bytes: 1 << 20, max_headers: 1000, body_window };
         let tight = Limits { max_header_bytes: 1024, max_headers, body_window };
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        let all = deliver::run::read_message(&input[..], &free, &mut a).unwrap();
-        let some = deliver::run::read_message(&input[..], &tight, &mut b).unwrap();
+        let all = deliver::message::read(&input[..], &free, &mut a).unwrap();
+        let some = deliver::message::read(&input[..], &tight, &mut b).unwrap();
         prop_assert!(all.head.limit_hit.is_none());
         prop_assert_eq!(&a, &b);
         let (fa, fs) = (all.head.headers.fields(), some.head.headers.fields());

@@ -7,7 +7,7 @@ use deliver::envelope::{Envelope, Flags};
 use deliver::maps::OpenOptions;
 use deliver::message::Limits;
 use deliver::rules::{self, Layer, Origin};
-use deliver::run::{self, Layers};
+use deliver::engine::decide_for;
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -39,22 +39,16 @@ all = [ { any = [ { header = "From" }, { sender = '@' } ] }, { not = { size_over
 folder = "Lists/fuzz"
 "#;
 
-fn layers() -> &'static Layers {
-    static L: OnceLock<Layers> = OnceLock::new();
+fn system() -> &'static Layer {
+    static L: OnceLock<Layer> = OnceLock::new();
     L.get_or_init(|| {
-        let system: Layer = rules::load_str(
+        rules::load_str(
             RULES,
             Path::new("fuzz.toml"),
             Origin::System,
             &OpenOptions::default(),
         )
-        .expect("fuzz rules load");
-        Layers {
-            system,
-            user: None,
-            user_ignored: None,
-            user_path: None,
-        }
+        .expect("fuzz rules load")
     })
 }
 
@@ -86,7 +80,7 @@ fuzz_target!(|data: &[u8]| {
         None => (Limits::default(), data),
     };
     let mut out = Vec::new();
-    let sp = run::read_message(data, &limits, &mut out).expect("reading from memory cannot fail");
+    let sp = deliver::message::read(data, &limits, &mut out).expect("reading from memory cannot fail");
     assert_eq!(out, expected(data), "spooled bytes differ from the input");
     assert_eq!(sp.size, out.len() as u64);
     assert!(sp.window.len() <= limits.body_window.max(sp.head.bytes.len()));
@@ -96,7 +90,7 @@ fuzz_target!(|data: &[u8]| {
         sp.head.envelope_from_line(),
         &sp.head.headers,
     );
-    let d = run::decide_for(&sp, &env, layers());
+    let d = decide_for(&sp, &env, system(), None);
     let _ = d.status_line();
-    let _ = d.exit_code();
+    let _ = deliver::exit::code_of(&d.plan.disposition);
 });
