@@ -256,8 +256,9 @@ fn control_characters_in_envelope_flags_and_table_results() {
     assert!(r.stderr.starts_with("5.7.1 "), "{}", r.stderr);
 }
 
-/// Peak RSS of one delivery in KiB, measured by GNU time, and its Run.
-fn measured(h: &Home, args: &[&str], input: &[u8]) -> (Run, u64) {
+/// One delivery with `args` under GNU time (as the test's user), and the
+/// file time writes the peak RSS into.
+fn timed(h: &Home, args: &[&str]) -> (Command, std::path::PathBuf) {
     let inner = h.command(args);
     let out = h.home.join("time.out");
     let mut c = Command::new("/usr/bin/time");
@@ -273,16 +274,27 @@ fn measured(h: &Home, args: &[&str], input: &[u8]) -> (Run, u64) {
         use std::os::unix::process::CommandExt;
         c.uid(h.uid).gid(h.gid);
     }
-    let r = run_cmd(c, input);
-    let kib = fs::read_to_string(&out)
-        .unwrap()
-        .trim()
+    (c, out)
+}
+
+/// The peak RSS in KiB that GNU time wrote (`u64::MAX` when it wrote none:
+/// the process was killed).
+fn peak_kib(out: &std::path::Path) -> u64 {
+    fs::read_to_string(out)
+        .unwrap_or_default()
         .lines()
         .last()
-        .unwrap()
+        .unwrap_or("")
+        .trim()
         .parse()
-        .unwrap();
-    (r, kib)
+        .unwrap_or(u64::MAX)
+}
+
+/// Peak RSS of one delivery in KiB, measured by GNU time, and its Run.
+fn measured(h: &Home, args: &[&str], input: &[u8]) -> (Run, u64) {
+    let (c, out) = timed(h, args);
+    let r = run_cmd(c, input);
+    (r, peak_kib(&out))
 }
 
 #[test]
@@ -950,34 +962,12 @@ fn a_system_rules_file_that_is_a_fifo_defers() {
     assert_eq!(h.count(), 0);
 }
 
-/// Peak RSS in KiB of `c` run under /usr/bin/time (as the test's user),
-/// within `bounded`'s limits.
+/// Peak RSS in KiB of one delivery under /usr/bin/time (as the test's
+/// user), within `bounded`'s limits.
 fn measured_bounded(h: &Home, args: &[&str], input: &[u8]) -> (Run, u64) {
-    let inner = h.command(args);
-    let out = h.home.join("time.out");
-    let mut c = Command::new("/usr/bin/time");
-    c.arg("-o").arg(&out).args(["-f", "%M", "--"]);
-    c.arg(inner.get_program()).args(inner.get_args());
-    c.env_clear();
-    for (k, v) in inner.get_envs() {
-        if let Some(v) = v {
-            c.env(k, v);
-        }
-    }
-    if is_root() {
-        use std::os::unix::process::CommandExt;
-        c.uid(h.uid).gid(h.gid);
-    }
+    let (c, out) = timed(h, args);
     let r = bounded(c, input).expect("the delivery hangs");
-    let kib = fs::read_to_string(&out)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap_or("")
-        .trim()
-        .parse()
-        .unwrap_or(u64::MAX);
-    (r, kib)
+    (r, peak_kib(&out))
 }
 
 #[test]

@@ -213,7 +213,24 @@ pub fn atime(p: &Path) -> std::time::SystemTime {
     fs::metadata(p).unwrap().accessed().unwrap()
 }
 
-pub fn run_cmd(mut c: Command, input: &[u8]) -> Run {
+impl From<Output> for Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// Starts `c` with piped stdio, and a thread that writes `input` to its
+/// stdin and then, unless `hold` is given, closes it; with `hold`, stdin
+/// stays open until the sender of `hold` is dropped.
+fn start(
+    mut c: Command,
+    input: &[u8],
+    hold: Option<std::sync::mpsc::Receiver<()>>,
+) -> (std::process::Child, std::thread::JoinHandle<()>) {
     c.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -222,14 +239,18 @@ pub fn run_cmd(mut c: Command, input: &[u8]) -> Run {
     let data = input.to_vec();
     let writer = std::thread::spawn(move || {
         let _ = stdin.write_all(&data);
+        if let Some(h) = hold {
+            let _ = h.recv();
+        }
     });
+    (child, writer)
+}
+
+pub fn run_cmd(c: Command, input: &[u8]) -> Run {
+    let (child, writer) = start(c, input, None);
     let out: Output = child.wait_with_output().unwrap();
     writer.join().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    out.into()
 }
 
 /// A message as local(8) hands it over: From_ line, then the message.
@@ -297,25 +318,14 @@ pub fn attacker_command(program: &str, args: &[&str], groups: &[u32]) -> Command
 /// after `limit`, and `None` returned. stdin stays open (no EOF) after
 /// `input` when `hold_stdin` is set, as from a sender that never finishes.
 pub fn run_cmd_within(
-    mut c: Command,
+    c: Command,
     input: &[u8],
     hold_stdin: bool,
     limit: std::time::Duration,
 ) -> Option<Run> {
-    c.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().expect("spawn deliver");
-    let mut stdin = child.stdin.take().unwrap();
-    let data = input.to_vec();
+    // With hold_stdin, the pipe stays open until the test is over with the child.
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&data);
-        if hold_stdin {
-            // Keep the pipe open until the test is over with the child.
-            let _ = done_rx.recv();
-        }
-    });
+    let (mut child, writer) = start(c, input, hold_stdin.then_some(done_rx));
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let start = std::time::Instant::now();
     let mut killed = false;
@@ -333,9 +343,5 @@ pub fn run_cmd_within(
     let out: Output = child.wait_with_output().unwrap();
     drop(done_tx);
     writer.join().unwrap();
-    (!killed).then(|| Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
+    (!killed).then(|| out.into())
 }
