@@ -67,6 +67,10 @@
 //!   restriction classes) are not evaluated: they are [`Action::Ignored`],
 //!   except the single restriction `permit`, which is Ok.
 //! - `421`/`521` ("disconnect") are plain Defer/Reject.
+//! - A PREPEND text must be a header line deliver may write
+//!   (`crate::message::valid_header_line`: no white space before the colon,
+//!   no control character but tab); smtpd's is_header() also takes
+//!   `name : value`. Any other PREPEND is [`Action::Ignored`].
 
 use crate::maps::{MapError, Table};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -133,7 +137,8 @@ pub enum Action {
     /// `HOLD [text]`: terminal here. (smtpd itself goes on evaluating after
     /// HOLD, which only flags the message; see the module documentation.)
     Hold(String),
-    /// PREPEND "Header: value": not terminal.
+    /// `PREPEND name: value`: not terminal. The text is a header line deliver
+    /// writes (`crate::message::valid_header_line`).
     Prepend(String),
     /// `WARN [text]`: log; not terminal.
     Warn(String),
@@ -233,32 +238,6 @@ fn reply(code: u16, def_dsn: &str, text: &str, def_text: &str) -> (String, u16, 
     (status, code, printable(t))
 }
 
-/// Postfix is_header(): `name:` where the name is printable ASCII without
-/// spaces or `:`, optionally followed by blanks before the colon.
-fn is_header(s: &str) -> bool {
-    let mut name = 0;
-    let mut spaced = false;
-    for c in s.chars() {
-        match c {
-            ':' => return name > 0,
-            ' ' | '\t' => {
-                if name == 0 {
-                    return false;
-                }
-                spaced = true;
-            }
-            c if c.is_ascii() && !c.is_ascii_control() => {
-                if spaced {
-                    return false;
-                }
-                name += 1;
-            }
-            _ => return false,
-        }
-    }
-    false
-}
-
 /// Translate one table result into an action, as check_table_result() does.
 pub fn parse_action(raw: &str) -> Action {
     let cmd_len = raw.find([' ', '\t']).unwrap_or(raw.len());
@@ -297,7 +276,7 @@ pub fn parse_action(raw: &str) -> Action {
         return Action::Defer { status, code, text };
     }
     if is("PREPEND") {
-        return if !text.is_empty() && is_header(text) {
+        return if crate::message::valid_header_line(text) {
             Action::Prepend(text.to_string())
         } else {
             Action::Ignored(raw.to_string())
@@ -808,15 +787,5 @@ mod tests {
         );
         assert_eq!(dsn_split("5.7.1", "go away"), ("5.7.1".into(), "go away"));
         assert_eq!(dsn_split("5.7.1", "5.1.1"), ("5.1.1".into(), ""));
-    }
-
-    #[test]
-    fn is_header_like_postfix() {
-        assert!(is_header("X-Foo: bar"));
-        assert!(is_header("X-Foo : bar"));
-        assert!(is_header("X-Foo:"));
-        assert!(!is_header(": bar"));
-        assert!(!is_header("X Foo: bar"));
-        assert!(!is_header("no colon"));
     }
 }

@@ -196,6 +196,12 @@ fn defer_if(result: &str) -> Option<&'static str> {
         .find(|kw| word.eq_ignore_ascii_case(kw))
 }
 
+/// Whether a result's first word is PREPEND (any case).
+fn is_prepend(result: &str) -> bool {
+    let word = result.split([' ', '\t']).next().unwrap_or("");
+    word.eq_ignore_ascii_case("PREPEND")
+}
+
 /// Results in a layer's maps that delivery cannot honour as written.
 fn map_results(layer: &Layer) -> Vec<Diag> {
     let a = &layer.access;
@@ -204,15 +210,15 @@ fn map_results(layer: &Layer) -> Vec<Diag> {
         let file = table_file(t.as_ref());
         for (line, text) in t.results() {
             let msg = match parse_action(&text) {
+                Action::Ignored(raw) if is_prepend(&raw) => Some(format!(
+                    "result {raw:?} cannot be honoured: not a valid header line (name: value); delivery treats it as DUNNO"
+                )),
                 Action::Ignored(raw) => Some(format!(
                     "result {raw:?} cannot be honoured after queueing; delivery treats it as DUNNO"
                 )),
                 Action::Folder(name) => FolderName::parse(&name).err().map(|e| {
                     format!("FOLDER {name:?} would be refused ({e}); delivery uses the Inbox")
                 }),
-                Action::Prepend(h) if !crate::decide::valid_header_line(&h) => Some(format!(
-                    "PREPEND {h:?} is not a valid header line; delivery ignores it"
-                )),
                 Action::Defer { .. } => defer_if(&text).map(|kw| {
                     format!(
                         "{kw} defers every message it matches, like DEFER (exit 75): delivery has no later restriction to make it conditional, so the message stays queued and bounces when maximal_queue_lifetime ends"

@@ -364,7 +364,9 @@ impl Ctx<'_> {
                 }
             },
             AccessAction::Prepend(h) => {
-                if valid_header_line(h) {
+                // `access::parse_action` gives only lines that pass this
+                // test; it is repeated where a line is added to the message.
+                if crate::message::valid_header_line(h) {
                     self.add_headers.push(h.clone());
                 } else {
                     self.log.push(format!(
@@ -590,16 +592,6 @@ fn smtpd_text(env: &Envelope, what: &str, text: &str) -> String {
         ),
     };
     format!("{subject}: {label}: {text}")
-}
-
-/// `Name: value`, one line, printable: the only PREPEND we will write.
-pub fn valid_header_line(h: &str) -> bool {
-    let Some((name, _)) = h.split_once(':') else {
-        return false;
-    };
-    !name.is_empty()
-        && name.bytes().all(|b| (33..=126).contains(&b) && b != b':')
-        && !h.chars().any(|c| c.is_control() && c != '\t')
 }
 
 /// Decides what to do with a message: the numbered steps of the module
