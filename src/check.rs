@@ -7,7 +7,7 @@
 //! table the recipient does not own; run as anyone else, it says whether
 //! they are there. These lines are notes, not problems.
 
-use crate::access::{parse_action, Action};
+use crate::access::{parse_action, AccessAction};
 use crate::maildir::FolderName;
 use crate::maps::{index, OpenOptions, Table};
 use crate::rules::model::FileSpec;
@@ -210,16 +210,16 @@ fn map_results(layer: &Layer) -> Vec<Diag> {
         let file = table_file(t.as_ref());
         for (line, text) in t.results() {
             let msg = match parse_action(&text) {
-                Action::Ignored(raw) if is_prepend(&raw) => Some(format!(
+                AccessAction::Ignored(raw) if is_prepend(&raw) => Some(format!(
                     "result {raw:?} cannot be honoured: not a valid header line (name: value); delivery treats it as DUNNO"
                 )),
-                Action::Ignored(raw) => Some(format!(
+                AccessAction::Ignored(raw) => Some(format!(
                     "result {raw:?} cannot be honoured after queueing; delivery treats it as DUNNO"
                 )),
-                Action::Folder(name) => FolderName::parse(&name).err().map(|e| {
+                AccessAction::Folder(name) => FolderName::parse(&name).err().map(|e| {
                     format!("FOLDER {name:?} would be refused ({e}); delivery uses the Inbox")
                 }),
-                Action::Defer { .. } => defer_if(&text).map(|kw| {
+                AccessAction::Defer { .. } => defer_if(&text).map(|kw| {
                     format!(
                         "{kw} defers every message it matches, like DEFER (exit 75): delivery has no later restriction to make it conditional, so the message stays queued and bounces when maximal_queue_lifetime ends"
                     )

@@ -21,7 +21,7 @@
 //!    bounds), and the upstream spam flag when no score was given.
 //! 6. The Inbox.
 
-use crate::access::{self, AccessOptions, Action as AccessAction, Hit, Probe};
+use crate::access::{self, AccessAction, AccessOptions, Hit, Probe};
 use crate::envelope::Envelope;
 use crate::maildir::FolderName;
 use crate::message::{self, HeaderLimit, Headers};
@@ -623,7 +623,7 @@ enum SystemResult {
     Final(Proposal),
     /// A result the user's layer may replace (or none), and the upstream
     /// filter's spam findings for step 5.
-    Provisional(Option<Proposal>, spam::Verdict),
+    Provisional(Option<Proposal>, spam::Findings),
 }
 
 impl Ctx<'_> {
@@ -738,7 +738,7 @@ impl Ctx<'_> {
         &mut self,
         system: &Layer,
         user: Option<&Layer>,
-        findings: &spam::Verdict,
+        findings: &spam::Findings,
     ) -> Option<Proposal> {
         let user_junk = user.and_then(|u| u.spam.junk_threshold);
         let junk_threshold = match user_junk {
