@@ -222,20 +222,13 @@ fn dsn_split<'a>(def: &str, text: &'a str) -> (String, &'a str) {
     }
 }
 
-/// Postfix printable(): control characters become spaces.
-fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
-
 /// smtpd_check_reject(): a reply with the status class forced to the code's.
 fn reply(code: u16, def_dsn: &str, text: &str, def_text: &str) -> (String, u16, String) {
     let (mut status, rest) = dsn_split(def_dsn, text);
     let class = char::from(b'0' + (code / 100) as u8);
     status.replace_range(0..1, &class.to_string());
     let t = if rest.is_empty() { def_text } else { rest };
-    (status, code, printable(t))
+    (status, code, crate::text::for_reply(t))
 }
 
 /// Translate one table result into an action, as check_table_result() does.

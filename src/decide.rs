@@ -193,7 +193,7 @@ impl Decision {
         Some(format!(
             "{} {}",
             self.status.as_deref()?,
-            crate::log::sanitize(self.text.as_deref().unwrap_or(""))
+            crate::text::for_status(self.text.as_deref().unwrap_or(""))
         ))
     }
 }

@@ -28,3 +28,4 @@ pub mod safe_open;
 pub mod safedir;
 pub mod spam;
 pub mod testhook;
+pub mod text;
