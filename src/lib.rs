@@ -21,6 +21,7 @@ pub mod message;
 pub mod pattern;
 pub mod plan;
 pub mod privs;
+pub mod regex_limits;
 pub mod report;
 pub mod rules;
 pub mod run;

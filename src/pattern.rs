@@ -22,11 +22,8 @@ use regex_automata::meta::{self, Regex};
 use regex_automata::nfa::thompson::WhichCaptures;
 use regex_automata::{Input, MatchKind, PatternSet};
 
-/// Bound on one compiled pattern (NFA), and on the lazy DFA's cache.
-const SIZE_LIMIT: usize = 4 << 20;
-const CACHE_LIMIT: usize = 2 << 20;
-/// Bound on a whole group: generous for large system files, still bounded.
-const GROUP_SIZE_LIMIT: usize = 64 << 20;
+use crate::regex_limits::{RULE_GROUP_NFA, RULE_LAZY_DFA, RULE_NFA};
+
 /// Groups with more patterns than this keep the lazy DFA: the PikeVM's cost
 /// per byte grows with the number of patterns.
 const PIKEVM_MAX_PATTERNS: usize = 16;
@@ -37,7 +34,7 @@ fn config() -> meta::Config {
         .which_captures(WhichCaptures::None)
         .onepass(false)
         .dfa(false)
-        .hybrid_cache_capacity(CACHE_LIMIT)
+        .hybrid_cache_capacity(RULE_LAZY_DFA)
         // One thread: the default pool size asks available_parallelism,
         // which reads the cgroup CPU quota files at every start.
         .pool_capacity(1)
@@ -76,7 +73,7 @@ pub struct Pattern(Regex);
 impl Pattern {
     pub fn new(pattern: &str, haystack: Haystack) -> Result<Pattern, PatternError> {
         let config = config()
-            .nfa_size_limit(Some(SIZE_LIMIT))
+            .nfa_size_limit(Some(RULE_NFA))
             .hybrid(haystack == Haystack::Long);
         // What a user's file compiles is charged to its budget (src/budget.rs).
         crate::budget::charge(|| {
@@ -212,9 +209,9 @@ impl PatternGroup {
             None
         } else {
             let pats: Vec<&str> = rest.iter().map(|&i| patterns[i]).collect();
-            let limit = SIZE_LIMIT
+            let limit = RULE_NFA
                 .saturating_mul(pats.len().max(1))
-                .min(GROUP_SIZE_LIMIT);
+                .min(RULE_GROUP_NFA);
             let config = config()
                 .match_kind(MatchKind::All)
                 .nfa_size_limit(Some(limit))
