@@ -25,12 +25,6 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
-/// Checks the system file (or notes the embedded default) and the user's
-/// file. Returns the problems found; an empty list means clean.
-pub fn check(system: Option<&Path>, user: Option<&Path>, uid: u32) -> Vec<Diag> {
-    check_report(system, user, uid).problems
-}
-
 /// Loads the system file with the system cache directory, so that its large
 /// tables are indexed there (as root) or found there. A table modified within
 /// the last seconds is not indexed yet (`index::HOT_SECONDS`): as root, wait
@@ -109,7 +103,8 @@ fn cache_notes(layer: &Layer) -> Vec<String> {
     out
 }
 
-/// [`check`], with the index cache's notes.
+/// Checks the system file (or notes the embedded default) and the user's
+/// file: the problems found (none means clean), and the index cache's notes.
 pub fn check_report(system: Option<&Path>, user: Option<&Path>, uid: u32) -> Report {
     let mut diags = Vec::new();
     let mut notes = Vec::new();

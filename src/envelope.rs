@@ -186,15 +186,6 @@ impl Envelope {
             sasl_sender: var("SASL_SENDER"),
         }
     }
-
-    /// The sender as it appears in logs and access lookups: `<>` when null.
-    pub fn sender_display(&self) -> &str {
-        if self.sender.value.is_empty() {
-            "<>"
-        } else {
-            &self.sender.value
-        }
-    }
 }
 
 /// The sender from `From sender  Sat Nov 21 10:00:00 2026`.
@@ -253,7 +244,6 @@ mod tests {
             };
             let env = Envelope::resolve(&f, &env_of(&[]), None, &h);
             assert_eq!(env.sender.value, "", "{s:?}");
-            assert_eq!(env.sender_display(), "<>");
         }
         let env = Envelope::resolve(
             &Flags::default(),

@@ -88,12 +88,6 @@ impl Failure {
         };
         format!("{} {}", status, crate::text::for_status(text))
     }
-
-    pub fn text(&self) -> &str {
-        match self {
-            Failure::Temp { text, .. } | Failure::Perm { text, .. } => text,
-        }
-    }
 }
 
 impl fmt::Display for Failure {

@@ -236,7 +236,6 @@ fn options(cli: &Cli) -> run::Options {
         maildir: cli.maildir.clone(),
         rules: cli.rules.clone(),
         user_rules: cli.user_rules.clone(),
-        log_stderr: cli.log_stderr,
     }
 }
 
@@ -352,7 +351,7 @@ fn test_mode(opts: run::Options, format: Format) -> u8 {
         Ok(e) => e,
         Err((f, _)) => return fail(&f),
     };
-    match engine.dry_run(std::io::stdin().lock(), &envelope, who) {
+    match engine.dry_run(std::io::stdin().lock(), &envelope, &who) {
         Ok(dr) => {
             let out = match format {
                 Format::Text => report::text(&dr),

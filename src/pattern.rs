@@ -232,14 +232,6 @@ impl PatternGroup {
         })
     }
 
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Which patterns match `haystack`.
     pub fn matches(&self, haystack: &str) -> PatternSet {
         let mut set = PatternSet::new(self.len);
