@@ -19,8 +19,8 @@ use std::cell::OnceCell;
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 
-/// This process's ID, asked of the kernel once: glibc no longer caches
-/// getpid(2), and the log lines and the Maildir's unique names both need
+/// This process's ID, asked of the kernel once: glibc does not cache
+/// getpid(2) (since 2.25), and the log lines and the Maildir's unique names both need
 /// it. deliver never forks.
 pub fn pid() -> u32 {
     static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
@@ -137,7 +137,7 @@ impl Logger {
 
     /// Sends one datagram to syslogd. The first line finds the socket
     /// path (one socket(2), and one sendto(2) per path tried; a connect(2)
-    /// first, as before, would cost a call more); later lines go there.
+    /// first would cost a call more); later lines go there.
     fn send(&self, msg: &[u8]) {
         let mut sent = false;
         let syslog = self.syslog.get_or_init(|| {

@@ -2,17 +2,18 @@
 //! (`regex-automata`'s meta regex), tuned for a process that lives a
 //! millisecond and matches short header values.
 //!
-//! Start-up cost is what matters here. Measured with callgrind on workload
-//! W1 (24 case-insensitive header rules), per process:
-//! - the regex crate's defaults: 13.96M instructions of regex building, most
-//!   of it a literal prefilter (all 64 case variants of `(?i)viagra` and an
-//!   Aho-Corasick automaton per pattern), which gains nothing on header
-//!   values of a few hundred bytes: so the prefilter is off;
-//! - one regex per rule: a forward and a reverse NFA and a lazy DFA each;
-//! - so the patterns of all rules on one header are one multi-pattern regex
-//!   (`PatternGroup`) that reports, in one pass over a header value, every
-//!   rule pattern that matches; small groups run on the PikeVM without a
-//!   lazy DFA (no reverse NFA to build), large ones keep the lazy DFA.
+//! Start-up cost is what matters here (BENCHMARKS.md, "Measurements behind
+//! design choices"):
+//! - the literal prefilter is off: most of the regex crate's building time
+//!   on case-insensitive rules goes into it (all 64 case variants of
+//!   `(?i)viagra` and an Aho-Corasick automaton per pattern), and it gains
+//!   nothing on header values of a few hundred bytes;
+//! - one regex per rule would build a forward and a reverse NFA and a lazy
+//!   DFA each, so the patterns of all rules on one header are one
+//!   multi-pattern regex (`PatternGroup`) that reports, in one pass over a
+//!   header value, every rule pattern that matches; small groups run on the
+//!   PikeVM without a lazy DFA (no reverse NFA to build), large ones keep
+//!   the lazy DFA.
 //!
 //! Matching stays linear in time, no capture groups are built, and compiled
 //! size is bounded so that a hostile pattern in a user's file cannot exhaust
@@ -95,10 +96,9 @@ impl Pattern {
 /// classes, possibly anchored at the start (`^`) and the end (`$`): most
 /// spam rules (`(?i)viagra`, `^\[SPAM\]`). Matched directly on the parsed
 /// form (regex-syntax's HIR, the same parse the regex engine compiles), so
-/// no automaton is built for it: building one costs about 100,000
-/// instructions and a 400 KiB table per header group with a case-insensitive
-/// pattern, at every start. The answers are the regex crate's (tested
-/// against it below).
+/// no automaton (and its table of transitions) is built for it at every
+/// start (BENCHMARKS.md, "Measurements behind design choices"). The answers
+/// are the regex crate's (tested against it below).
 #[derive(Clone, Debug)]
 struct Simple {
     start: bool,
