@@ -101,7 +101,7 @@ fn field_name_len(line: &[u8]) -> Option<usize> {
 /// PREPEND result): `name: value` on one line, the name RFC 5322 ftext
 /// directly followed by the colon, and no control character but tab.
 /// Stricter than the reader (`field_name_len` accepts the obsolete white
-/// space before the colon, RFC 5322 section 4.5.3): what deliver writes
+/// space before the colon, RFC 5322 section 4.5): what deliver writes
 /// must be read as the same one field by every program after it, and
 /// obsolete syntax is for readers to accept, not for writers to produce.
 pub fn valid_header_line(h: &str) -> bool {
