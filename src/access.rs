@@ -7,7 +7,7 @@
 //! each table is searched with the access(5) key order; the first key found
 //! in a table ends that table's search (DUNNO: "pretend not found, and do not
 //! try shorter keys"); then the next table. Hits are returned in order; the
-//! search stops after the first terminal one (see [`Action::is_terminal`]).
+//! search stops after the first terminal one (see [`AccessAction::is_terminal`]).
 //!
 //! Key orders (fixed tables get every key; pattern tables — regexp, pcre,
 //! cidr — only the whole string, unmodified; keys are passed to
@@ -46,7 +46,7 @@
 //! as smtpd_check_reject() does; `DUNNO`, `DISCARD`, `HOLD`, `PREPEND`,
 //! `WARN`, `INFO`; our delivery-stage `JUNK [text]` and `FOLDER name`.
 //! Actions smtpd performs before or while queueing (`FILTER`, `REDIRECT`,
-//! `BCC`, `HANGUP`, restriction names and lists) are [`Action::Ignored`];
+//! `BCC`, `HANGUP`, restriction names and lists) are [`AccessAction::Ignored`];
 //! a result naming a lookup table (`type:name`) is Postfix's "server
 //! configuration error", a 451 4.3.5 Defer.
 //!
@@ -64,9 +64,13 @@
 //!   statuses into a generic one (e.g. 4.0.0). The functions here do not
 //!   know which check the caller runs; a caller that knows may do it.
 //! - Restriction names and lists in a result (`permit_mynetworks, reject`,
-//!   restriction classes) are not evaluated: they are [`Action::Ignored`],
+//!   restriction classes) are not evaluated: they are [`AccessAction::Ignored`],
 //!   except the single restriction `permit`, which is Ok.
 //! - `421`/`521` ("disconnect") are plain Defer/Reject.
+//! - A PREPEND text must be a header line deliver may write
+//!   (`crate::message::valid_header_line`: no white space before the colon,
+//!   no control character but tab); smtpd's is_header() also takes
+//!   `name : value`. Any other PREPEND is [`AccessAction::Ignored`].
 
 use crate::maps::{MapError, Table};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -111,7 +115,7 @@ pub struct Probe {
 
 /// What an access table result means.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub enum AccessAction {
     /// OK, RELAY, all-numerical, `permit`: accept; terminal.
     Ok,
     /// DUNNO: this table says nothing; the next table is searched.
@@ -133,7 +137,8 @@ pub enum Action {
     /// `HOLD [text]`: terminal here. (smtpd itself goes on evaluating after
     /// HOLD, which only flags the message; see the module documentation.)
     Hold(String),
-    /// PREPEND "Header: value": not terminal.
+    /// `PREPEND name: value`: not terminal. The text is a header line deliver
+    /// writes (`crate::message::valid_header_line`).
     Prepend(String),
     /// `WARN [text]`: log; not terminal.
     Warn(String),
@@ -149,18 +154,18 @@ pub enum Action {
     Ignored(String),
 }
 
-impl Action {
+impl AccessAction {
     /// True when no later table is consulted after this result.
     pub fn is_terminal(&self) -> bool {
         matches!(
             self,
-            Action::Ok
-                | Action::Reject { .. }
-                | Action::Defer { .. }
-                | Action::Discard(_)
-                | Action::Hold(_)
-                | Action::Junk(_)
-                | Action::Folder(_)
+            AccessAction::Ok
+                | AccessAction::Reject { .. }
+                | AccessAction::Defer { .. }
+                | AccessAction::Discard(_)
+                | AccessAction::Hold(_)
+                | AccessAction::Junk(_)
+                | AccessAction::Folder(_)
         )
     }
 }
@@ -175,7 +180,7 @@ pub struct Hit {
     /// The result as the table returned it.
     pub raw: String,
     /// What it means.
-    pub action: Action,
+    pub action: AccessAction,
 }
 
 fn is_space(c: char) -> bool {
@@ -217,104 +222,71 @@ fn dsn_split<'a>(def: &str, text: &'a str) -> (String, &'a str) {
     }
 }
 
-/// Postfix printable(): control characters become spaces.
-fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
-
 /// smtpd_check_reject(): a reply with the status class forced to the code's.
 fn reply(code: u16, def_dsn: &str, text: &str, def_text: &str) -> (String, u16, String) {
     let (mut status, rest) = dsn_split(def_dsn, text);
     let class = char::from(b'0' + (code / 100) as u8);
     status.replace_range(0..1, &class.to_string());
     let t = if rest.is_empty() { def_text } else { rest };
-    (status, code, printable(t))
-}
-
-/// Postfix is_header(): `name:` where the name is printable ASCII without
-/// spaces or `:`, optionally followed by blanks before the colon.
-fn is_header(s: &str) -> bool {
-    let mut name = 0;
-    let mut spaced = false;
-    for c in s.chars() {
-        match c {
-            ':' => return name > 0,
-            ' ' | '\t' => {
-                if name == 0 {
-                    return false;
-                }
-                spaced = true;
-            }
-            c if c.is_ascii() && !c.is_ascii_control() => {
-                if spaced {
-                    return false;
-                }
-                name += 1;
-            }
-            _ => return false,
-        }
-    }
-    false
+    (status, code, crate::text::for_reply(t))
 }
 
 /// Translate one table result into an action, as check_table_result() does.
-pub fn parse_action(raw: &str) -> Action {
+pub fn parse_action(raw: &str) -> AccessAction {
     let cmd_len = raw.find([' ', '\t']).unwrap_or(raw.len());
     let cmd = &raw[..cmd_len];
     let text = raw[cmd_len..].trim_start_matches(is_space);
     let is = |kw: &str| cmd.eq_ignore_ascii_case(kw);
     if is("DUNNO") {
-        return Action::Dunno;
+        return AccessAction::Dunno;
     }
     if is("REJECT") {
         let (status, code, text) = reply(ACCESS_MAP_REJECT_CODE, "5.7.1", text, "Access denied");
-        return Action::Reject { status, code, text };
+        return AccessAction::Reject { status, code, text };
     }
     if is("DEFER") {
         let (status, code, text) = reply(ACCESS_MAP_DEFER_CODE, "4.7.1", text, "Access denied");
-        return Action::Defer { status, code, text };
+        return AccessAction::Defer { status, code, text };
     }
     if is("HANGUP") || is("FILTER") || is("REDIRECT") || is("BCC") {
-        return Action::Ignored(raw.to_string());
+        return AccessAction::Ignored(raw.to_string());
     }
     if is("INFO") {
-        return Action::Info(text.to_string());
+        return AccessAction::Info(text.to_string());
     }
     if is("WARN") {
-        return Action::Warn(text.to_string());
+        return AccessAction::Warn(text.to_string());
     }
     if is("HOLD") {
-        return Action::Hold(text.to_string());
+        return AccessAction::Hold(text.to_string());
     }
     if is("DISCARD") {
-        return Action::Discard(text.to_string());
+        return AccessAction::Discard(text.to_string());
     }
     if is("DEFER_IF_PERMIT") || is("DEFER_IF_REJECT") {
         let (status, code, text) =
             reply(ACCESS_MAP_DEFER_CODE, "4.7.1", text, "Service unavailable");
-        return Action::Defer { status, code, text };
+        return AccessAction::Defer { status, code, text };
     }
     if is("PREPEND") {
-        return if !text.is_empty() && is_header(text) {
-            Action::Prepend(text.to_string())
+        return if crate::message::valid_header_line(text) {
+            AccessAction::Prepend(text.to_string())
         } else {
-            Action::Ignored(raw.to_string())
+            AccessAction::Ignored(raw.to_string())
         };
     }
     if is("JUNK") {
-        return Action::Junk(text.to_string());
+        return AccessAction::Junk(text.to_string());
     }
     if is("FOLDER") {
         return if text.is_empty() {
-            Action::Ignored(raw.to_string())
+            AccessAction::Ignored(raw.to_string())
         } else {
-            Action::Folder(text.to_string())
+            AccessAction::Folder(text.to_string())
         };
     }
     if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
-        return Action::Ok;
+        return AccessAction::Ok;
     }
     let b = raw.as_bytes();
     if cmd_len == 3
@@ -327,17 +299,17 @@ pub fn parse_action(raw: &str) -> Action {
         let def = format!("{}.7.1", b[0] as char);
         let (status, code, text) = reply(code, &def, text, "Access denied");
         return if b[0] == b'4' {
-            Action::Defer { status, code, text }
+            AccessAction::Defer { status, code, text }
         } else {
-            Action::Reject { status, code, text }
+            AccessAction::Reject { status, code, text }
         };
     }
     if is("OK") || is("RELAY") {
-        return Action::Ok;
+        return AccessAction::Ok;
     }
     if raw.contains(':') {
         // "do not specify lookup tables inside SMTPD access maps".
-        return Action::Defer {
+        return AccessAction::Defer {
             status: "4.3.5".to_string(),
             code: 451,
             text: "Server configuration error".to_string(),
@@ -349,9 +321,9 @@ pub fn parse_action(raw: &str) -> Action {
         .collect();
     match words.as_slice() {
         // "access table entry has empty value": smtpd treats it as OK.
-        [] => Action::Ok,
-        [w] if w.eq_ignore_ascii_case("permit") => Action::Ok,
-        _ => Action::Ignored(raw.to_string()),
+        [] => AccessAction::Ok,
+        [w] if w.eq_ignore_ascii_case("permit") => AccessAction::Ok,
+        _ => AccessAction::Ignored(raw.to_string()),
     }
 }
 
@@ -808,15 +780,5 @@ mod tests {
         );
         assert_eq!(dsn_split("5.7.1", "go away"), ("5.7.1".into(), "go away"));
         assert_eq!(dsn_split("5.7.1", "5.1.1"), ("5.1.1".into(), ""));
-    }
-
-    #[test]
-    fn is_header_like_postfix() {
-        assert!(is_header("X-Foo: bar"));
-        assert!(is_header("X-Foo : bar"));
-        assert!(is_header("X-Foo:"));
-        assert!(!is_header(": bar"));
-        assert!(!is_header("X Foo: bar"));
-        assert!(!is_header("no colon"));
     }
 }

@@ -20,9 +20,9 @@
 //!
 //! The memory in use is measured with glibc's mallinfo2(3) (bytes in use,
 //! from the heap and from mmap), and only while a budget is armed: nothing
-//! is measured or slowed down otherwise. A counting global allocator
-//! measured the same, but cost 3% more instructions on every delivery.
-//! Without glibc nothing is measured.
+//! is measured or slowed down otherwise; a counting global allocator would
+//! slow down every delivery (BENCHMARKS.md, "Measurements behind design
+//! choices"). Without glibc nothing is measured.
 
 use std::cell::Cell;
 

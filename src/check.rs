@@ -7,7 +7,7 @@
 //! table the recipient does not own; run as anyone else, it says whether
 //! they are there. These lines are notes, not problems.
 
-use crate::access::{parse_action, Action};
+use crate::access::{parse_action, AccessAction};
 use crate::maildir::FolderName;
 use crate::maps::{index, OpenOptions, Table};
 use crate::rules::model::FileSpec;
@@ -23,12 +23,6 @@ pub struct Report {
     /// What the index cache did for the system file's large tables
     /// (`SPEC: index written: PATH`, `SPEC: indexed: ...`, or why not).
     pub notes: Vec<String>,
-}
-
-/// Checks the system file (or notes the embedded default) and the user's
-/// file. Returns the problems found; an empty list means clean.
-pub fn check(system: Option<&Path>, user: Option<&Path>, uid: u32) -> Vec<Diag> {
-    check_report(system, user, uid).problems
 }
 
 /// Loads the system file with the system cache directory, so that its large
@@ -109,7 +103,8 @@ fn cache_notes(layer: &Layer) -> Vec<String> {
     out
 }
 
-/// [`check`], with the index cache's notes.
+/// Checks the system file (or notes the embedded default) and the user's
+/// file: the problems found (none means clean), and the index cache's notes.
 pub fn check_report(system: Option<&Path>, user: Option<&Path>, uid: u32) -> Report {
     let mut diags = Vec::new();
     let mut notes = Vec::new();
@@ -196,6 +191,12 @@ fn defer_if(result: &str) -> Option<&'static str> {
         .find(|kw| word.eq_ignore_ascii_case(kw))
 }
 
+/// Whether a result's first word is PREPEND (any case).
+fn is_prepend(result: &str) -> bool {
+    let word = result.split([' ', '\t']).next().unwrap_or("");
+    word.eq_ignore_ascii_case("PREPEND")
+}
+
 /// Results in a layer's maps that delivery cannot honour as written.
 fn map_results(layer: &Layer) -> Vec<Diag> {
     let a = &layer.access;
@@ -204,16 +205,16 @@ fn map_results(layer: &Layer) -> Vec<Diag> {
         let file = table_file(t.as_ref());
         for (line, text) in t.results() {
             let msg = match parse_action(&text) {
-                Action::Ignored(raw) => Some(format!(
+                AccessAction::Ignored(raw) if is_prepend(&raw) => Some(format!(
+                    "result {raw:?} cannot be honoured: not a valid header line (name: value); delivery treats it as DUNNO"
+                )),
+                AccessAction::Ignored(raw) => Some(format!(
                     "result {raw:?} cannot be honoured after queueing; delivery treats it as DUNNO"
                 )),
-                Action::Folder(name) => FolderName::parse(&name).err().map(|e| {
+                AccessAction::Folder(name) => FolderName::parse(&name).err().map(|e| {
                     format!("FOLDER {name:?} would be refused ({e}); delivery uses the Inbox")
                 }),
-                Action::Prepend(h) if !crate::decide::valid_header_line(&h) => Some(format!(
-                    "PREPEND {h:?} is not a valid header line; delivery ignores it"
-                )),
-                Action::Defer { .. } => defer_if(&text).map(|kw| {
+                AccessAction::Defer { .. } => defer_if(&text).map(|kw| {
                     format!(
                         "{kw} defers every message it matches, like DEFER (exit 75): delivery has no later restriction to make it conditional, so the message stays queued and bounces when maximal_queue_lifetime ends"
                     )

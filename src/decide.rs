@@ -21,7 +21,7 @@
 //!    bounds), and the upstream spam flag when no score was given.
 //! 6. The Inbox.
 
-use crate::access::{self, AccessOptions, Action as AccessAction, Hit, Probe};
+use crate::access::{self, AccessAction, AccessOptions, Hit, Probe};
 use crate::envelope::Envelope;
 use crate::maildir::FolderName;
 use crate::message::{self, HeaderLimit, Headers};
@@ -193,7 +193,7 @@ impl Decision {
         Some(format!(
             "{} {}",
             self.status.as_deref()?,
-            crate::log::sanitize(self.text.as_deref().unwrap_or(""))
+            crate::text::for_status(self.text.as_deref().unwrap_or(""))
         ))
     }
 }
@@ -364,7 +364,9 @@ impl Ctx<'_> {
                 }
             },
             AccessAction::Prepend(h) => {
-                if valid_header_line(h) {
+                // `access::parse_action` gives only lines that pass this
+                // test; it is repeated where a line is added to the message.
+                if crate::message::valid_header_line(h) {
                     self.add_headers.push(h.clone());
                 } else {
                     self.log.push(format!(
@@ -592,16 +594,6 @@ fn smtpd_text(env: &Envelope, what: &str, text: &str) -> String {
     format!("{subject}: {label}: {text}")
 }
 
-/// `Name: value`, one line, printable: the only PREPEND we will write.
-pub fn valid_header_line(h: &str) -> bool {
-    let Some((name, _)) = h.split_once(':') else {
-        return false;
-    };
-    !name.is_empty()
-        && name.bytes().all(|b| (33..=126).contains(&b) && b != b':')
-        && !h.chars().any(|c| c.is_control() && c != '\t')
-}
-
 /// Decides what to do with a message: the numbered steps of the module
 /// documentation (and of deliver.rules(5)), one function each.
 pub fn decide(input: &Input, system: &Layer, user: Option<&Layer>) -> Decision {
@@ -631,7 +623,7 @@ enum SystemResult {
     Final(Proposal),
     /// A result the user's layer may replace (or none), and the upstream
     /// filter's spam findings for step 5.
-    Provisional(Option<Proposal>, spam::Verdict),
+    Provisional(Option<Proposal>, spam::Findings),
 }
 
 impl Ctx<'_> {
@@ -746,7 +738,7 @@ impl Ctx<'_> {
         &mut self,
         system: &Layer,
         user: Option<&Layer>,
-        findings: &spam::Verdict,
+        findings: &spam::Findings,
     ) -> Option<Proposal> {
         let user_junk = user.and_then(|u| u.spam.junk_threshold);
         let junk_threshold = match user_junk {

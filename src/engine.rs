@@ -62,7 +62,6 @@ pub struct Engine {
 
 /// Everything `--test` computed.
 pub struct DryRun<'e> {
-    pub who: Recipient,
     pub system: &'e Layer,
     pub user: UserRules,
     pub envelope: Envelope,
@@ -94,11 +93,6 @@ impl Engine {
     /// The logger, once the engine is done.
     pub fn into_logger(self) -> Logger {
         self.log
-    }
-
-    /// The system layer.
-    pub fn system(&self) -> &Layer {
-        &self.system
     }
 
     /// Delivers one message from `input` to `who`, as the delivery
@@ -256,9 +250,9 @@ impl Engine {
         &mut self,
         input: impl Read,
         flags: &Flags,
-        who: Recipient,
+        who: &Recipient,
     ) -> Result<DryRun<'_>, Failure> {
-        let user = run::load_user_rules(&self.opts, &self.system, &who, false)?;
+        let user = run::load_user_rules(&self.opts, &self.system, who, false)?;
         let limits = self.system.settings.limits;
         let spooled = message::read(input, &limits, &mut io::sink())?;
         let envelope = Envelope::resolve(
@@ -268,9 +262,8 @@ impl Engine {
             &spooled.head.headers,
         );
         let decision = decide_for(&spooled, &envelope, &self.system, user.layer.as_ref());
-        let maildir = run::maildir_path(&self.opts, &who).ok();
+        let maildir = run::maildir_path(&self.opts, who).ok();
         Ok(DryRun {
-            who,
             system: &self.system,
             user,
             envelope,

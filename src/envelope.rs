@@ -89,13 +89,6 @@ pub struct Envelope {
     pub sasl_sender: Field,
 }
 
-/// Replace control characters, as Postfix does for shell-special ones.
-fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '_' } else { c })
-        .collect()
-}
-
 /// Strip one pair of angle brackets and surrounding space: `<a@b>` -> `a@b`.
 pub fn strip_brackets(s: &str) -> &str {
     let t = s.trim();
@@ -110,7 +103,7 @@ fn normalize_sender(s: &str) -> String {
     if s.eq_ignore_ascii_case("MAILER-DAEMON") {
         String::new()
     } else {
-        clean(s)
+        crate::text::for_envelope(s)
     }
 }
 
@@ -126,13 +119,13 @@ impl Envelope {
         let pick = |flag: &Option<String>, flag_name: &'static str, var: &'static str| -> Field {
             if let Some(v) = flag {
                 return Field {
-                    value: clean(v),
+                    value: crate::text::for_envelope(v),
                     source: Source::Flag(flag_name),
                 };
             }
             match env(var) {
                 Some(v) => Field {
-                    value: clean(&v),
+                    value: crate::text::for_envelope(&v),
                     source: Source::Env(var),
                 },
                 None => Field::missing(),
@@ -159,7 +152,7 @@ impl Envelope {
         if !recipient.is_set() {
             if let Some(dt) = headers.first("Delivered-To") {
                 recipient = Field {
-                    value: clean(strip_brackets(&dt)),
+                    value: crate::text::for_envelope(strip_brackets(&dt)),
                     source: Source::Header("Delivered-To"),
                 };
             }
@@ -191,15 +184,6 @@ impl Envelope {
             sasl_method: var("SASL_METHOD"),
             sasl_username: var("SASL_USERNAME"),
             sasl_sender: var("SASL_SENDER"),
-        }
-    }
-
-    /// The sender as it appears in logs and access lookups: `<>` when null.
-    pub fn sender_display(&self) -> &str {
-        if self.sender.value.is_empty() {
-            "<>"
-        } else {
-            &self.sender.value
         }
     }
 }
@@ -260,7 +244,6 @@ mod tests {
             };
             let env = Envelope::resolve(&f, &env_of(&[]), None, &h);
             assert_eq!(env.sender.value, "", "{s:?}");
-            assert_eq!(env.sender_display(), "<>");
         }
         let env = Envelope::resolve(
             &Flags::default(),

@@ -80,19 +80,13 @@ impl Failure {
     }
 
     /// The line printed for Postfix. Control, format and line-separator
-    /// characters are replaced (`log::sanitize`) so that nothing from the
+    /// characters are replaced (`text::for_status`) so that nothing from the
     /// message or envelope can forge an extra line or hide in this one.
     pub fn status_line(&self) -> String {
         let (status, text) = match self {
             Failure::Temp { status, text } | Failure::Perm { status, text } => (status, text),
         };
-        format!("{} {}", status, crate::log::sanitize(text))
-    }
-
-    pub fn text(&self) -> &str {
-        match self {
-            Failure::Temp { text, .. } | Failure::Perm { text, .. } => text,
-        }
+        format!("{} {}", status, crate::text::for_status(text))
     }
 }
 

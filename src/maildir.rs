@@ -96,7 +96,7 @@ impl FolderName {
         }
         if let Some((c, cat)) = s
             .chars()
-            .find_map(|c| crate::log::hidden_category(c).map(|cat| (c, cat)))
+            .find_map(|c| crate::text::hidden_category(c).map(|cat| (c, cat)))
         {
             return Err(format!(
                 "folder name {raw:?} contains U+{:04X} (general category {cat})",

@@ -131,9 +131,9 @@ enum Command {
 }
 
 /// The plain command lines that Postfix and scripts give, parsed without
-/// clap: building clap's command and matching against it was 110,000 of the
-/// 650,000 instructions of a delivery with an empty rules file, and its
-/// code pages are faulted in at every start.
+/// clap: building clap's command and matching against it is a large part of
+/// a delivery's start (BENCHMARKS.md, "Hand-written parts against crates"),
+/// and its code pages are faulted in at every start.
 ///
 /// Accepted: the options of a delivery or `--test` (`-f`, `-a`, `-d`, the
 /// `--long` ones), each at most once, with its value as the next argument,
@@ -236,7 +236,6 @@ fn options(cli: &Cli) -> run::Options {
         maildir: cli.maildir.clone(),
         rules: cli.rules.clone(),
         user_rules: cli.user_rules.clone(),
-        log_stderr: cli.log_stderr,
     }
 }
 
@@ -352,7 +351,7 @@ fn test_mode(opts: run::Options, format: Format) -> u8 {
         Ok(e) => e,
         Err((f, _)) => return fail(&f),
     };
-    match engine.dry_run(std::io::stdin().lock(), &envelope, who) {
+    match engine.dry_run(std::io::stdin().lock(), &envelope, &who) {
         Ok(dr) => {
             let out = match format {
                 Format::Text => report::text(&dr),
@@ -371,8 +370,8 @@ fn test_mode(opts: run::Options, format: Format) -> u8 {
 /// glibc hands large allocations (over 128 KiB) to mmap and returns freed
 /// memory to the kernel; compiling the rule patterns allocates and frees such
 /// buffers once per header group, so every group faulted its pages in anew.
-/// A delivery lives a few milliseconds: keep the memory (measured: 458 -> 364
-/// page faults and about 10% less CPU per start with workload W1's rules).
+/// A delivery lives a few milliseconds: keep the memory (fewer page faults
+/// and less CPU per start: BENCHMARKS.md, History, the `mallopt` change).
 fn tune_malloc() {
     // SAFETY: mallopt only sets allocator parameters; called before any
     // other thread exists.
@@ -415,9 +414,9 @@ fn deliver_main() -> u8 {
 /// What std's runtime does before `main` that deliver needs, without the
 /// rest: std also computes the main thread's stack guard range for its
 /// stack-overflow message, and glibc's pthread_getattr_np finds it by
-/// reading and sscanf-parsing /proc/self/maps (94,000 instructions and
-/// 19 system calls, with the signal stack it sets up, of a 760,000
-/// instruction delivery). Without it a stack overflow still hits the
+/// reading and sscanf-parsing /proc/self/maps, a large part of a delivery's
+/// instructions and system calls (BENCHMARKS.md, "Hand-written parts
+/// against crates"). Without it a stack overflow still hits the
 /// kernel's guard gap and kills the process with SIGSEGV instead of
 /// SIGABRT after a message; local(8) defers on either signal.
 ///

@@ -97,6 +97,22 @@ fn field_name_len(line: &[u8]) -> Option<usize> {
     (rest[colon] == b':').then_some(n)
 }
 
+/// Whether deliver may add `h` to a message as a header line of its own (a
+/// PREPEND result): `name: value` on one line, the name RFC 5322 ftext
+/// directly followed by the colon, and no control character but tab.
+/// Stricter than the reader (`field_name_len` accepts the obsolete white
+/// space before the colon, RFC 5322 section 4.5): what deliver writes
+/// must be read as the same one field by every program after it, and
+/// obsolete syntax is for readers to accept, not for writers to produce.
+pub fn valid_header_line(h: &str) -> bool {
+    let Some((name, _)) = h.split_once(':') else {
+        return false;
+    };
+    !name.is_empty()
+        && name.bytes().all(|b| (33..=126).contains(&b))
+        && !h.chars().any(|c| c.is_control() && c != '\t')
+}
+
 fn is_blank(line: &[u8]) -> bool {
     line == b"\n" || line == b"\r\n"
 }
@@ -676,6 +692,23 @@ mod tests {
         let (head, out) = roundtrip(b" bogus\nSubject: s\n\nb");
         assert_eq!(head.headers.first("Subject").as_deref(), Some("s"));
         assert_eq!(out, b" bogus\nSubject: s\n\nb");
+    }
+
+    #[test]
+    fn header_lines_deliver_writes() {
+        assert!(valid_header_line("X-Foo: bar"));
+        assert!(valid_header_line("X-Foo:"));
+        assert!(valid_header_line("X-Foo:\tbar baz"));
+        assert!(!valid_header_line("X-Foo : bar"));
+        assert!(!valid_header_line("X-Foo\t: bar"));
+        assert!(!valid_header_line(": bar"));
+        assert!(!valid_header_line("X Foo: bar"));
+        assert!(!valid_header_line("no colon"));
+        assert!(!valid_header_line("X-Foo: a\r\nX-Evil: b"));
+        assert!(!valid_header_line("X-Foo: a\u{85}b"));
+        assert!(!valid_header_line("X-F\u{e9}: bar"));
+        // The reader accepts what the writer does not produce.
+        assert_eq!(field_name_len(b"X-Foo : bar"), Some(5));
     }
 
     #[test]

@@ -2,17 +2,18 @@
 //! (`regex-automata`'s meta regex), tuned for a process that lives a
 //! millisecond and matches short header values.
 //!
-//! Start-up cost is what matters here. Measured with callgrind on workload
-//! W1 (24 case-insensitive header rules), per process:
-//! - the regex crate's defaults: 13.96M instructions of regex building, most
-//!   of it a literal prefilter (all 64 case variants of `(?i)viagra` and an
-//!   Aho-Corasick automaton per pattern), which gains nothing on header
-//!   values of a few hundred bytes: so the prefilter is off;
-//! - one regex per rule: a forward and a reverse NFA and a lazy DFA each;
-//! - so the patterns of all rules on one header are one multi-pattern regex
-//!   (`PatternGroup`) that reports, in one pass over a header value, every
-//!   rule pattern that matches; small groups run on the PikeVM without a
-//!   lazy DFA (no reverse NFA to build), large ones keep the lazy DFA.
+//! Start-up cost is what matters here (BENCHMARKS.md, "Measurements behind
+//! design choices"):
+//! - the literal prefilter is off: most of the regex crate's building time
+//!   on case-insensitive rules goes into it (all 64 case variants of
+//!   `(?i)viagra` and an Aho-Corasick automaton per pattern), and it gains
+//!   nothing on header values of a few hundred bytes;
+//! - one regex per rule would build a forward and a reverse NFA and a lazy
+//!   DFA each, so the patterns of all rules on one header are one
+//!   multi-pattern regex (`PatternGroup`) that reports, in one pass over a
+//!   header value, every rule pattern that matches; small groups run on the
+//!   PikeVM without a lazy DFA (no reverse NFA to build), large ones keep
+//!   the lazy DFA.
 //!
 //! Matching stays linear in time, no capture groups are built, and compiled
 //! size is bounded so that a hostile pattern in a user's file cannot exhaust
@@ -22,11 +23,8 @@ use regex_automata::meta::{self, Regex};
 use regex_automata::nfa::thompson::WhichCaptures;
 use regex_automata::{Input, MatchKind, PatternSet};
 
-/// Bound on one compiled pattern (NFA), and on the lazy DFA's cache.
-const SIZE_LIMIT: usize = 4 << 20;
-const CACHE_LIMIT: usize = 2 << 20;
-/// Bound on a whole group: generous for large system files, still bounded.
-const GROUP_SIZE_LIMIT: usize = 64 << 20;
+use crate::regex_limits::{RULE_GROUP_NFA, RULE_LAZY_DFA, RULE_NFA};
+
 /// Groups with more patterns than this keep the lazy DFA: the PikeVM's cost
 /// per byte grows with the number of patterns.
 const PIKEVM_MAX_PATTERNS: usize = 16;
@@ -37,7 +35,7 @@ fn config() -> meta::Config {
         .which_captures(WhichCaptures::None)
         .onepass(false)
         .dfa(false)
-        .hybrid_cache_capacity(CACHE_LIMIT)
+        .hybrid_cache_capacity(RULE_LAZY_DFA)
         // One thread: the default pool size asks available_parallelism,
         // which reads the cgroup CPU quota files at every start.
         .pool_capacity(1)
@@ -76,7 +74,7 @@ pub struct Pattern(Regex);
 impl Pattern {
     pub fn new(pattern: &str, haystack: Haystack) -> Result<Pattern, PatternError> {
         let config = config()
-            .nfa_size_limit(Some(SIZE_LIMIT))
+            .nfa_size_limit(Some(RULE_NFA))
             .hybrid(haystack == Haystack::Long);
         // What a user's file compiles is charged to its budget (src/budget.rs).
         crate::budget::charge(|| {
@@ -98,10 +96,9 @@ impl Pattern {
 /// classes, possibly anchored at the start (`^`) and the end (`$`): most
 /// spam rules (`(?i)viagra`, `^\[SPAM\]`). Matched directly on the parsed
 /// form (regex-syntax's HIR, the same parse the regex engine compiles), so
-/// no automaton is built for it: building one costs about 100,000
-/// instructions and a 400 KiB table per header group with a case-insensitive
-/// pattern, at every start. The answers are the regex crate's (tested
-/// against it below).
+/// no automaton (and its table of transitions) is built for it at every
+/// start (BENCHMARKS.md, "Measurements behind design choices"). The answers
+/// are the regex crate's (tested against it below).
 #[derive(Clone, Debug)]
 struct Simple {
     start: bool,
@@ -212,9 +209,9 @@ impl PatternGroup {
             None
         } else {
             let pats: Vec<&str> = rest.iter().map(|&i| patterns[i]).collect();
-            let limit = SIZE_LIMIT
+            let limit = RULE_NFA
                 .saturating_mul(pats.len().max(1))
-                .min(GROUP_SIZE_LIMIT);
+                .min(RULE_GROUP_NFA);
             let config = config()
                 .match_kind(MatchKind::All)
                 .nfa_size_limit(Some(limit))
@@ -233,14 +230,6 @@ impl PatternGroup {
             simple,
             regex,
         })
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// Which patterns match `haystack`.

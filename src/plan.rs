@@ -72,22 +72,3 @@ pub(crate) fn ser_folder<S: serde::Serializer>(
         None => s.serialize_none(),
     }
 }
-
-impl Plan {
-    /// The status and text of a rejection or deferral.
-    pub fn status(&self) -> Option<(&str, &str)> {
-        match &self.disposition {
-            Disposition::Rejected { status, text } | Disposition::Deferred { status, text } => {
-                Some((status, text))
-            }
-            Disposition::Delivered | Disposition::Discarded => None,
-        }
-    }
-
-    /// The deliveries, in order.
-    pub fn deliveries(&self) -> impl Iterator<Item = &Delivery> {
-        self.actions.iter().map(|a| match a {
-            Action::Deliver(d) => d,
-        })
-    }
-}

@@ -5,8 +5,9 @@
 //! Started as the recipient by Postfix's local(8), which exports `USER`,
 //! `LOGNAME` and `HOME` for the recipient, deliver takes the name and home
 //! from there and skips the password lookup (NSS: nscd, nsswitch.conf,
-//! /etc/passwd; about 20 system calls), as dovecot-lda does. As root, with
-//! `-d`, or when either variable is missing, the password entry decides.
+//! /etc/passwd: files opened and read at every start), as dovecot-lda
+//! does. As root, with `-d`, or when either variable is missing, the
+//! password entry decides.
 
 use crate::exit::Failure;
 use nix::unistd::{self, Uid, User};

@@ -50,7 +50,7 @@ fn describe_action(a: &Action) -> String {
                 d.folder.as_ref().map_or("INBOX", |f| f.name.as_str())
             );
             for h in &d.add_headers {
-                let _ = write!(s, ", adding \"{}\"", crate::log::sanitize(h));
+                let _ = write!(s, ", adding \"{}\"", crate::text::for_status(h));
             }
             s
         }
@@ -63,12 +63,12 @@ fn describe_disposition(d: &Disposition) -> String {
         Disposition::Discarded => "discarded: nothing written (exit 0)".into(),
         Disposition::Rejected { status, text } => format!(
             "rejected: {status} {} (exit {})",
-            crate::log::sanitize(text),
+            crate::text::for_status(text),
             crate::exit::NOPERM
         ),
         Disposition::Deferred { status, text } => format!(
             "deferred: {status} {} (exit {})",
-            crate::log::sanitize(text),
+            crate::text::for_status(text),
             crate::exit::TEMPFAIL
         ),
     }
@@ -85,7 +85,7 @@ pub fn text(dr: &DryRun<'_>) -> String {
     field(&mut out, "helo", &e.client_helo);
     let _ = writeln!(out, "  {:<16} {}", "size", dr.spooled.size);
     if let Some(f) = &dr.spooled.head.from_line {
-        let _ = writeln!(out, "  {:<16} {}", "From_ line", crate::log::sanitize(f));
+        let _ = writeln!(out, "  {:<16} {}", "From_ line", crate::text::for_status(f));
         if dr.spooled.head.from_line_cut {
             let _ = writeln!(
                 out,
@@ -124,7 +124,7 @@ pub fn text(dr: &DryRun<'_>) -> String {
         let key = s
             .key
             .as_deref()
-            .map(|k| format!(" [{}]", crate::log::sanitize(k)))
+            .map(|k| format!(" [{}]", crate::text::for_status(k)))
             .unwrap_or_default();
         let score = s
             .score
@@ -137,10 +137,10 @@ pub fn text(dr: &DryRun<'_>) -> String {
         );
     }
     for l in &dr.decision.log {
-        let _ = writeln!(out, "  log: {}", crate::log::sanitize(l));
+        let _ = writeln!(out, "  log: {}", crate::text::for_status(l));
     }
     for h in &dr.decision.add_headers {
-        let _ = writeln!(out, "  would add header: {}", crate::log::sanitize(h));
+        let _ = writeln!(out, "  would add header: {}", crate::text::for_status(h));
     }
 
     let d = &dr.decision;
@@ -164,7 +164,7 @@ pub fn text(dr: &DryRun<'_>) -> String {
         d.folder.as_ref().map_or("-", |f| f.name.as_str())
     );
     let _ = writeln!(out, "  score      {:.2}", d.score);
-    let _ = writeln!(out, "  reason     {}", crate::log::sanitize(&d.reason));
+    let _ = writeln!(out, "  reason     {}", crate::text::for_status(&d.reason));
     let _ = writeln!(out, "  result     {}", what_happens(d, path.as_deref()));
     let _ = writeln!(
         out,

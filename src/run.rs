@@ -23,7 +23,6 @@ pub struct Options {
     pub maildir: Option<PathBuf>,
     pub rules: Option<PathBuf>,
     pub user_rules: Option<PathBuf>,
-    pub log_stderr: bool,
 }
 
 /// The recipient's layer, and what happened to the user's file.

@@ -6,7 +6,7 @@
 //! then checked with fstat(2) on the opened descriptor: anything but a
 //! regular file (a FIFO, a device such as `/dev/zero`, a socket, a
 //! directory) is refused with an error naming the path. Symbolic links are
-//! followed, as before; the check applies to the file they lead to. On a
+//! followed; the check applies to the file they lead to. On a
 //! regular file `O_NONBLOCK` changes nothing.
 //!
 //! A file is read whole only within a size bound: [`MAX_FILE`] for every

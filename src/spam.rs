@@ -25,8 +25,9 @@ pub struct Reading {
     pub meaning: String,
 }
 
+/// What the upstream filters' headers say about a message, read by [`read`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Verdict {
+pub struct Findings {
     /// The upstream score that counts (after the trust rules), and its header.
     pub score: Option<f64>,
     pub score_header: Option<String>,
@@ -70,12 +71,12 @@ fn rspamd_result(v: &str) -> (bool, Option<f64>) {
     (flagged, score)
 }
 
-/// Reads the verdict of the enabled dialects.
-pub fn read(headers: &Headers, cfg: &SpamConfig) -> Verdict {
-    let mut v = Verdict::default();
+/// Reads the findings of the enabled dialects.
+pub fn read(headers: &Headers, cfg: &SpamConfig) -> Findings {
+    let mut v = Findings::default();
     let mut scores: Vec<(f64, String)> = Vec::new();
     let mut level: Option<(f64, String)> = None;
-    let note = |v: &mut Verdict, h: &str, val: &str, meaning: String| {
+    let note = |v: &mut Findings, h: &str, val: &str, meaning: String| {
         v.readings.push(Reading {
             header: h.to_string(),
             value: val.to_string(),
@@ -267,7 +268,7 @@ fn fmt_opt(s: Option<f64>) -> String {
 mod tests {
     use super::*;
 
-    fn verdict(h: &str) -> Verdict {
+    fn verdict(h: &str) -> Findings {
         read(&Headers::parse(h.as_bytes()), &SpamConfig::default())
     }
 

@@ -105,6 +105,57 @@ fn result_keywords() {
     );
 }
 
+/// What deliver writes is strict (`message::valid_header_line`): a PREPEND
+/// with white space before the colon (RFC 5322 obsolete syntax, which
+/// smtpd's is_header() accepts) is not a header deliver adds. It is a
+/// result that cannot be honoured, like any other malformed PREPEND, in the
+/// delivery log and in `deliver check` alike.
+#[test]
+fn prepend_with_space_before_the_colon_is_not_written() {
+    let h = with_sender_map(
+        "sp.example PREPEND X-Foo : bar\ntab.example PREPEND X-Foo\t: bar\n",
+        "",
+    );
+    let m = msg("Subject: x\n", "x\n");
+    for sender in ["a@sp.example", "a@tab.example"] {
+        let r = from(&h, sender, &m);
+        assert_eq!(r.code, 0, "{sender}: {}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("cannot be honoured at delivery; treated as DUNNO"),
+            "{sender}: {}",
+            r.stderr
+        );
+    }
+    let got = &h.delivered()[""];
+    assert_eq!(got.len(), 2);
+    for copy in got {
+        assert_eq!(copy.as_slice(), without_from(&m), "a header was added");
+    }
+    let mut c = std::process::Command::new(BIN);
+    c.arg("check")
+        .arg("--rules")
+        .arg(h.system_rules.as_ref().unwrap())
+        .env_clear();
+    if is_root() {
+        // As root, check would write the system cache directory.
+        use std::os::unix::process::CommandExt;
+        c.uid(h.uid).gid(h.gid);
+    }
+    let r = run_cmd(c, b"");
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    for line in 1..=2 {
+        assert!(
+            r.stdout
+                .lines()
+                .any(|l| l.contains(&format!("sender_access:{line}:1: "))
+                    && l.contains("not a valid header line")),
+            "line {line}: {}",
+            r.stdout
+        );
+    }
+}
+
 #[test]
 fn prepend_adds_a_header_and_keeps_the_rest_byte_exact() {
     let h = with_sender_map("tag.example PREPEND X-Tagged: by sender_access\n", "");

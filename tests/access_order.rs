@@ -1,7 +1,8 @@
 //! access(5) key order and result meanings, table-driven, on real tables.
 
 use deliver::access::{
-    check_address, check_client, check_helo, parse_action, AccessOptions, Action, Hit, Probe,
+    check_address, check_client, check_helo, parse_action, AccessAction as Action, AccessOptions,
+    Hit, Probe,
 };
 use deliver::maps::{open, OpenOptions, Table};
 use std::path::Path;

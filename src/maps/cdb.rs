@@ -64,15 +64,6 @@ impl Cdb {
         Cdb::from_file_len(path, &file, meta.len())
     }
 
-    /// Map an already opened file.
-    pub fn from_file(path: &Path, file: &File) -> Result<Cdb, MapError> {
-        let len = file
-            .metadata()
-            .map_err(|e| super::io_err(path, "fstat", &e))?
-            .len();
-        Cdb::from_file_len(path, file, len)
-    }
-
     /// Map an already opened file whose length (from its metadata) is `len`.
     pub fn from_file_len(path: &Path, file: &File, len: u64) -> Result<Cdb, MapError> {
         if len < HEADER as u64 {

@@ -30,7 +30,7 @@ use super::source::{
 };
 use super::{join_notes, read_source, MapError, Table};
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Family {
@@ -73,7 +73,6 @@ enum Rule {
 #[derive(Debug)]
 pub struct Cidr {
     spec: String,
-    path: PathBuf,
     rules: Vec<Rule>,
     notes: Vec<String>,
 }
@@ -333,15 +332,9 @@ impl Cidr {
         reader_notes.append(&mut notes);
         Ok(Cidr {
             spec: spec.to_string(),
-            path: path.to_path_buf(),
             rules,
             notes: reader_notes,
         })
-    }
-
-    /// The file this table was read from.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

@@ -51,16 +51,15 @@
 //!   read, is parsed but not indexed (its mtime may not yet tell the change
 //!   apart), like Postfix's dict_thash "cool down" rule.
 //!
-//! Threshold: measured on this machine (2 cores, release build; the ignored
-//! test `measure_open_and_lookup` in `tests/index_cache.rs` prints these):
-//! opening an index and doing one lookup costs ~19 µs whatever the table's
-//! size; parsing costs ~34 µs at 4 KiB, ~110 µs at 16 KiB, ~400 µs at
-//! 64 KiB, and 1.14 s for a 1,000,000-line (37 MiB) file. With a 16 KiB
-//! threshold a table that is not indexed costs at most ~0.11 ms, so even the
-//! eight access tables one delivery may open (client, helo, sender,
-//! recipient; system and user) stay inside a 1 ms budget; larger files, whose
-//! parse time grows linearly, are indexed. Below 16 KiB an index would save
-//! less than 0.1 ms and cost one more file per table in the cache.
+//! Threshold ([`THRESHOLD`], 16 KiB): opening an index and doing one lookup
+//! costs the same whatever the table's size, while parsing grows linearly
+//! with it. Below the threshold a table that is not indexed is parsed well
+//! within 1 ms even when all eight access tables of a delivery (client,
+//! helo, sender, recipient; system and user) are, and an index would save
+//! little and cost one more file per table in the cache; larger files are
+//! indexed. The figures, and the ignored test that prints them
+//! (`measure_open_and_lookup` in `tests/index_cache.rs`), are in
+//! BENCHMARKS.md, "Measurements behind design choices".
 
 use super::cdb::{Cdb, CdbWriter};
 use nix::dir::Dir;

@@ -10,9 +10,10 @@
 //! Matching is done on the key's bytes with Unicode disabled, because Postfix
 //! matches in the C locale (POSIX) or in PCRE's non-UTF mode: `.` is one
 //! byte, case-insensitivity is ASCII-only (`É` does not match `é`), `\w` is
-//! `[0-9A-Za-z_]`. Every compiled regex is bounded by [`SIZE_LIMIT`] and
-//! [`DFA_SIZE_LIMIT`], so a hostile pattern cannot exhaust memory, and the
-//! regex crate's matching time is linear in the key length.
+//! `[0-9A-Za-z_]`. Every compiled regex is bounded
+//! (`crate::regex_limits::TABLE_NFA`, `TABLE_LAZY_DFA`), so a hostile
+//! pattern cannot exhaust memory, and the regex crate's matching time is
+//! linear in the key length.
 
 use super::source::{
     for_each_logical_line, is_space, trim_start_space, unclosed_if_notes, LogicalLine,
@@ -20,11 +21,6 @@ use super::source::{
 use super::{join_notes, read_source, MapError, Table};
 use regex::bytes::{Regex, RegexBuilder};
 use std::path::{Path, PathBuf};
-
-/// Compiled program size limit per pattern (bytes).
-pub(crate) const SIZE_LIMIT: usize = 2 << 20;
-/// Lazy DFA cache limit per pattern (bytes).
-pub(crate) const DFA_SIZE_LIMIT: usize = 2 << 20;
 
 /// Which table type; decides the syntax details Postfix's two readers differ in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,8 +76,8 @@ pub(crate) fn build(translated: &str) -> Result<Regex, String> {
     crate::budget::charge(|| {
         RegexBuilder::new(translated)
             .unicode(false)
-            .size_limit(SIZE_LIMIT)
-            .dfa_size_limit(DFA_SIZE_LIMIT)
+            .size_limit(crate::regex_limits::TABLE_NFA)
+            .dfa_size_limit(crate::regex_limits::TABLE_LAZY_DFA)
             .build()
     })?
     .map_err(|e| match e {

@@ -255,11 +255,6 @@ impl TextHash {
         matches!(self.store, Store::Index(_))
     }
 
-    /// The source file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub(crate) fn notes(&self) -> &[String] {
         &self.notes
     }

@@ -22,7 +22,7 @@
 //! - the numbers of the other rules, which every delivery compiles.
 //!
 //! A delivery then loads the settings, spam and access part at once (their
-//! maps are opened as before), reads the message, folds each value of the
+//! maps are opened as without the cache), reads the message, folds each value of the
 //! indexed headers and looks up each of its 3- and 4-byte pieces. A rule a
 //! piece names is compiled only if that value contains a string of every
 //! one of its requirements; it is compiled with the unindexed rules, in

@@ -29,11 +29,6 @@ pub const DEFAULT_RULES: &str = include_str!("../../rules/default.toml");
 /// The default system rules file.
 pub const SYSTEM_RULES: &str = "/etc/deliver/rules.toml";
 
-/// Size limits for compiled regexes, so that a hostile pattern in a user's
-/// file cannot exhaust memory (the regex crate already matches in linear time).
-const REGEX_SIZE_LIMIT: usize = 4 << 20;
-const REGEX_DFA_LIMIT: usize = 4 << 20;
-
 /// At most this many problems are reported for one file.
 const MAX_DIAGS: usize = 100;
 
@@ -361,8 +356,8 @@ impl<'a> Loader<'a> {
 
     fn regex(&mut self, s: &Spanned<String>, what: &str) -> Option<Regex> {
         match RegexBuilder::new(s.get_ref())
-            .size_limit(REGEX_SIZE_LIMIT)
-            .dfa_size_limit(REGEX_DFA_LIMIT)
+            .size_limit(crate::regex_limits::SPAM_CUSTOM_NFA)
+            .dfa_size_limit(crate::regex_limits::SPAM_CUSTOM_LAZY_DFA)
             .build()
         {
             Ok(r) => Some(r),
