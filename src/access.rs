@@ -68,7 +68,8 @@
 //!   except the single restriction `permit`, which is Ok.
 //! - `421`/`521` ("disconnect") are plain Defer/Reject.
 
-use crate::maps::{MapError, Table};
+use crate::diag::Diag;
+use crate::maps::Table;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The null sender's lookup key (Postfix's smtpd_null_access_lookup_key).
@@ -377,7 +378,7 @@ fn search(
     tables: &[Box<dyn Table>],
     keys: &[Key],
     probes: &mut Vec<Probe>,
-) -> Result<Vec<Hit>, MapError> {
+) -> Result<Vec<Hit>, Diag> {
     let mut hits = Vec::new();
     for t in tables {
         let pattern = t.is_pattern();
@@ -396,7 +397,7 @@ fn search(
             });
             if let Some(raw) = found {
                 if raw.is_empty() {
-                    return Err(MapError {
+                    return Err(Diag {
                         file: t.spec().into(),
                         cause: crate::exit::Cause::Input,
                         line: 0,
@@ -641,7 +642,7 @@ pub fn check_address(
     addr: &str,
     opts: &AccessOptions,
     probes: &mut Vec<Probe>,
-) -> Result<Vec<Hit>, MapError> {
+) -> Result<Vec<Hit>, Diag> {
     search(tables, &address_keys(addr, opts), probes)
 }
 
@@ -651,7 +652,7 @@ pub fn check_helo(
     helo: &str,
     opts: &AccessOptions,
     probes: &mut Vec<Probe>,
-) -> Result<Vec<Hit>, MapError> {
+) -> Result<Vec<Hit>, Diag> {
     let mut keys = Vec::new();
     domain_keys(
         &mut keys,
@@ -670,7 +671,7 @@ pub fn check_client(
     address: Option<&str>,
     opts: &AccessOptions,
     probes: &mut Vec<Probe>,
-) -> Result<Vec<Hit>, MapError> {
+) -> Result<Vec<Hit>, Diag> {
     let mut keys = Vec::new();
     if let Some(h) = hostname {
         domain_keys(

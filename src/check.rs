@@ -8,10 +8,11 @@
 //! they are there. These lines are notes, not problems.
 
 use crate::access::{parse_action, Action};
+use crate::diag::Diag;
 use crate::maildir::FolderName;
 use crate::maps::{index, OpenOptions, Table};
 use crate::rules::model::FileSpec;
-use crate::rules::{self, cache, Diag, Layer, Origin};
+use crate::rules::{self, cache, Layer, Origin};
 use crate::run;
 use std::path::{Path, PathBuf};
 
@@ -150,22 +151,10 @@ pub fn check_report(system: Option<&Path>, user: Option<&Path>, uid: u32) -> Rep
                 Ok(layer) => diags.extend(map_results(&layer)),
                 Err(d) => diags.extend(d),
             },
-            Ok(None) => diags.push(Diag {
-                file: p.to_path_buf(),
-                cause: crate::exit::Cause::Input,
-                line: 0,
-                col: 0,
-                msg: "no such file".into(),
-            }),
-            Err(why) => diags.push(Diag {
-                file: p.to_path_buf(),
-                cause: crate::exit::Cause::Input,
-                line: 0,
-                col: 0,
-                msg: format!(
-                    "would be ignored: {}",
-                    why.trim_start_matches(&format!("{}: ", p.display()))
-                ),
+            Ok(None) => diags.push(Diag::file(p, "no such file")),
+            Err(d) => diags.push(Diag {
+                msg: format!("would be ignored: {}", d.msg),
+                ..d
             }),
         }
     }
@@ -221,13 +210,7 @@ fn map_results(layer: &Layer) -> Vec<Diag> {
                 _ => None,
             };
             if let Some(msg) = msg {
-                out.push(Diag {
-                    file: file.clone(),
-                    cause: crate::exit::Cause::Input,
-                    line,
-                    col: 1,
-                    msg,
-                });
+                out.push(Diag::at(&file, line, 1, msg));
             }
         }
     }

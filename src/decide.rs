@@ -406,8 +406,7 @@ impl Ctx<'_> {
             parent_domain_matches_subdomains: s.parent_domain_matches_subdomains,
         };
         let sl = StepLayer::from(layer.origin);
-        type Check<'x> =
-            Box<dyn Fn(&mut Vec<Probe>) -> Result<Vec<Hit>, crate::maps::MapError> + 'x>;
+        type Check<'x> = Box<dyn Fn(&mut Vec<Probe>) -> Result<Vec<Hit>, crate::diag::Diag> + 'x>;
         let checks: Vec<(&str, Check)> = vec![
             (
                 "client",

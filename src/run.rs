@@ -2,6 +2,7 @@
 //! Maildir's tmp/, decide, then file, discard, reject or defer. All I/O of a
 //! delivery happens here; the decision itself is `crate::decide::decide`.
 
+use crate::diag::Diag;
 use crate::envelope::Flags;
 use crate::exit::{Cause, Failure};
 use crate::log::Logger;
@@ -9,7 +10,7 @@ use crate::maps::OpenOptions;
 use crate::message;
 use crate::privs::{self, Recipient};
 use crate::rules::cache::{self, Deferred, LoadError};
-use crate::rules::{self, Diag, Layer, Origin};
+use crate::rules::{self, Layer, Origin};
 use crate::safe_open;
 use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
@@ -98,58 +99,58 @@ struct Unused {
     cause: Cause,
 }
 
-impl From<safe_open::Error> for Unused {
-    fn from(e: safe_open::Error) -> Unused {
+impl From<Diag> for Unused {
+    fn from(d: Diag) -> Unused {
         Unused {
-            why: e.to_string(),
-            cause: e.cause(),
+            why: d.to_string(),
+            cause: d.cause,
         }
     }
 }
 
-impl Unused {
-    fn input(why: String) -> Unused {
-        Unused {
-            why,
-            cause: Cause::Input,
-        }
+impl From<safe_open::Error> for Unused {
+    fn from(e: safe_open::Error) -> Unused {
+        Diag::from(e).into()
     }
 }
 
 /// Opens a user's rules file (without blocking, a regular file only:
 /// `crate::safe_open`) and checks that it belongs to the user and is not
 /// writable by group or others.
-fn open_user_file(path: &Path, uid: u32) -> Result<Option<(File, Metadata)>, Unused> {
+fn open_user_file(path: &Path, uid: u32) -> Result<Option<(File, Metadata)>, Diag> {
     let (f, md) = match safe_open::open(path) {
         Ok(fm) => fm,
         Err(e) if e.is_not_found() => return Ok(None),
         Err(e) => return Err(e.into()),
     };
     if md.uid() != uid {
-        return Err(Unused::input(format!(
-            "{}: owned by uid {}, not by the recipient (uid {uid})",
-            path.display(),
-            md.uid()
-        )));
+        return Err(Diag::file(
+            path,
+            format!(
+                "owned by uid {}, not by the recipient (uid {uid})",
+                md.uid()
+            ),
+        ));
     }
     if md.mode() & 0o022 != 0 {
-        return Err(Unused::input(format!(
-            "{}: writable by group or others (mode {:o})",
-            path.display(),
-            md.mode() & 0o7777
-        )));
+        return Err(Diag::file(
+            path,
+            format!(
+                "writable by group or others (mode {:o})",
+                md.mode() & 0o7777
+            ),
+        ));
     }
     Ok(Some((f, md)))
 }
 
 /// Checks a user's rules file as `open_user_file` does. Returns its text,
 /// read within the bounds of `crate::safe_open`.
-pub fn read_user_file(path: &Path, uid: u32) -> Result<Option<String>, String> {
-    let Some((mut f, md)) = open_user_file(path, uid).map_err(|u| u.why)? else {
+pub fn read_user_file(path: &Path, uid: u32) -> Result<Option<String>, Diag> {
+    let Some((mut f, md)) = open_user_file(path, uid)? else {
         return Ok(None);
     };
-    let text = safe_open::read_text(&mut f, &md, path, safe_open::MAX_USER_RULES)
-        .map_err(|e| e.to_string())?;
+    let text = safe_open::read_text(&mut f, &md, path, safe_open::MAX_USER_RULES)?;
     Ok(Some(text))
 }
 
@@ -219,7 +220,7 @@ fn load_user(
                 })
                 .map(Some)
         }
-        Err(u) => Err(u),
+        Err(d) => Err(d.into()),
     };
     match loaded {
         Ok(l) => Ok((l, None)),

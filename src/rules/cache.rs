@@ -43,7 +43,8 @@
 
 use super::literal::{fold_into, requirements};
 use super::model::{FileSpec, RuleSpec};
-use super::{compile_rules, parse_spec, Diag, Layer, Origin};
+use super::{compile_rules, parse_spec, Layer, Origin};
+use crate::diag::Diag;
 use crate::maps::cdb::Cdb;
 use crate::maps::index::{self, Kind, SourceId};
 use crate::maps::OpenOptions;

@@ -11,8 +11,9 @@ pub mod cache;
 pub mod literal;
 pub mod model;
 
+use crate::diag::Diag;
 use crate::maildir::FolderName;
-use crate::maps::{self, MapError, OpenOptions, Table};
+use crate::maps::{self, OpenOptions, Table};
 use crate::message::Limits;
 use crate::pattern::{Haystack, Pattern, PatternGroup};
 use model::{CondRef, CondSpec, FileSpec, RuleSpec};
@@ -36,47 +37,6 @@ const REGEX_DFA_LIMIT: usize = 4 << 20;
 
 /// At most this many problems are reported for one file.
 const MAX_DIAGS: usize = 100;
-
-/// One problem in a rules file or map, compiler style.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diag {
-    pub file: PathBuf,
-    pub line: usize,
-    pub col: usize,
-    pub msg: String,
-    /// What the problem came from (a failed system call, or the file);
-    /// decides whether the user's file is ignored or the delivery waits.
-    pub cause: crate::exit::Cause,
-}
-
-impl fmt::Display for Diag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
-            write!(f, "{}: {}", self.file.display(), self.msg)
-        } else {
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.file.display(),
-                self.line,
-                self.col.max(1),
-                self.msg
-            )
-        }
-    }
-}
-
-impl From<MapError> for Diag {
-    fn from(e: MapError) -> Self {
-        Diag {
-            file: e.file,
-            cause: e.cause,
-            line: e.line,
-            col: e.col,
-            msg: e.msg,
-        }
-    }
-}
 
 /// 1-based line and column (in characters) of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -350,13 +310,7 @@ impl<'a> Loader<'a> {
 
     fn diag_at(&mut self, offset: usize, msg: impl Into<String>) {
         let (line, col) = line_col(self.text, offset);
-        self.push(Diag {
-            file: self.file.to_path_buf(),
-            cause: crate::exit::Cause::Input,
-            line,
-            col,
-            msg: msg.into(),
-        });
+        self.push(Diag::at(self.file, line, col, msg.into()));
     }
 
     fn regex(&mut self, s: &Spanned<String>, what: &str) -> Option<Regex> {
@@ -669,7 +623,11 @@ impl<'a> Loader<'a> {
                             msg: format!("{}: {}", s.get_ref(), e.msg),
                         });
                     } else {
-                        self.push(e.into());
+                        // Rules-file problems always show a column.
+                        self.push(Diag {
+                            col: e.col.max(1),
+                            ..e
+                        });
                     }
                 }
             }
@@ -736,13 +694,7 @@ pub fn load_str(
 pub(crate) fn parse_spec(text: &str, file: &Path) -> Result<FileSpec, Vec<Diag>> {
     toml::from_str(text).map_err(|e| {
         let (line, col) = e.span().map_or((0, 0), |s| line_col(text, s.start));
-        vec![Diag {
-            file: file.to_path_buf(),
-            cause: crate::exit::Cause::Input,
-            line,
-            col,
-            msg: e.message().trim().to_string(),
-        }]
+        vec![Diag::at(file, line, col, e.message().trim().to_string())]
     })
 }
 
@@ -774,13 +726,7 @@ pub(crate) fn load_spec(
     let mut l = Loader::new(file, text, origin);
     // What parsing built counts against the user's budget (crate::budget).
     if let Err(msg) = crate::budget::check() {
-        return Err(vec![Diag {
-            file: file.to_path_buf(),
-            cause: crate::exit::Cause::Input,
-            line: 0,
-            col: 0,
-            msg,
-        }]);
+        return Err(vec![Diag::file(file, msg)]);
     }
     if l.origin == Origin::User {
         for (at, msg) in user_forbidden(&spec, text) {
