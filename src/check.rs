@@ -42,9 +42,7 @@ fn load_system(text: &str, path: &Path) -> Result<(Layer, FileSpec), Vec<Diag>> 
         system_cache_dir: Some(PathBuf::from(index::SYSTEM_CACHE_DIR)),
     };
     let loaded = rules::load_spec(text, path, Origin::System, &opts)?;
-    let hot = cache_notes(&loaded.0)
-        .iter()
-        .any(|n| n.contains(index::NOT_YET));
+    let hot = loaded.0.access.tables().any(|t| t.index_pending());
     if hot && nix::unistd::geteuid().is_root() {
         wait_cool_down();
         return rules::load_spec(text, path, Origin::System, &opts);
@@ -70,10 +68,12 @@ fn system_rules_cache(path: &Path, text: &str, spec: &FileSpec) -> Option<String
     let meta = std::fs::metadata(path).ok()?;
     let dir = Path::new(index::SYSTEM_CACHE_DIR);
     let why = if meta.len() != text.len() as u64 {
-        Err("the file changed while it was read".to_string())
+        Err(index::NotWritten::from(
+            "the file changed while it was read".to_string(),
+        ))
     } else {
         match cache::store(dir, path, &meta, spec)? {
-            Err(e) if e.contains(index::NOT_YET) => {
+            Err(e) if e.hot => {
                 wait_cool_down();
                 cache::store(dir, path, &meta, spec)?
             }

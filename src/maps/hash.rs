@@ -103,6 +103,9 @@ impl Table for DbSource {
     fn cache_note(&self) -> Option<String> {
         self.inner.cache_note()
     }
+    fn index_pending(&self) -> bool {
+        self.inner.index_pending()
+    }
     fn note(&self) -> Option<String> {
         let mut all = vec![self.note.clone()];
         all.extend(self.inner.notes().iter().cloned());

@@ -66,6 +66,11 @@ pub trait Table: Send + Sync + fmt::Debug {
     fn cache_note(&self) -> Option<String> {
         None
     }
+    /// The source was modified too recently to be indexed
+    /// (`index::HOT_SECONDS`): opened again after that long, it may be.
+    fn index_pending(&self) -> bool {
+        false
+    }
 }
 
 /// Where compiled indexes of large text tables may be cached. Which of the

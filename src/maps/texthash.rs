@@ -50,6 +50,9 @@ pub struct TextHash {
     notes: Vec<String>,
     /// What the index cache did (also the first of `notes`).
     cache_note: Option<String>,
+    /// The source was too recently modified to be indexed (see
+    /// `Table::index_pending`).
+    index_pending: bool,
 }
 
 /// The parsed content of a source file.
@@ -177,6 +180,7 @@ impl TextHash {
             store: Store::Memory(parsed.map),
             notes: parsed.notes,
             cache_note: None,
+            index_pending: false,
         })
     }
 
@@ -189,7 +193,7 @@ impl TextHash {
         opts: &OpenOptions,
         meta: &std::fs::Metadata,
     ) -> Result<TextHash, Diag> {
-        let table = |store, mut notes: Vec<String>, cache_note: String| {
+        let table = |store, mut notes: Vec<String>, cache_note: String, index_pending| {
             // First, so that many parse warnings cannot hide it.
             notes.insert(0, cache_note.clone());
             TextHash {
@@ -198,6 +202,7 @@ impl TextHash {
                 store,
                 notes,
                 cache_note: Some(cache_note),
+                index_pending,
             }
         };
         let Some(dir) = index::dir_for(
@@ -211,18 +216,19 @@ impl TextHash {
                 path.display(),
                 meta.uid()
             );
-            return Ok(table(Store::Memory(parsed.map), parsed.notes, why));
+            return Ok(table(Store::Memory(parsed.map), parsed.notes, why, false));
         };
         match index::open_index(index::MAP, dir, path, meta) {
             Ok(Some((cdb, notes))) => {
                 let ipath = index::index_path(index::MAP, dir, path, meta);
                 let why = format!("indexed: answered from {}", ipath.display());
-                Ok(table(Store::Index(cdb), notes, why))
+                Ok(table(Store::Index(cdb), notes, why, false))
             }
             Ok(None) => {
                 let (data, meta, stable) = read_stable(path)?;
                 let parsed = parse(path, &data)?;
                 drop(data);
+                let mut pending = false;
                 let why = if !stable {
                     format!(
                         "index cache not used: {} changed while it was read; index not written",
@@ -238,15 +244,18 @@ impl TextHash {
                         &parsed.notes,
                     ) {
                         Ok(ipath) => format!("index written: {}", ipath.display()),
-                        Err(why) => format!("index cache not used: {why}"),
+                        Err(not) => {
+                            pending = not.hot;
+                            format!("index cache not used: {not}")
+                        }
                     }
                 };
-                Ok(table(Store::Memory(parsed.map), parsed.notes, why))
+                Ok(table(Store::Memory(parsed.map), parsed.notes, why, pending))
             }
             Err(why) => {
                 let parsed = parse(path, &super::read_source(path)?)?;
                 let why = format!("index cache not used: {why}");
-                Ok(table(Store::Memory(parsed.map), parsed.notes, why))
+                Ok(table(Store::Memory(parsed.map), parsed.notes, why, false))
             }
         }
     }
@@ -291,6 +300,9 @@ impl Table for TextHash {
     }
     fn cache_note(&self) -> Option<String> {
         self.cache_note.clone()
+    }
+    fn index_pending(&self) -> bool {
+        self.index_pending
     }
     /// Reads the source again (the parsed or indexed form keeps no lines).
     fn results(&self) -> Vec<(usize, String)> {

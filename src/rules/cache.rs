@@ -305,7 +305,7 @@ pub fn store(
     path: &Path,
     meta: &Metadata,
     spec: &FileSpec,
-) -> Option<Result<Stored, String>> {
+) -> Option<Result<Stored, index::NotWritten>> {
     if spec.rule.iter().filter(|r| header_pattern_only(r)).count() < MIN_INDEXED {
         return None;
     }
@@ -330,7 +330,7 @@ fn write(
     meta: &Metadata,
     spec: &FileSpec,
     plan: Vec<Option<Plan>>,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, index::NotWritten> {
     let head = FileSpec {
         rule: Vec::new(),
         ..spec.clone()
