@@ -483,7 +483,7 @@ impl Ctx<'_> {
                     if layer.origin == Origin::System {
                         return Some(Proposal::reply(
                             Route::Defer,
-                            "4.3.0",
+                            crate::exit::Kind::System { errno: None }.status(),
                             format!("map lookup failed: {e}"),
                             format!("access {what} lookup error"),
                         ));

@@ -4,7 +4,7 @@
 
 use crate::diag::Diag;
 use crate::envelope::Flags;
-use crate::exit::{Cause, Failure};
+use crate::exit::{Cause, Failure, Kind};
 use crate::log::Logger;
 use crate::maps::OpenOptions;
 use crate::message;
@@ -72,7 +72,7 @@ pub fn load_system(
     let (file, meta) = match safe_open::open(&path) {
         Ok(fm) => fm,
         Err(e) if e.is_not_found() && !explicit => return Ok(rules::default_layer()),
-        Err(e) => return Err(Failure::temp("4.3.5", format!("system rules {e}"))),
+        Err(e) => return Err(Failure::config(format!("system rules {e}"))),
     };
     // Before the system file is read, its system_cache_dir is not known:
     // the system file's own cache is always in the default place.
@@ -81,14 +81,14 @@ pub fn load_system(
         system_cache_dir: Some(PathBuf::from(crate::maps::index::SYSTEM_CACHE_DIR)),
     };
     cache::load(file, &meta, &path, Origin::System, &opts, defer).map_err(|e| match e {
-        LoadError::Read(e) => Failure::temp("4.3.5", format!("system rules {e}")),
+        LoadError::Read(e) => Failure::config(format!("system rules {e}")),
         LoadError::Diags(diags) => {
             let more = if diags.len() > 1 {
                 format!(" (and {} more)", diags.len() - 1)
             } else {
                 String::new()
             };
-            Failure::temp("4.3.5", format!("system rules: {}{more}", diags[0]))
+            Failure::config(format!("system rules: {}{more}", diags[0]))
         }
     })
 }
@@ -229,9 +229,13 @@ fn load_user(
         // (the errno says so, not the message): not the user's doing, and
         // a retry will read it. Ignoring the file would file or keep mail
         // against the user's rules.
-        Err(u) if u.cause.is_transient() => {
-            Err(Failure::temp("4.3.0", format!("user rules: {}", u.why)))
-        }
+        Err(Unused {
+            why,
+            cause: Cause::Io(errno),
+        }) if Cause::Io(errno).is_transient() => Err(Failure::new(
+            Kind::System { errno: Some(errno) },
+            format!("user rules: {why}"),
+        )),
         Err(u) => Ok((None, Some(u.why))),
     }
 }
@@ -314,10 +318,10 @@ pub fn maildir_path(opts: &Options, who: &Recipient) -> Result<PathBuf, Failure>
     }
     match &who.home {
         Some(h) => Ok(h.join("Maildir")),
-        None => Err(Failure::temp(
-            "4.3.5",
-            format!("no home directory known for {}", who.name),
-        )),
+        None => Err(Failure::config(format!(
+            "no home directory known for {}",
+            who.name
+        ))),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod literal;
 pub mod model;
 
 use crate::diag::Diag;
+use crate::exit::{split_status, DEFER_STATUS, REJECT_STATUS};
 use crate::maildir::FolderName;
 use crate::maps::{self, OpenOptions, Table};
 use crate::message::Limits;
@@ -259,17 +260,6 @@ impl Layer {
             Some(p) => p.display().to_string(),
             None => "embedded default rules".into(),
         }
-    }
-}
-
-/// Splits an optional leading RFC 3463 code off a reply text.
-pub fn split_status(text: &str, class: char, default: &str) -> (String, String) {
-    let t = text.trim();
-    let (first, rest) = t.split_once(char::is_whitespace).unwrap_or((t, ""));
-    if crate::exit::valid_status(first, class) {
-        (first.to_string(), rest.trim().to_string())
-    } else {
-        (default.to_string(), t.to_string())
     }
 }
 
@@ -529,7 +519,7 @@ impl<'a> Loader<'a> {
             }
         }
         if let Some(t) = &r.reject {
-            let (status, text) = split_status(t.get_ref(), '5', "5.7.1");
+            let (status, text) = split_status(t.get_ref(), '5', REJECT_STATUS);
             if t.get_ref().trim().starts_with('4') {
                 self.diag_at(
                     t.span().start,
@@ -545,7 +535,7 @@ impl<'a> Loader<'a> {
                     "defer text starts with a 5.x.x code; use 'reject' for that",
                 );
             }
-            let (status, text) = split_status(t.get_ref(), '4', "4.7.1");
+            let (status, text) = split_status(t.get_ref(), '4', DEFER_STATUS);
             actions.push(RuleAction::Defer { status, text });
         }
         if actions.len() > 1 {
