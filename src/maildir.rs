@@ -341,6 +341,8 @@ impl Maildir {
         )
         .map_err(|e| fail(format!("cannot open {}", parent.display()), e))?;
         let (root, created) = open_dir(parent_fd.as_fd(), &name.to_string_lossy(), true)
+            // A Maildir directory that cannot be opened or created is
+            // `4.2.0` whatever the errno (`dir_error` says which).
             .map_err(|e| Failure::mailbox(None, dir_error(path, e)))?;
         let sub_error =
             |sub: &str, e: DirError| Failure::mailbox(None, dir_error(&path.join(sub), e));
