@@ -72,7 +72,9 @@
 //!   no control character but tab); smtpd's is_header() also takes
 //!   `name : value`. Any other PREPEND is [`AccessAction::Ignored`].
 
-use crate::maps::{MapError, Table};
+use crate::diag::Diag;
+use crate::exit::{dsn_split, DEFER_STATUS, REJECT_STATUS};
+use crate::maps::Table;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The null sender's lookup key (Postfix's smtpd_null_access_lookup_key).
@@ -187,41 +189,6 @@ fn is_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\u{b}' | '\u{c}' | '\r')
 }
 
-/// RFC 3463 status at the start of `t`: its length, or 0 (dsn_valid()).
-fn dsn_valid(t: &str) -> usize {
-    let b = t.as_bytes();
-    if b.len() < 2 || !matches!(b[0], b'2' | b'4' | b'5') || b[1] != b'.' {
-        return 0;
-    }
-    let digits = |from: usize| b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
-    let n2 = digits(2);
-    if !(1..=3).contains(&n2) || b.get(2 + n2) != Some(&b'.') {
-        return 0;
-    }
-    let s3 = 3 + n2;
-    let n3 = digits(s3);
-    if !(1..=3).contains(&n3) {
-        return 0;
-    }
-    match b.get(s3 + n3) {
-        None => s3 + n3,
-        Some(&c) if is_space(c as char) => s3 + n3,
-        _ => 0,
-    }
-}
-
-/// dsn_split(): (status, free text).
-fn dsn_split<'a>(def: &str, text: &'a str) -> (String, &'a str) {
-    let t = text.trim_start_matches(is_space);
-    let len = dsn_valid(t);
-    if len > 0 {
-        let rest = t.get(len + 1..).unwrap_or("");
-        (t[..len].to_string(), rest.trim_start_matches(is_space))
-    } else {
-        (def.to_string(), t)
-    }
-}
-
 /// smtpd_check_reject(): a reply with the status class forced to the code's.
 fn reply(code: u16, def_dsn: &str, text: &str, def_text: &str) -> (String, u16, String) {
     let (mut status, rest) = dsn_split(def_dsn, text);
@@ -241,11 +208,13 @@ pub fn parse_action(raw: &str) -> AccessAction {
         return AccessAction::Dunno;
     }
     if is("REJECT") {
-        let (status, code, text) = reply(ACCESS_MAP_REJECT_CODE, "5.7.1", text, "Access denied");
+        let (status, code, text) =
+            reply(ACCESS_MAP_REJECT_CODE, REJECT_STATUS, text, "Access denied");
         return AccessAction::Reject { status, code, text };
     }
     if is("DEFER") {
-        let (status, code, text) = reply(ACCESS_MAP_DEFER_CODE, "4.7.1", text, "Access denied");
+        let (status, code, text) =
+            reply(ACCESS_MAP_DEFER_CODE, DEFER_STATUS, text, "Access denied");
         return AccessAction::Defer { status, code, text };
     }
     if is("HANGUP") || is("FILTER") || is("REDIRECT") || is("BCC") {
@@ -264,8 +233,12 @@ pub fn parse_action(raw: &str) -> AccessAction {
         return AccessAction::Discard(text.to_string());
     }
     if is("DEFER_IF_PERMIT") || is("DEFER_IF_REJECT") {
-        let (status, code, text) =
-            reply(ACCESS_MAP_DEFER_CODE, "4.7.1", text, "Service unavailable");
+        let (status, code, text) = reply(
+            ACCESS_MAP_DEFER_CODE,
+            DEFER_STATUS,
+            text,
+            "Service unavailable",
+        );
         return AccessAction::Defer { status, code, text };
     }
     if is("PREPEND") {
@@ -296,8 +269,12 @@ pub fn parse_action(raw: &str) -> AccessAction {
         && b[2].is_ascii_digit()
     {
         let code: u16 = cmd.parse().unwrap_or(0);
-        let def = format!("{}.7.1", b[0] as char);
-        let (status, code, text) = reply(code, &def, text, "Access denied");
+        let def = if b[0] == b'4' {
+            DEFER_STATUS
+        } else {
+            REJECT_STATUS
+        };
+        let (status, code, text) = reply(code, def, text, "Access denied");
         return if b[0] == b'4' {
             AccessAction::Defer { status, code, text }
         } else {
@@ -310,7 +287,7 @@ pub fn parse_action(raw: &str) -> AccessAction {
     if raw.contains(':') {
         // "do not specify lookup tables inside SMTPD access maps".
         return AccessAction::Defer {
-            status: "4.3.5".to_string(),
+            status: crate::exit::Kind::Config.status().to_string(),
             code: 451,
             text: "Server configuration error".to_string(),
         };
@@ -349,7 +326,7 @@ fn search(
     tables: &[Box<dyn Table>],
     keys: &[Key],
     probes: &mut Vec<Probe>,
-) -> Result<Vec<Hit>, MapError> {
+) -> Result<Vec<Hit>, Diag> {
     let mut hits = Vec::new();
     for t in tables {
         let pattern = t.is_pattern();
@@ -368,7 +345,7 @@ fn search(
             });
             if let Some(raw) = found {
                 if raw.is_empty() {
-                    return Err(MapError {
+                    return Err(Diag {
                         file: t.spec().into(),
                         cause: crate::exit::Cause::Input,
                         line: 0,
@@ -613,7 +590,7 @@ pub fn check_address(
     addr: &str,
     opts: &AccessOptions,
     probes: &mut Vec<Probe>,
-) -> Result<Vec<Hit>, MapError> {
+) -> Result<Vec<Hit>, Diag> {
     search(tables, &address_keys(addr, opts), probes)
 }
 
@@ -623,7 +600,7 @@ pub fn check_helo(
     helo: &str,
     opts: &AccessOptions,
     probes: &mut Vec<Probe>,
-) -> Result<Vec<Hit>, MapError> {
+) -> Result<Vec<Hit>, Diag> {
     let mut keys = Vec::new();
     domain_keys(
         &mut keys,
@@ -642,7 +619,7 @@ pub fn check_client(
     address: Option<&str>,
     opts: &AccessOptions,
     probes: &mut Vec<Probe>,
-) -> Result<Vec<Hit>, MapError> {
+) -> Result<Vec<Hit>, Diag> {
     let mut keys = Vec::new();
     if let Some(h) = hostname {
         domain_keys(
@@ -765,20 +742,5 @@ mod tests {
         assert!(!valid_hostaddr("1.2.3.4."));
         assert!(valid_hostaddr("::1"));
         assert!(!valid_hostaddr("[1.2.3.4]"));
-    }
-
-    #[test]
-    fn dsn_split_like_postfix() {
-        assert_eq!(dsn_valid("5.7.1"), 5);
-        assert_eq!(dsn_valid("4.123.456 x"), 9);
-        assert_eq!(dsn_valid("5.7.1x"), 0);
-        assert_eq!(dsn_valid("3.7.1"), 0);
-        assert_eq!(dsn_valid("5.1234.1"), 0);
-        assert_eq!(
-            dsn_split("5.7.1", "  4.1.1   go away"),
-            ("4.1.1".into(), "go away")
-        );
-        assert_eq!(dsn_split("5.7.1", "go away"), ("5.7.1".into(), "go away"));
-        assert_eq!(dsn_split("5.7.1", "5.1.1"), ("5.1.1".into(), ""));
     }
 }

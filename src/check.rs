@@ -8,10 +8,11 @@
 //! they are there. These lines are notes, not problems.
 
 use crate::access::{parse_action, AccessAction};
+use crate::diag::Diag;
 use crate::maildir::FolderName;
 use crate::maps::{index, OpenOptions, Table};
 use crate::rules::model::FileSpec;
-use crate::rules::{self, cache, Diag, Layer, Origin};
+use crate::rules::{self, cache, Layer, Origin};
 use crate::run;
 use std::path::{Path, PathBuf};
 
@@ -35,9 +36,7 @@ fn load_system(text: &str, path: &Path) -> Result<(Layer, FileSpec), Vec<Diag>> 
         system_cache_dir: Some(PathBuf::from(index::SYSTEM_CACHE_DIR)),
     };
     let loaded = rules::load_spec(text, path, Origin::System, &opts)?;
-    let hot = cache_notes(&loaded.0)
-        .iter()
-        .any(|n| n.contains(index::NOT_YET));
+    let hot = loaded.0.access.tables().any(|t| t.index_pending());
     if hot && nix::unistd::geteuid().is_root() {
         wait_cool_down();
         return rules::load_spec(text, path, Origin::System, &opts);
@@ -63,10 +62,12 @@ fn system_rules_cache(path: &Path, text: &str, spec: &FileSpec) -> Option<String
     let meta = std::fs::metadata(path).ok()?;
     let dir = Path::new(index::SYSTEM_CACHE_DIR);
     let why = if meta.len() != text.len() as u64 {
-        Err("the file changed while it was read".to_string())
+        Err(index::NotWritten::from(
+            "the file changed while it was read".to_string(),
+        ))
     } else {
         match cache::store(dir, path, &meta, spec)? {
-            Err(e) if e.contains(index::NOT_YET) => {
+            Err(e) if e.hot => {
                 wait_cool_down();
                 cache::store(dir, path, &meta, spec)?
             }
@@ -145,22 +146,10 @@ pub fn check_report(system: Option<&Path>, user: Option<&Path>, uid: u32) -> Rep
                 Ok(layer) => diags.extend(map_results(&layer)),
                 Err(d) => diags.extend(d),
             },
-            Ok(None) => diags.push(Diag {
-                file: p.to_path_buf(),
-                cause: crate::exit::Cause::Input,
-                line: 0,
-                col: 0,
-                msg: "no such file".into(),
-            }),
-            Err(why) => diags.push(Diag {
-                file: p.to_path_buf(),
-                cause: crate::exit::Cause::Input,
-                line: 0,
-                col: 0,
-                msg: format!(
-                    "would be ignored: {}",
-                    why.trim_start_matches(&format!("{}: ", p.display()))
-                ),
+            Ok(None) => diags.push(Diag::file(p, "no such file")),
+            Err(d) => diags.push(Diag {
+                msg: format!("would be ignored: {}", d.msg),
+                ..d
             }),
         }
     }
@@ -222,13 +211,7 @@ fn map_results(layer: &Layer) -> Vec<Diag> {
                 _ => None,
             };
             if let Some(msg) = msg {
-                out.push(Diag {
-                    file: file.clone(),
-                    cause: crate::exit::Cause::Input,
-                    line,
-                    col: 1,
-                    msg,
-                });
+                out.push(Diag::at(&file, line, 1, msg));
             }
         }
     }

@@ -408,8 +408,7 @@ impl Ctx<'_> {
             parent_domain_matches_subdomains: s.parent_domain_matches_subdomains,
         };
         let sl = StepLayer::from(layer.origin);
-        type Check<'x> =
-            Box<dyn Fn(&mut Vec<Probe>) -> Result<Vec<Hit>, crate::maps::MapError> + 'x>;
+        type Check<'x> = Box<dyn Fn(&mut Vec<Probe>) -> Result<Vec<Hit>, crate::diag::Diag> + 'x>;
         let checks: Vec<(&str, Check)> = vec![
             (
                 "client",
@@ -486,7 +485,7 @@ impl Ctx<'_> {
                     if layer.origin == Origin::System {
                         return Some(Proposal::reply(
                             Route::Defer,
-                            "4.3.0",
+                            crate::exit::Kind::System { errno: None }.status(),
                             format!("map lookup failed: {e}"),
                             format!("access {what} lookup error"),
                         ));

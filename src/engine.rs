@@ -39,7 +39,8 @@ use std::time::Instant;
 pub enum Outcome {
     /// Filed (every delivery of the plan is on disk) or discarded.
     Done,
-    /// Rejected or deferred by policy, or failed: the status says which.
+    /// Rejected or deferred by policy, or failed: the failure's kind says
+    /// which (`crate::exit`).
     Failed(Failure),
 }
 

@@ -2,7 +2,7 @@
 //! returning through `Engine::deliver`: its time limit passes (the watchdog),
 //! or an allocation fails (the global allocator in src/main.rs calls
 //! `out_of_memory`). Either way the delivery's uncommitted tmp/ files are
-//! removed, a `4.3.0` status line is written to stderr and one line to
+//! removed, a `4.3.0` status line (`crate::exit::Kind::System`) is written to stderr and one line to
 //! syslog, and the process exits 75. Neither may undo a commit: a message
 //! linked into new/ and then deferred would be delivered twice by the
 //! retry.
@@ -251,7 +251,14 @@ fn expire_now() {
 
 fn time_limit_passed() -> ! {
     let mut line = Buf::new();
-    line.push(b"4.3.0 deliver: time limit of ");
+    // The status of a failure of the system (`crate::exit`); `status`
+    // allocates nothing.
+    line.push(
+        crate::exit::Kind::System { errno: None }
+            .status()
+            .as_bytes(),
+    );
+    line.push(b" deliver: time limit of ");
     line.push_num(LIMIT_SECS.load(SeqCst));
     line.push(b" s exceeded");
     emergency_exit(&line, crate::exit::TEMPFAIL);
@@ -272,7 +279,11 @@ pub fn out_of_memory(size: usize) -> ! {
         // SAFETY: _exit ends the process at once; nothing is left to run.
         unsafe { libc::_exit(0) }
     }
-    line.push(b"4.3.0 deliver: out of memory (allocating ");
+    let out_of_memory = crate::exit::Kind::System {
+        errno: Some(libc::ENOMEM),
+    };
+    line.push(out_of_memory.status().as_bytes());
+    line.push(b" deliver: out of memory (allocating ");
     line.push_num(size as u64);
     line.push(b" bytes)");
     emergency_exit(&line, crate::exit::TEMPFAIL);

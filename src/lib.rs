@@ -10,6 +10,7 @@ pub mod access;
 pub mod budget;
 pub mod check;
 pub mod decide;
+pub mod diag;
 pub mod engine;
 pub mod envelope;
 pub mod exit;

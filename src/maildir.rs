@@ -175,11 +175,7 @@ pub fn new_dir_path(maildir: &Path, folder: Option<&FolderName>) -> PathBuf {
 /// Maps an I/O error on the mailbox to a temporary failure with a fitting
 /// RFC 3463 code: mailbox full, mail system full, or mailbox unavailable.
 fn fail(what: impl std::fmt::Display, e: Errno) -> Failure {
-    Failure::temp(status_of(e), format!("{what}: {}", e.desc()))
-}
-
-fn status_of(e: Errno) -> &'static str {
-    crate::exit::io_status(Some(e as i32), "4.2.0")
+    Failure::mailbox(Some(e), format!("{what}: {}", e.desc()))
 }
 
 fn hostname() -> &'static str {
@@ -335,9 +331,9 @@ impl Maildir {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let name = path.file_name().ok_or_else(|| {
-            Failure::temp("4.3.5", format!("bad Maildir path {}", path.display()))
-        })?;
+        let name = path
+            .file_name()
+            .ok_or_else(|| Failure::config(format!("bad Maildir path {}", path.display())))?;
         let parent_fd = nix::fcntl::open(
             parent,
             OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
@@ -345,9 +341,11 @@ impl Maildir {
         )
         .map_err(|e| fail(format!("cannot open {}", parent.display()), e))?;
         let (root, created) = open_dir(parent_fd.as_fd(), &name.to_string_lossy(), true)
-            .map_err(|e| Failure::temp("4.2.0", dir_error(path, e)))?;
+            // A Maildir directory that cannot be opened or created is
+            // `4.2.0` whatever the errno (`dir_error` says which).
+            .map_err(|e| Failure::mailbox(None, dir_error(path, e)))?;
         let sub_error =
-            |sub: &str, e: DirError| Failure::temp("4.2.0", dir_error(&path.join(sub), e));
+            |sub: &str, e: DirError| Failure::mailbox(None, dir_error(&path.join(sub), e));
         let (tmp, made_tmp) =
             open_dir(root.as_fd(), "tmp", true).map_err(|e| sub_error("tmp", e))?;
         let (new, made_new) =
@@ -603,7 +601,7 @@ impl Maildir {
                     let DirError::Sys(errno) = e else {
                         unreachable!("only system call errors are transient")
                     };
-                    return Err(Failure::temp(status_of(errno), why));
+                    return Err(Failure::mailbox(Some(errno), why));
                 }
                 Err((why, _)) => {
                     fallback = Some(why);
@@ -640,8 +638,8 @@ impl Maildir {
         };
         drop(tmp);
         let path = result?.ok_or_else(|| {
-            Failure::temp(
-                "4.2.0",
+            Failure::mailbox(
+                None,
                 format!(
                     "the message's file in {} was removed or replaced twice while it was delivered; not delivered",
                     self.path.join("tmp").display()
@@ -757,8 +755,8 @@ impl Maildir {
                 Err(e) => return Err(fail(format!("cannot link into {}", dir_path.display()), e)),
             }
         }
-        Err(Failure::temp(
-            "4.2.0",
+        Err(Failure::mailbox(
+            None,
             format!("no unique name free in {}", dir_path.display()),
         ))
     }
@@ -782,8 +780,8 @@ impl Maildir {
             Ok(false) => {
                 let _ = unlinkat(new_fd, name, UnlinkatFlags::NoRemoveDir);
                 let _ = fsync(new_fd);
-                Err(Failure::temp(
-                    "4.2.0",
+                Err(Failure::mailbox(
+                    None,
                     format!(
                         "{} was replaced while the message was written; not delivered",
                         self.path.join("tmp").join(&tmp.name).display()

@@ -271,7 +271,7 @@ fn real_main(log_stderr_hint: bool) -> u8 {
                 .next()
                 .unwrap_or("usage error")
                 .trim_start_matches("error: ");
-            let f = Failure::temp("4.3.5", format!("deliver: {first} (see deliver(1))"));
+            let f = Failure::usage(format!("deliver: {first} (see deliver(1))"));
             return report_failure(&f, &Logger::new(log_stderr_hint));
         }
     };
@@ -395,7 +395,7 @@ fn deliver_main() -> u8 {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        let f = Failure::temp("4.3.0", format!("deliver: internal error: {msg}{at}"));
+        let f = Failure::internal(format!("deliver: internal error: {msg}{at}"));
         let _ = writeln!(std::io::stderr(), "{}", f.status_line());
         Logger::new(false).warn(&f.status_line());
     }));

@@ -75,8 +75,8 @@ pub fn own_home(env: &EnvIdentity) -> Option<PathBuf> {
         .map(|u| u.dir)
 }
 
-fn lookup_failed(what: &str, e: impl std::fmt::Display) -> Failure {
-    Failure::temp("4.3.0", format!("cannot look up {what}: {e}"))
+fn lookup_failed(what: &str, e: nix::errno::Errno) -> Failure {
+    Failure::system(Some(e), format!("cannot look up {what}: {e}"))
 }
 
 /// Becomes `-d USER` when running as root; otherwise checks that `-d`, if
@@ -103,29 +103,27 @@ pub fn become_recipient(
                 };
                 return Ok(r);
             }
-            return Err(Failure::temp(
-                "4.3.5",
+            return Err(Failure::config(
                 "running as root without -d USER: refusing to deliver as root (use -d USER, or let Postfix run deliver as the recipient)",
             ));
         };
         let user = User::from_name(name)
             .map_err(|e| lookup_failed(&format!("user {name}"), e))?
-            .ok_or_else(|| Failure::temp("4.3.5", format!("-d {name}: no such user")))?;
+            .ok_or_else(|| Failure::config(format!("-d {name}: no such user")))?;
         if user.uid.is_root() && !allow_root {
-            return Err(Failure::temp(
-                "4.3.5",
-                format!("-d {name}: refusing to deliver as root"),
-            ));
+            return Err(Failure::config(format!(
+                "-d {name}: refusing to deliver as root"
+            )));
         }
-        let cname = CString::new(name).map_err(|_| Failure::temp("4.3.5", "bad user name"))?;
+        let cname = CString::new(name).map_err(|_| Failure::config("bad user name"))?;
         unistd::initgroups(&cname, user.gid)
-            .map_err(|e| Failure::temp("4.3.0", format!("initgroups {name}: {e}")))?;
+            .map_err(|e| Failure::system(Some(e), format!("initgroups {name}: {e}")))?;
         unistd::setgid(user.gid)
-            .map_err(|e| Failure::temp("4.3.0", format!("setgid {}: {e}", user.gid)))?;
+            .map_err(|e| Failure::system(Some(e), format!("setgid {}: {e}", user.gid)))?;
         unistd::setuid(user.uid)
-            .map_err(|e| Failure::temp("4.3.0", format!("setuid {}: {e}", user.uid)))?;
+            .map_err(|e| Failure::system(Some(e), format!("setuid {}: {e}", user.uid)))?;
         if !user.uid.is_root() && (unistd::geteuid().is_root() || unistd::getuid().is_root()) {
-            return Err(Failure::temp("4.3.0", "could not drop root privileges"));
+            return Err(Failure::system(None, "could not drop root privileges"));
         }
         // setuid(2) as root set the real, effective and saved uid.
         let r = Recipient {
@@ -152,8 +150,7 @@ pub fn become_recipient(
     let me = User::from_uid(uid).map_err(|e| lookup_failed(&format!("uid {uid}"), e))?;
     if let Some(name) = d {
         if me.as_ref().map(|u| u.name.as_str()) != Some(name) {
-            return Err(Failure::temp(
-                "4.3.5",
+            return Err(Failure::config(
                 format!("-d {name}: running as uid {uid}, not as {name}, and without root privileges to switch"),
             ));
         }

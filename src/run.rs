@@ -2,14 +2,15 @@
 //! Maildir's tmp/, decide, then file, discard, reject or defer. All I/O of a
 //! delivery happens here; the decision itself is `crate::decide::decide`.
 
+use crate::diag::Diag;
 use crate::envelope::Flags;
-use crate::exit::{Cause, Failure};
+use crate::exit::{Cause, Failure, Kind};
 use crate::log::Logger;
 use crate::maps::OpenOptions;
 use crate::message;
 use crate::privs::{self, Recipient};
 use crate::rules::cache::{self, Deferred, LoadError};
-use crate::rules::{self, Diag, Layer, Origin};
+use crate::rules::{self, Layer, Origin};
 use crate::safe_open;
 use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
@@ -70,7 +71,7 @@ pub fn load_system(
     let (file, meta) = match safe_open::open(&path) {
         Ok(fm) => fm,
         Err(e) if e.is_not_found() && !explicit => return Ok(rules::default_layer()),
-        Err(e) => return Err(Failure::temp("4.3.5", format!("system rules {e}"))),
+        Err(e) => return Err(Failure::config(format!("system rules {e}"))),
     };
     // Before the system file is read, its system_cache_dir is not known:
     // the system file's own cache is always in the default place.
@@ -79,14 +80,14 @@ pub fn load_system(
         system_cache_dir: Some(PathBuf::from(crate::maps::index::SYSTEM_CACHE_DIR)),
     };
     cache::load(file, &meta, &path, Origin::System, &opts, defer).map_err(|e| match e {
-        LoadError::Read(e) => Failure::temp("4.3.5", format!("system rules {e}")),
+        LoadError::Read(e) => Failure::config(format!("system rules {e}")),
         LoadError::Diags(diags) => {
             let more = if diags.len() > 1 {
                 format!(" (and {} more)", diags.len() - 1)
             } else {
                 String::new()
             };
-            Failure::temp("4.3.5", format!("system rules: {}{more}", diags[0]))
+            Failure::config(format!("system rules: {}{more}", diags[0]))
         }
     })
 }
@@ -97,58 +98,58 @@ struct Unused {
     cause: Cause,
 }
 
-impl From<safe_open::Error> for Unused {
-    fn from(e: safe_open::Error) -> Unused {
+impl From<Diag> for Unused {
+    fn from(d: Diag) -> Unused {
         Unused {
-            why: e.to_string(),
-            cause: e.cause(),
+            why: d.to_string(),
+            cause: d.cause,
         }
     }
 }
 
-impl Unused {
-    fn input(why: String) -> Unused {
-        Unused {
-            why,
-            cause: Cause::Input,
-        }
+impl From<safe_open::Error> for Unused {
+    fn from(e: safe_open::Error) -> Unused {
+        Diag::from(e).into()
     }
 }
 
 /// Opens a user's rules file (without blocking, a regular file only:
 /// `crate::safe_open`) and checks that it belongs to the user and is not
 /// writable by group or others.
-fn open_user_file(path: &Path, uid: u32) -> Result<Option<(File, Metadata)>, Unused> {
+fn open_user_file(path: &Path, uid: u32) -> Result<Option<(File, Metadata)>, Diag> {
     let (f, md) = match safe_open::open(path) {
         Ok(fm) => fm,
         Err(e) if e.is_not_found() => return Ok(None),
         Err(e) => return Err(e.into()),
     };
     if md.uid() != uid {
-        return Err(Unused::input(format!(
-            "{}: owned by uid {}, not by the recipient (uid {uid})",
-            path.display(),
-            md.uid()
-        )));
+        return Err(Diag::file(
+            path,
+            format!(
+                "owned by uid {}, not by the recipient (uid {uid})",
+                md.uid()
+            ),
+        ));
     }
     if md.mode() & 0o022 != 0 {
-        return Err(Unused::input(format!(
-            "{}: writable by group or others (mode {:o})",
-            path.display(),
-            md.mode() & 0o7777
-        )));
+        return Err(Diag::file(
+            path,
+            format!(
+                "writable by group or others (mode {:o})",
+                md.mode() & 0o7777
+            ),
+        ));
     }
     Ok(Some((f, md)))
 }
 
 /// Checks a user's rules file as `open_user_file` does. Returns its text,
 /// read within the bounds of `crate::safe_open`.
-pub fn read_user_file(path: &Path, uid: u32) -> Result<Option<String>, String> {
-    let Some((mut f, md)) = open_user_file(path, uid).map_err(|u| u.why)? else {
+pub fn read_user_file(path: &Path, uid: u32) -> Result<Option<String>, Diag> {
+    let Some((mut f, md)) = open_user_file(path, uid)? else {
         return Ok(None);
     };
-    let text = safe_open::read_text(&mut f, &md, path, safe_open::MAX_USER_RULES)
-        .map_err(|e| e.to_string())?;
+    let text = safe_open::read_text(&mut f, &md, path, safe_open::MAX_USER_RULES)?;
     Ok(Some(text))
 }
 
@@ -218,7 +219,7 @@ fn load_user(
                 })
                 .map(Some)
         }
-        Err(u) => Err(u),
+        Err(d) => Err(d.into()),
     };
     match loaded {
         Ok(l) => Ok((l, None)),
@@ -227,9 +228,13 @@ fn load_user(
         // (the errno says so, not the message): not the user's doing, and
         // a retry will read it. Ignoring the file would file or keep mail
         // against the user's rules.
-        Err(u) if u.cause.is_transient() => {
-            Err(Failure::temp("4.3.0", format!("user rules: {}", u.why)))
-        }
+        Err(Unused {
+            why,
+            cause: Cause::Io(errno),
+        }) if Cause::Io(errno).is_transient() => Err(Failure::new(
+            Kind::System { errno: Some(errno) },
+            format!("user rules: {why}"),
+        )),
         Err(u) => Ok((None, Some(u.why))),
     }
 }
@@ -312,10 +317,10 @@ pub fn maildir_path(opts: &Options, who: &Recipient) -> Result<PathBuf, Failure>
     }
     match &who.home {
         Some(h) => Ok(h.join("Maildir")),
-        None => Err(Failure::temp(
-            "4.3.5",
-            format!("no home directory known for {}", who.name),
-        )),
+        None => Err(Failure::config(format!(
+            "no home directory known for {}",
+            who.name
+        ))),
     }
 }
 

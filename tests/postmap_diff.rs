@@ -636,7 +636,7 @@ fn pcre_matches_postmap() {
     assert!(found > 250, "too few keys found ({found})");
 }
 
-/// What postmap drops with a warning we refuse with a MapError; check both
+/// What postmap drops with a warning we refuse with a Diag; check both
 /// halves of that claim: postmap does drop it, and we do refuse it.
 #[test]
 fn input_postmap_drops_is_refused_here() {

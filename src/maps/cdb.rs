@@ -18,14 +18,15 @@
 //! them when it builds the file, and the lookup key is folded here.
 //!
 //! Every offset read from the file is bounds-checked: a truncated or corrupt
-//! database is a [`MapError`], never a panic. The map assumes, like Postfix,
+//! database is a [`Diag`], never a panic. The map assumes, like Postfix,
 //! that the file is replaced (postmap writes a new file and renames it), not
 //! rewritten in place while it is open.
 //!
 //! Writing: [`CdbWriter`] builds a database in the same format; the index
 //! cache of large text tables uses it.
 
-use super::{file_err, fold_key, MapError, Table};
+use super::{file_err, fold_key, Table};
+use crate::diag::Diag;
 use memmap2::{Mmap, MmapOptions};
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
@@ -59,13 +60,13 @@ impl std::fmt::Debug for Cdb {
 
 impl Cdb {
     /// Map `path`. The file must at least hold the 2048-byte header.
-    pub fn open(path: &Path) -> Result<Cdb, MapError> {
+    pub fn open(path: &Path) -> Result<Cdb, Diag> {
         let (file, meta) = crate::safe_open::open(path)?;
         Cdb::from_file_len(path, &file, meta.len())
     }
 
     /// Map an already opened file whose length (from its metadata) is `len`.
-    pub fn from_file_len(path: &Path, file: &File, len: u64) -> Result<Cdb, MapError> {
+    pub fn from_file_len(path: &Path, file: &File, len: u64) -> Result<Cdb, Diag> {
         if len < HEADER as u64 {
             return Err(file_err(
                 path,
@@ -87,11 +88,11 @@ impl Cdb {
         })
     }
 
-    fn corrupt(&self, what: &str) -> MapError {
+    fn corrupt(&self, what: &str) -> Diag {
         file_err(&self.path, format!("corrupt cdb file: {what}"))
     }
 
-    fn u32_at(&self, pos: usize) -> Result<u32, MapError> {
+    fn u32_at(&self, pos: usize) -> Result<u32, Diag> {
         let b = self
             .map
             .get(
@@ -104,7 +105,7 @@ impl Cdb {
     }
 
     /// The data stored under `key`, if any.
-    pub fn get(&self, key: &[u8]) -> Result<Option<&[u8]>, MapError> {
+    pub fn get(&self, key: &[u8]) -> Result<Option<&[u8]>, Diag> {
         let h = hash(key);
         let slot_base = ((h & 0xff) as usize) * 8;
         let tpos = self.u32_at(slot_base)? as usize;
@@ -165,7 +166,7 @@ pub struct CdbTable {
 
 impl CdbTable {
     /// Open `cdb:name`, i.e. the file `name.cdb`.
-    pub fn open(spec: &str, name: &Path) -> Result<CdbTable, MapError> {
+    pub fn open(spec: &str, name: &Path) -> Result<CdbTable, Diag> {
         let mut path = name.as_os_str().to_owned();
         path.push(".cdb");
         let cdb = Cdb::open(Path::new(&path))?;
@@ -176,7 +177,7 @@ impl CdbTable {
     }
 
     /// Look up an already folded key: as is, then with a trailing NUL.
-    pub(crate) fn get_folded(cdb: &Cdb, key: &str) -> Result<Option<String>, MapError> {
+    pub(crate) fn get_folded(cdb: &Cdb, key: &str) -> Result<Option<String>, Diag> {
         let mut found = cdb.get(key.as_bytes())?;
         if found.is_none() {
             let mut k = Vec::with_capacity(key.len() + 1);
@@ -205,7 +206,7 @@ impl Table for CdbTable {
     fn is_pattern(&self) -> bool {
         false
     }
-    fn lookup(&self, key: &str) -> Result<Option<String>, MapError> {
+    fn lookup(&self, key: &str) -> Result<Option<String>, Diag> {
         CdbTable::get_folded(&self.cdb, &fold_key(key))
     }
 }

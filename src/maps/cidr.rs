@@ -20,7 +20,7 @@
 //!   suggests the right network, exactly like Postfix ("non-null host address
 //!   bits ... skipping this rule").
 //! - Real syntax errors, which Postfix skips with a warning, are a
-//!   [`MapError`] with line and column: bad address, bad or too long prefix,
+//!   [`Diag`] with line and column: bad address, bad or too long prefix,
 //!   missing `]`, text after `]`, missing result, text after `endif`.
 //!   An `endif` without `if` and an `if` without `endif` are notes, as in
 //!   Postfix; a failed `if` without `endif` then ends the search.
@@ -28,7 +28,8 @@
 use super::source::{
     for_each_logical_line, is_space, trim_end_space, unclosed_if_notes, LogicalLine,
 };
-use super::{join_notes, read_source, MapError, Table};
+use super::{join_notes, read_source, Table};
+use crate::diag::Diag;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
@@ -237,12 +238,12 @@ pub(crate) fn keyword(s: &str, word: &str) -> bool {
 }
 
 impl Cidr {
-    pub fn open(spec: &str, path: &Path) -> Result<Cidr, MapError> {
+    pub fn open(spec: &str, path: &Path) -> Result<Cidr, Diag> {
         let data = read_source(path)?;
         Cidr::parse(spec, path, &data)
     }
 
-    fn parse(spec: &str, path: &Path, data: &[u8]) -> Result<Cidr, MapError> {
+    fn parse(spec: &str, path: &Path, data: &[u8]) -> Result<Cidr, Diag> {
         let mut rules: Vec<Rule> = Vec::new();
         let mut notes = Vec::new();
         let mut stack: Vec<usize> = Vec::new();
@@ -345,7 +346,7 @@ impl Table for Cidr {
     fn is_pattern(&self) -> bool {
         true
     }
-    fn lookup(&self, key: &str) -> Result<Option<String>, MapError> {
+    fn lookup(&self, key: &str) -> Result<Option<String>, Diag> {
         let Some((family, addr)) = parse_addr(key) else {
             return Ok(None);
         };
@@ -389,7 +390,7 @@ impl Table for Cidr {
 mod tests {
     use super::*;
 
-    fn table(text: &str) -> Result<Cidr, MapError> {
+    fn table(text: &str) -> Result<Cidr, Diag> {
         Cidr::parse("cidr:t", Path::new("t"), text.as_bytes())
     }
     fn get(t: &Cidr, k: &str) -> Option<String> {

@@ -11,13 +11,14 @@
 //!
 //! A spec naming the database file itself (`hash:/etc/postfix/x.db`,
 //! `lmdb:/etc/postfix/x.lmdb`) is accepted: the suffix is removed. When the
-//! source text is missing the open fails with a [`MapError`] that says
+//! source text is missing the open fails with a [`Diag`] that says
 //! exactly that; there is no fallback to the binary database.
 //!
 //! Large sources use the index cache like `texthash:` (see [`super::index`]).
 
 use super::texthash::TextHash;
-use super::{file_err, join_notes, MapError, OpenOptions, Table};
+use super::{file_err, join_notes, OpenOptions, Table};
+use crate::diag::Diag;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -31,12 +32,7 @@ pub struct DbSource {
 
 impl DbSource {
     /// `kind` is `hash`, `btree` or `lmdb`; `name` the table name from the spec.
-    pub fn open(
-        spec: &str,
-        kind: &str,
-        name: &Path,
-        opts: &OpenOptions,
-    ) -> Result<DbSource, MapError> {
+    pub fn open(spec: &str, kind: &str, name: &Path, opts: &OpenOptions) -> Result<DbSource, Diag> {
         let suffix = if kind == "lmdb" { ".lmdb" } else { ".db" };
         let source: PathBuf = match name.as_os_str().as_bytes().strip_suffix(suffix.as_bytes()) {
             Some(stem) if !stem.is_empty() => PathBuf::from(OsStr::from_bytes(stem)),
@@ -58,7 +54,7 @@ impl DbSource {
                 ))
             }
             Err(e) => {
-                return Err(MapError {
+                return Err(Diag {
                     cause: crate::exit::Cause::of(&e),
                     ..file_err(
                         &source,
@@ -98,7 +94,7 @@ impl Table for DbSource {
     fn is_pattern(&self) -> bool {
         false
     }
-    fn lookup(&self, key: &str) -> Result<Option<String>, MapError> {
+    fn lookup(&self, key: &str) -> Result<Option<String>, Diag> {
         self.inner.lookup(key)
     }
     fn results(&self) -> Vec<(usize, String)> {
@@ -106,6 +102,9 @@ impl Table for DbSource {
     }
     fn cache_note(&self) -> Option<String> {
         self.inner.cache_note()
+    }
+    fn index_pending(&self) -> bool {
+        self.inner.index_pending()
     }
     fn note(&self) -> Option<String> {
         let mut all = vec![self.note.clone()];

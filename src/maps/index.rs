@@ -79,8 +79,27 @@ pub const THRESHOLD: u64 = 16 * 1024;
 /// Sources modified less than this many seconds ago are not indexed.
 pub const HOT_SECONDS: u64 = 2;
 
-/// The end of [`write_index`]'s message for a source too recently modified.
-pub const NOT_YET: &str = "not indexed yet";
+/// Why [`write_index`] wrote no index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotWritten {
+    /// The source was modified less than [`HOT_SECONDS`] ago: after that
+    /// long, the same call may write the index.
+    pub hot: bool,
+    pub why: String,
+}
+
+impl std::fmt::Display for NotWritten {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
+/// A reason that waiting does not change.
+impl From<String> for NotWritten {
+    fn from(why: String) -> NotWritten {
+        NotWritten { hot: false, why }
+    }
+}
 
 /// The default system cache directory: indexes of sources the running user
 /// does not own (or of every source, when root runs), written only by root.
@@ -352,31 +371,34 @@ pub(crate) fn write_index<'a>(
     meta: &Metadata,
     entries: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     notes: &[String],
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, NotWritten> {
     let euid = effective_uid();
     if !may_write(meta) {
-        return Err(format!(
+        return Err(NotWritten::from(format!(
             "no index of {} in {}: the table belongs to uid {}, and only root or its owner may index it (uid {euid} only reads it), so it is parsed at each open; `deliver check`, run as root, builds the index",
             path.display(),
             dir.display(),
             meta.uid()
-        ));
+        )));
     }
     let id = SourceId::of(meta);
     if let Ok(age) = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH + Duration::from_nanos(id.mtime_ns.max(0) as u64))
     {
         if age < Duration::from_secs(HOT_SECONDS) {
-            return Err(format!(
-                "{} was modified less than {HOT_SECONDS} s ago; {NOT_YET}",
-                path.display()
-            ));
+            return Err(NotWritten {
+                hot: true,
+                why: format!(
+                    "{} was modified less than {HOT_SECONDS} s ago; not indexed yet",
+                    path.display()
+                ),
+            });
         }
     } else {
-        return Err(format!(
+        return Err(NotWritten::from(format!(
             "{} has an mtime in the future; not indexed",
             path.display()
-        ));
+        )));
     }
     let dfd = open_dir(dir, Some(dir_mode()))?
         .ok_or_else(|| format!("cannot create {}", dir.display()))?;
@@ -419,7 +441,10 @@ pub(crate) fn write_index<'a>(
     })();
     if let Err(e) = result {
         let _ = unlinkat(&dfd, tmp_name.as_str(), UnlinkatFlags::NoRemoveDir);
-        return Err(format!("cannot write {}: {e}", final_path.display()));
+        return Err(NotWritten::from(format!(
+            "cannot write {}: {e}",
+            final_path.display()
+        )));
     }
     remove_stale(kind, &dfd, path, &name);
     Ok(final_path)

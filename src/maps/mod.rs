@@ -12,9 +12,9 @@
 //! absolute path) is `hash:`, Postfix's `default_database_type` on Debian, and
 //! `proxy:TYPE:NAME` opens `TYPE:NAME` directly (proxymap(8) would read the
 //! same file). Other types (ldap:, mysql:, inline:, static:...) are refused
-//! with a [`MapError`] rather than half-implemented.
+//! with a [`Diag`] rather than half-implemented.
 //!
-//! Errors: every problem is a [`MapError`] naming the file and, for syntax
+//! Errors: every problem is a [`Diag`] naming the file and, for syntax
 //! errors, the 1-based line and column. The rule of thumb, applied in every
 //! table type: input that Postfix *drops* with a warning ("skipping this
 //! rule", "ignoring this line") is an error here, because an access rule
@@ -24,6 +24,7 @@
 //! exception is a CIDR network with host bits set, which is skipped with a
 //! note exactly as Postfix does.
 
+use crate::diag::Diag;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -38,33 +39,6 @@ pub mod regexp;
 mod source;
 pub mod texthash;
 
-/// A problem with a table, located as precisely as the source allows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MapError {
-    /// The file the problem is in (or the table spec when there is no file).
-    pub file: PathBuf,
-    /// 1-based line, 0 when unknown.
-    pub line: usize,
-    /// 1-based column, 0 when unknown.
-    pub col: usize,
-    pub msg: String,
-    /// What the problem came from: a retry can help only with some
-    /// [`Cause::Io`] errors (`crate::exit::is_transient`).
-    pub cause: crate::exit::Cause,
-}
-
-impl fmt::Display for MapError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.line, self.col) {
-            (0, _) => write!(f, "{}: {}", self.file.display(), self.msg),
-            (l, 0) => write!(f, "{}:{}: {}", self.file.display(), l, self.msg),
-            (l, c) => write!(f, "{}:{}:{}: {}", self.file.display(), l, c, self.msg),
-        }
-    }
-}
-
-impl std::error::Error for MapError {}
-
 /// One opened lookup table.
 pub trait Table: Send + Sync + fmt::Debug {
     /// The table as configured, e.g. `texthash:/etc/postfix/sender_access`.
@@ -74,7 +48,7 @@ pub trait Table: Send + Sync + fmt::Debug {
     fn is_pattern(&self) -> bool;
     /// Look up one key. Fixed tables (texthash, cdb, hash...) fold the key to
     /// lower case themselves, as postmap does by default. `Ok(None)` is "not found".
-    fn lookup(&self, key: &str) -> Result<Option<String>, MapError>;
+    fn lookup(&self, key: &str) -> Result<Option<String>, Diag>;
     /// A remark for `--test` output, e.g. that a `hash:` table was read from
     /// its source text. `None` when there is nothing to say.
     fn note(&self) -> Option<String> {
@@ -91,6 +65,11 @@ pub trait Table: Send + Sync + fmt::Debug {
     /// `None` for tables the cache does not serve (small, or not text).
     fn cache_note(&self) -> Option<String> {
         None
+    }
+    /// The source was modified too recently to be indexed
+    /// (`index::HOT_SECONDS`): opened again after that long, it may be.
+    fn index_pending(&self) -> bool {
+        false
     }
 }
 
@@ -127,11 +106,11 @@ pub fn fold_key(key: &str) -> std::borrow::Cow<'_, str> {
 ///
 /// Large text tables (`texthash:` and the `hash:` family) are served from a
 /// cached cdb index when `opts.cache_dir` is set; see [`index`].
-pub fn open(spec: &str, opts: &OpenOptions) -> Result<Box<dyn Table>, MapError> {
+pub fn open(spec: &str, opts: &OpenOptions) -> Result<Box<dyn Table>, Diag> {
     open_as(spec, spec, opts)
 }
 
-fn open_as(spec: &str, shown: &str, opts: &OpenOptions) -> Result<Box<dyn Table>, MapError> {
+fn open_as(spec: &str, shown: &str, opts: &OpenOptions) -> Result<Box<dyn Table>, Diag> {
     let (kind, name) = if spec.starts_with('/') {
         ("hash", spec)
     } else {
@@ -165,46 +144,22 @@ fn open_as(spec: &str, shown: &str, opts: &OpenOptions) -> Result<Box<dyn Table>
     }
 }
 
-pub(crate) fn spec_err(spec: &str, msg: &str) -> MapError {
-    MapError {
-        file: PathBuf::from(spec),
-        cause: crate::exit::Cause::Input,
-        line: 0,
-        col: 0,
-        msg: msg.to_string(),
-    }
+pub(crate) fn spec_err(spec: &str, msg: &str) -> Diag {
+    Diag::file(Path::new(spec), msg)
 }
 
-pub(crate) fn file_err(path: &Path, msg: impl Into<String>) -> MapError {
-    MapError {
-        file: path.to_path_buf(),
-        cause: crate::exit::Cause::Input,
-        line: 0,
-        col: 0,
-        msg: msg.into(),
-    }
+pub(crate) fn file_err(path: &Path, msg: impl Into<String>) -> Diag {
+    Diag::file(path, msg)
 }
 
 /// A failed system call `op` on `path`, with its errno as the cause.
-pub(crate) fn io_err(path: &Path, op: &str, e: &std::io::Error) -> MapError {
-    MapError {
-        cause: crate::exit::Cause::of(e),
-        ..file_err(path, format!("{op}: {e}"))
-    }
-}
-
-impl From<crate::safe_open::Error> for MapError {
-    fn from(e: crate::safe_open::Error) -> MapError {
-        MapError {
-            cause: e.cause(),
-            ..file_err(e.path(), e.msg())
-        }
-    }
+pub(crate) fn io_err(path: &Path, op: &str, e: &std::io::Error) -> Diag {
+    Diag::io(path, op, e)
 }
 
 /// Read a whole table source file: a regular file, opened without
 /// blocking, within the size bounds of `crate::safe_open`.
-pub(crate) fn read_source(path: &Path) -> Result<Vec<u8>, MapError> {
+pub(crate) fn read_source(path: &Path) -> Result<Vec<u8>, Diag> {
     Ok(crate::safe_open::read_file(path)?.0)
 }
 

@@ -10,7 +10,7 @@
 //! (off), `s` (on by default: `.` matches a newline), `x` (off), `A`
 //! (anchored at the start), `E` (`$` only at the very end), `U` (ungreedy);
 //! `X` is accepted and ignored with a note, as Postfix does with PCRE2; any
-//! other flag is a [`MapError`].
+//! other flag is a [`Diag`].
 //!
 //! Matching is PCRE's non-UTF mode, which Postfix uses: bytes, ASCII-only
 //! case folding and classes. The pattern is translated rather than passed
@@ -21,7 +21,7 @@
 //! (`\A` here, since matching always starts at offset 0), `\h \H \v \V \R
 //! \N \e \a \cX \o{...} \0nn` and `\C`.
 //!
-//! Refused with a [`MapError`] naming file, line, column and the construct,
+//! Refused with a [`Diag`] naming file, line, column and the construct,
 //! e.g. `pcre table construct not supported: look-ahead (?=...)`:
 //! look-ahead and look-behind, atomic groups, possessive quantifiers,
 //! back-references (`\1`, `\g`, `\k`, `(?P=name)`), recursion and
@@ -35,7 +35,7 @@
 //! regex crate's leftmost-first search finds it.
 
 use super::regex_table::{build, CompileError, Compiled, Dialect, RawPattern, RegexTable};
-use super::MapError;
+use crate::diag::Diag;
 use std::path::Path;
 
 /// A `pcre:` table: the shared regex-table engine with this dialect.
@@ -43,12 +43,12 @@ use std::path::Path;
 pub struct Pcre;
 
 impl Pcre {
-    pub fn open(spec: &str, path: &Path) -> Result<RegexTable, MapError> {
+    pub fn open(spec: &str, path: &Path) -> Result<RegexTable, Diag> {
         RegexTable::open(spec, path, Dialect::Pcre, compile)
     }
 
     #[cfg(test)]
-    fn parse(text: &str) -> Result<RegexTable, MapError> {
+    fn parse(text: &str) -> Result<RegexTable, Diag> {
         RegexTable::parse(
             "pcre:t",
             Path::new("t"),

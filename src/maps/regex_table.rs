@@ -18,7 +18,8 @@
 use super::source::{
     for_each_logical_line, is_space, trim_start_space, unclosed_if_notes, LogicalLine,
 };
-use super::{join_notes, read_source, MapError, Table};
+use super::{join_notes, read_source, Table};
+use crate::diag::Diag;
 use regex::bytes::{Regex, RegexBuilder};
 use std::path::{Path, PathBuf};
 
@@ -302,7 +303,7 @@ fn get_pattern<'a>(
     l: &'a LogicalLine,
     i: usize,
     dialect: Dialect,
-) -> Result<(bool, RawPattern<'a>, usize), MapError> {
+) -> Result<(bool, RawPattern<'a>, usize), Diag> {
     let t = l.text.as_str();
     let b = t.as_bytes();
     let (positive, mut p) = negations(t, i, dialect);
@@ -358,7 +359,7 @@ fn compile_at(
     raw: &RawPattern<'_>,
     compile: CompileFn,
     notes: &mut Vec<String>,
-) -> Result<Compiled, MapError> {
+) -> Result<Compiled, Diag> {
     let mut local = Vec::new();
     let r = compile(raw, &mut local);
     for n in local {
@@ -380,7 +381,7 @@ impl RegexTable {
         path: &Path,
         dialect: Dialect,
         compile: CompileFn,
-    ) -> Result<RegexTable, MapError> {
+    ) -> Result<RegexTable, Diag> {
         let data = read_source(path)?;
         RegexTable::parse(spec, path, &data, dialect, compile)
     }
@@ -391,7 +392,7 @@ impl RegexTable {
         data: &[u8],
         dialect: Dialect,
         compile: CompileFn,
-    ) -> Result<RegexTable, MapError> {
+    ) -> Result<RegexTable, Diag> {
         let mut rules: Vec<Rule> = Vec::new();
         let mut notes: Vec<String> = Vec::new();
         let mut stack: Vec<usize> = Vec::new();
@@ -534,7 +535,7 @@ impl Table for RegexTable {
     fn is_pattern(&self) -> bool {
         true
     }
-    fn lookup(&self, key: &str) -> Result<Option<String>, MapError> {
+    fn lookup(&self, key: &str) -> Result<Option<String>, Diag> {
         let hay = key.as_bytes();
         let mut i = 0;
         while i < self.rules.len() {
@@ -573,7 +574,7 @@ impl Table for RegexTable {
                     };
                     if let Some(v) = value {
                         if v.is_empty() {
-                            return Err(MapError {
+                            return Err(Diag {
                                 file: self.path.clone(),
                                 cause: crate::exit::Cause::Input,
                                 line: *line,

@@ -11,7 +11,7 @@
 //! Flags toggle, as in Postfix: `i` (on by default: case-insensitive), `m`
 //! (off: REG_NEWLINE, `^`/`$` at line breaks and `.`/`[^...]` not matching a
 //! newline), `x` (on by default: extended syntax; toggling it selects POSIX
-//! *basic* syntax). Any other flag is a [`MapError`].
+//! *basic* syntax). Any other flag is a [`Diag`].
 //!
 //! The POSIX syntax is translated, not passed through, because it differs
 //! from the regex crate's where it matters:
@@ -23,7 +23,7 @@
 //! - basic syntax (`x` flag): `\( \) \{ \} \| \+ \?` are the operators, `*`
 //!   at the start is literal, `^`/`$` are anchors only at the ends.
 //!
-//! Refused with a [`MapError`] naming line and column: back-references
+//! Refused with a [`Diag`] naming line and column: back-references
 //! (`\1`..`\9`, which the regex crate cannot do), escapes that POSIX leaves
 //! undefined (`\d`, `\n`, `\t`...: glibc matches nothing with `\d` when the
 //! `i` flag is on, and the literal letter otherwise; write `[[:digit:]]`),
@@ -36,7 +36,7 @@
 //! can match at the same place.
 
 use super::regex_table::{build, CompileError, Compiled, Dialect, RawPattern, RegexTable};
-use super::MapError;
+use crate::diag::Diag;
 use std::path::Path;
 
 /// A `regexp:` table: the shared regex-table engine with this dialect.
@@ -44,12 +44,12 @@ use std::path::Path;
 pub struct Regexp;
 
 impl Regexp {
-    pub fn open(spec: &str, path: &Path) -> Result<RegexTable, MapError> {
+    pub fn open(spec: &str, path: &Path) -> Result<RegexTable, Diag> {
         RegexTable::open(spec, path, Dialect::Posix, compile)
     }
 
     #[cfg(test)]
-    fn parse(text: &str) -> Result<RegexTable, MapError> {
+    fn parse(text: &str) -> Result<RegexTable, Diag> {
         RegexTable::parse(
             "regexp:t",
             Path::new("t"),

@@ -14,10 +14,10 @@
 //! Where Postfix only warns and then drops input, this reader refuses: a
 //! continuation line with no logical line to continue, and text that is not
 //! UTF-8 (Postfix with `smtputf8_enable = yes` ignores such lines), are
-//! [`MapError`]s. A NUL byte ends the logical line's text, as in Postfix's C
+//! [`Diag`]s. A NUL byte ends the logical line's text, as in Postfix's C
 //! strings, and is reported as a note.
 
-use super::MapError;
+use crate::diag::Diag;
 use std::path::Path;
 
 /// C `isspace()` in the C locale.
@@ -74,16 +74,10 @@ impl LogicalLine {
         (seg.line, col)
     }
 
-    /// A MapError at byte offset `off` of this line.
-    pub fn err(&self, path: &Path, off: usize, msg: impl Into<String>) -> MapError {
+    /// A Diag at byte offset `off` of this line.
+    pub fn err(&self, path: &Path, off: usize, msg: impl Into<String>) -> Diag {
         let (line, col) = self.pos(off);
-        MapError {
-            file: path.to_path_buf(),
-            cause: crate::exit::Cause::Input,
-            line,
-            col,
-            msg: msg.into(),
-        }
+        Diag::at(path, line, col, msg.into())
     }
 }
 
@@ -103,9 +97,9 @@ pub(crate) fn for_each_logical_line<F>(
     data: &[u8],
     notes: &mut Vec<String>,
     mut f: F,
-) -> Result<(), MapError>
+) -> Result<(), Diag>
 where
-    F: FnMut(&LogicalLine) -> Result<(), MapError>,
+    F: FnMut(&LogicalLine) -> Result<(), Diag>,
 {
     let mut cur = LogicalLine::default();
     // Set when the text of `cur` was cut at a NUL byte: later continuation
@@ -136,7 +130,7 @@ where
             cut = false;
         } else if cur.segs.is_empty() {
             let text = String::from_utf8_lossy(raw);
-            return Err(MapError {
+            return Err(Diag {
                 file: path.to_path_buf(),
                 cause: crate::exit::Cause::Input,
                 line: lineno,
@@ -164,7 +158,7 @@ where
             Ok(t) => t,
             Err(e) => {
                 let good = std::str::from_utf8(&raw[..e.valid_up_to()]).unwrap_or("");
-                return Err(MapError {
+                return Err(Diag {
                     file: path.to_path_buf(),
                     cause: crate::exit::Cause::Input,
                     line: lineno,
@@ -186,20 +180,14 @@ where
     over_budget(path, lineno)
 }
 
-/// A [`MapError`] at `line` of `path` when the user's memory budget is spent.
-fn over_budget(path: &Path, line: usize) -> Result<(), MapError> {
-    crate::budget::check().map_err(|msg| MapError {
-        file: path.to_path_buf(),
-        cause: crate::exit::Cause::Input,
-        line,
-        col: 0,
-        msg,
-    })
+/// A [`Diag`] at `line` of `path` when the user's memory budget is spent.
+fn over_budget(path: &Path, line: usize) -> Result<(), Diag> {
+    crate::budget::check().map_err(|msg| Diag::at(path, line, 0, msg))
 }
 
-fn finish<F>(cur: &mut LogicalLine, f: &mut F) -> Result<(), MapError>
+fn finish<F>(cur: &mut LogicalLine, f: &mut F) -> Result<(), Diag>
 where
-    F: FnMut(&LogicalLine) -> Result<(), MapError>,
+    F: FnMut(&LogicalLine) -> Result<(), Diag>,
 {
     let keep = trim_end_space(&cur.text).len();
     cur.text.truncate(keep);
@@ -228,7 +216,7 @@ pub(crate) fn truncate_for_msg(s: &str, n: usize) -> String {
 mod tests {
     use super::*;
 
-    fn lines(data: &[u8]) -> Result<Vec<(String, usize)>, MapError> {
+    fn lines(data: &[u8]) -> Result<Vec<(String, usize)>, Diag> {
         let mut out = Vec::new();
         let mut notes = Vec::new();
         for_each_logical_line(Path::new("t"), data, &mut notes, |l| {

@@ -14,7 +14,7 @@
 //! - Duplicate keys: the FIRST entry wins, later ones are ignored, as postmap
 //!   does ("duplicate entry" warning); each duplicate becomes a note.
 //! - A key ending in `:` gets postmap's "is this an alias file?" note.
-//! - Refused with a [`MapError`] (postmap warns and drops the line): a line
+//! - Refused with a [`Diag`] (postmap warns and drops the line): a line
 //!   without a value, an unbalanced `"`, text that is not UTF-8.
 //!
 //! Large files: with a cache directory in [`OpenOptions`] and a source larger
@@ -26,7 +26,8 @@
 
 use super::cdb::{Cdb, CdbTable};
 use super::source::{for_each_logical_line, is_space, LogicalLine};
-use super::{fold_key, index, io_err, join_notes, MapError, OpenOptions, Table};
+use super::{fold_key, index, io_err, join_notes, OpenOptions, Table};
+use crate::diag::Diag;
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,9 @@ pub struct TextHash {
     notes: Vec<String>,
     /// What the index cache did (also the first of `notes`).
     cache_note: Option<String>,
+    /// The source was too recently modified to be indexed (see
+    /// `Table::index_pending`).
+    index_pending: bool,
 }
 
 /// The parsed content of a source file.
@@ -58,7 +62,7 @@ pub(crate) struct Parsed {
 }
 
 /// Parse postmap source text. `path` is only used in messages.
-pub(crate) fn parse(path: &Path, data: &[u8]) -> Result<Parsed, MapError> {
+pub(crate) fn parse(path: &Path, data: &[u8]) -> Result<Parsed, Diag> {
     let mut notes = Vec::new();
     let mut extra_notes = 0usize;
     let mut map: HashMap<String, String> = HashMap::new();
@@ -104,7 +108,7 @@ pub(crate) fn parse(path: &Path, data: &[u8]) -> Result<Parsed, MapError> {
 }
 
 /// Split a logical line into key and value, the way postmap does.
-fn split_entry<'a>(path: &Path, l: &'a LogicalLine) -> Result<(&'a str, &'a str), MapError> {
+fn split_entry<'a>(path: &Path, l: &'a LogicalLine) -> Result<(&'a str, &'a str), Diag> {
     let t = &l.text;
     let b = t.as_bytes();
     let mut in_quotes = false;
@@ -150,7 +154,7 @@ fn split_entry<'a>(path: &Path, l: &'a LogicalLine) -> Result<(&'a str, &'a str)
 
 /// Read a file through one descriptor and report whether it stayed the same
 /// file with the same size and mtime while it was read.
-pub(crate) fn read_stable(path: &Path) -> Result<(Vec<u8>, std::fs::Metadata, bool), MapError> {
+pub(crate) fn read_stable(path: &Path) -> Result<(Vec<u8>, std::fs::Metadata, bool), Diag> {
     let (mut f, before) = crate::safe_open::open(path)?;
     let data = crate::safe_open::read(&mut f, &before, path, crate::safe_open::MAX_FILE)?;
     let after = f.metadata().map_err(|e| io_err(path, "fstat", &e))?;
@@ -161,7 +165,7 @@ pub(crate) fn read_stable(path: &Path) -> Result<(Vec<u8>, std::fs::Metadata, bo
 
 impl TextHash {
     /// Open `path` as a texthash table shown as `spec`.
-    pub fn open(spec: &str, path: &Path, opts: &OpenOptions) -> Result<TextHash, MapError> {
+    pub fn open(spec: &str, path: &Path, opts: &OpenOptions) -> Result<TextHash, Diag> {
         if opts.cache_dir.is_some() || opts.system_cache_dir.is_some() {
             let meta = std::fs::metadata(path).map_err(|e| io_err(path, "open", &e))?;
             if meta.is_file() && meta.len() > index::THRESHOLD {
@@ -176,6 +180,7 @@ impl TextHash {
             store: Store::Memory(parsed.map),
             notes: parsed.notes,
             cache_note: None,
+            index_pending: false,
         })
     }
 
@@ -187,8 +192,8 @@ impl TextHash {
         path: &Path,
         opts: &OpenOptions,
         meta: &std::fs::Metadata,
-    ) -> Result<TextHash, MapError> {
-        let table = |store, mut notes: Vec<String>, cache_note: String| {
+    ) -> Result<TextHash, Diag> {
+        let table = |store, mut notes: Vec<String>, cache_note: String, index_pending| {
             // First, so that many parse warnings cannot hide it.
             notes.insert(0, cache_note.clone());
             TextHash {
@@ -197,6 +202,7 @@ impl TextHash {
                 store,
                 notes,
                 cache_note: Some(cache_note),
+                index_pending,
             }
         };
         let Some(dir) = index::dir_for(
@@ -210,18 +216,19 @@ impl TextHash {
                 path.display(),
                 meta.uid()
             );
-            return Ok(table(Store::Memory(parsed.map), parsed.notes, why));
+            return Ok(table(Store::Memory(parsed.map), parsed.notes, why, false));
         };
         match index::open_index(index::MAP, dir, path, meta) {
             Ok(Some((cdb, notes))) => {
                 let ipath = index::index_path(index::MAP, dir, path, meta);
                 let why = format!("indexed: answered from {}", ipath.display());
-                Ok(table(Store::Index(cdb), notes, why))
+                Ok(table(Store::Index(cdb), notes, why, false))
             }
             Ok(None) => {
                 let (data, meta, stable) = read_stable(path)?;
                 let parsed = parse(path, &data)?;
                 drop(data);
+                let mut pending = false;
                 let why = if !stable {
                     format!(
                         "index cache not used: {} changed while it was read; index not written",
@@ -237,15 +244,18 @@ impl TextHash {
                         &parsed.notes,
                     ) {
                         Ok(ipath) => format!("index written: {}", ipath.display()),
-                        Err(why) => format!("index cache not used: {why}"),
+                        Err(not) => {
+                            pending = not.hot;
+                            format!("index cache not used: {not}")
+                        }
                     }
                 };
-                Ok(table(Store::Memory(parsed.map), parsed.notes, why))
+                Ok(table(Store::Memory(parsed.map), parsed.notes, why, pending))
             }
             Err(why) => {
                 let parsed = parse(path, &super::read_source(path)?)?;
                 let why = format!("index cache not used: {why}");
-                Ok(table(Store::Memory(parsed.map), parsed.notes, why))
+                Ok(table(Store::Memory(parsed.map), parsed.notes, why, false))
             }
         }
     }
@@ -267,7 +277,7 @@ impl Table for TextHash {
     fn is_pattern(&self) -> bool {
         false
     }
-    fn lookup(&self, key: &str) -> Result<Option<String>, MapError> {
+    fn lookup(&self, key: &str) -> Result<Option<String>, Diag> {
         let key = fold_key(key);
         match &self.store {
             Store::Memory(m) => Ok(m.get(key.as_ref()).cloned()),
@@ -285,6 +295,9 @@ impl Table for TextHash {
     }
     fn cache_note(&self) -> Option<String> {
         self.cache_note.clone()
+    }
+    fn index_pending(&self) -> bool {
+        self.index_pending
     }
     /// Reads the source again (the parsed or indexed form keeps no lines).
     fn results(&self) -> Vec<(usize, String)> {
@@ -306,7 +319,7 @@ impl Table for TextHash {
 mod tests {
     use super::*;
 
-    fn table(text: &str) -> Result<TextHash, MapError> {
+    fn table(text: &str) -> Result<TextHash, Diag> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t");
         std::fs::write(&p, text).unwrap();

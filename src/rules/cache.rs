@@ -43,7 +43,8 @@
 
 use super::literal::{fold_into, requirements};
 use super::model::{FileSpec, RuleSpec};
-use super::{compile_rules, parse_spec, Diag, Layer, Origin};
+use super::{compile_rules, parse_spec, Layer, Origin};
+use crate::diag::Diag;
 use crate::maps::cdb::Cdb;
 use crate::maps::index::{self, Kind, SourceId};
 use crate::maps::OpenOptions;
@@ -304,7 +305,7 @@ pub fn store(
     path: &Path,
     meta: &Metadata,
     spec: &FileSpec,
-) -> Option<Result<Stored, String>> {
+) -> Option<Result<Stored, index::NotWritten>> {
     if spec.rule.iter().filter(|r| header_pattern_only(r)).count() < MIN_INDEXED {
         return None;
     }
@@ -329,7 +330,7 @@ fn write(
     meta: &Metadata,
     spec: &FileSpec,
     plan: Vec<Option<Plan>>,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, index::NotWritten> {
     let head = FileSpec {
         rule: Vec::new(),
         ..spec.clone()

@@ -11,8 +11,10 @@ pub mod cache;
 pub mod literal;
 pub mod model;
 
+use crate::diag::Diag;
+use crate::exit::{split_status, DEFER_STATUS, REJECT_STATUS};
 use crate::maildir::FolderName;
-use crate::maps::{self, MapError, OpenOptions, Table};
+use crate::maps::{self, OpenOptions, Table};
 use crate::message::Limits;
 use crate::pattern::{Haystack, Pattern, PatternGroup};
 use model::{CondRef, CondSpec, FileSpec, RuleSpec};
@@ -31,47 +33,6 @@ pub const SYSTEM_RULES: &str = "/etc/deliver/rules.toml";
 
 /// At most this many problems are reported for one file.
 const MAX_DIAGS: usize = 100;
-
-/// One problem in a rules file or map, compiler style.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diag {
-    pub file: PathBuf,
-    pub line: usize,
-    pub col: usize,
-    pub msg: String,
-    /// What the problem came from (a failed system call, or the file);
-    /// decides whether the user's file is ignored or the delivery waits.
-    pub cause: crate::exit::Cause,
-}
-
-impl fmt::Display for Diag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
-            write!(f, "{}: {}", self.file.display(), self.msg)
-        } else {
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.file.display(),
-                self.line,
-                self.col.max(1),
-                self.msg
-            )
-        }
-    }
-}
-
-impl From<MapError> for Diag {
-    fn from(e: MapError) -> Self {
-        Diag {
-            file: e.file,
-            cause: e.cause,
-            line: e.line,
-            col: e.col,
-            msg: e.msg,
-        }
-    }
-}
 
 /// 1-based line and column (in characters) of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -297,17 +258,6 @@ impl Layer {
     }
 }
 
-/// Splits an optional leading RFC 3463 code off a reply text.
-pub fn split_status(text: &str, class: char, default: &str) -> (String, String) {
-    let t = text.trim();
-    let (first, rest) = t.split_once(char::is_whitespace).unwrap_or((t, ""));
-    if crate::exit::valid_status(first, class) {
-        (first.to_string(), rest.trim().to_string())
-    } else {
-        (default.to_string(), t.to_string())
-    }
-}
-
 /// Collects diagnostics while compiling a file.
 /// Header patterns collected while loading: per header, the patterns and
 /// where each was written.
@@ -345,13 +295,7 @@ impl<'a> Loader<'a> {
 
     fn diag_at(&mut self, offset: usize, msg: impl Into<String>) {
         let (line, col) = line_col(self.text, offset);
-        self.push(Diag {
-            file: self.file.to_path_buf(),
-            cause: crate::exit::Cause::Input,
-            line,
-            col,
-            msg: msg.into(),
-        });
+        self.push(Diag::at(self.file, line, col, msg.into()));
     }
 
     fn regex(&mut self, s: &Spanned<String>, what: &str) -> Option<Regex> {
@@ -570,7 +514,7 @@ impl<'a> Loader<'a> {
             }
         }
         if let Some(t) = &r.reject {
-            let (status, text) = split_status(t.get_ref(), '5', "5.7.1");
+            let (status, text) = split_status(t.get_ref(), '5', REJECT_STATUS);
             if t.get_ref().trim().starts_with('4') {
                 self.diag_at(
                     t.span().start,
@@ -586,7 +530,7 @@ impl<'a> Loader<'a> {
                     "defer text starts with a 5.x.x code; use 'reject' for that",
                 );
             }
-            let (status, text) = split_status(t.get_ref(), '4', "4.7.1");
+            let (status, text) = split_status(t.get_ref(), '4', DEFER_STATUS);
             actions.push(RuleAction::Defer { status, text });
         }
         if actions.len() > 1 {
@@ -664,7 +608,11 @@ impl<'a> Loader<'a> {
                             msg: format!("{}: {}", s.get_ref(), e.msg),
                         });
                     } else {
-                        self.push(e.into());
+                        // Rules-file problems always show a column.
+                        self.push(Diag {
+                            col: e.col.max(1),
+                            ..e
+                        });
                     }
                 }
             }
@@ -731,13 +679,7 @@ pub fn load_str(
 pub(crate) fn parse_spec(text: &str, file: &Path) -> Result<FileSpec, Vec<Diag>> {
     toml::from_str(text).map_err(|e| {
         let (line, col) = e.span().map_or((0, 0), |s| line_col(text, s.start));
-        vec![Diag {
-            file: file.to_path_buf(),
-            cause: crate::exit::Cause::Input,
-            line,
-            col,
-            msg: e.message().trim().to_string(),
-        }]
+        vec![Diag::at(file, line, col, e.message().trim().to_string())]
     })
 }
 
@@ -769,13 +711,7 @@ pub(crate) fn load_spec(
     let mut l = Loader::new(file, text, origin);
     // What parsing built counts against the user's budget (crate::budget).
     if let Err(msg) = crate::budget::check() {
-        return Err(vec![Diag {
-            file: file.to_path_buf(),
-            cause: crate::exit::Cause::Input,
-            line: 0,
-            col: 0,
-            msg,
-        }]);
+        return Err(vec![Diag::file(file, msg)]);
     }
     if l.origin == Origin::User {
         for (at, msg) in user_forbidden(&spec, text) {
