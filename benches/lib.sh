@@ -165,7 +165,7 @@ setup_home() {
 }
 
 # deliver_warm HOME: after HOME/rules.toml was written, one delivery writes
-# deliver's rules cache (src/rules/cache.rs), as the first message after a
+# deliver's rules cache (src/policy/rules/cache.rs), as the first message after a
 # change of the rules would on a server; like dovecot's script, compiled by
 # sievec above. The file is made a minute old first: deliver does not cache
 # a file changed in the last two seconds (its mtime might not yet tell a

@@ -15,12 +15,12 @@
 //! before it is measured.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use deliver::access::{self, AccessOptions};
-use deliver::decide::{decide, Input};
-use deliver::envelope::{Envelope, Flags};
-use deliver::maps::{self, OpenOptions};
-use deliver::message::{read_head, Head, Headers, Limits};
-use deliver::rules::{self, cache, Origin};
+use deliver::input::envelope::{Envelope, Flags};
+use deliver::input::message::{read_head, Head, Headers, Limits};
+use deliver::policy::access::{self, AccessOptions};
+use deliver::policy::decide::{decide, Input};
+use deliver::policy::maps::{self, OpenOptions};
+use deliver::policy::rules::{self, cache, Origin};
 use std::fs::File;
 use std::hint::black_box;
 use std::io::Write;

@@ -1,33 +1,28 @@
 //! deliver: a local delivery agent for Postfix.
 //!
-//! Postfix's local(8) runs `deliver` once per message as the recipient. It
-//! reads the envelope and headers, decides (access maps, header/score rules,
-//! spam-header routing: `decide`), and files the message durably into a
-//! Maildir (`maildir`), or discards, rejects or defers it, telling Postfix
-//! the outcome through the exit status (`exit`).
+//! Postfix runs `deliver` once per message as the recipient (local(8)'s
+//! `mailbox_command`). The library is laid out by the stages a message
+//! goes through, each folder promising what its module doc says:
+//!
+//! - `input`: what deliver reads: the envelope, the message (a bounded
+//!   header block and body window, the rest streamed to disk), and every
+//!   file, opened without blocking and read within a bound;
+//! - `policy`: what deliver decides: the rules files, access maps and
+//!   their tables, the spam headers, and `decide()`, a pure function that
+//!   returns a plan;
+//! - `store`: where deliver writes: the Maildir, by its protocol, into
+//!   directories only the recipient can write;
+//! - `output`: what deliver says: the failure kinds and their exit and
+//!   RFC 3463 statuses, the log line, the `--test` report;
+//! - `engine`: the delivery engine that runs the stages for one message
+//!   after another (`Engine::deliver`), with the loading of the rules, the
+//!   recipient's identity and the time limit of a delivery.
+//!
+//! `main.rs` is the command-line front end over the engine.
 
-pub mod access;
-pub mod budget;
-pub mod check;
-pub mod decide;
-pub mod diag;
 pub mod engine;
-pub mod envelope;
-pub mod exit;
-pub mod inflight;
-pub mod log;
-pub mod maildir;
-pub mod maps;
-pub mod message;
-pub mod pattern;
-pub mod plan;
-pub mod privs;
-pub mod regex_limits;
-pub mod report;
-pub mod rules;
-pub mod run;
-pub mod safe_open;
-pub mod safedir;
-pub mod spam;
+pub mod input;
+pub mod output;
+pub mod policy;
+pub mod store;
 pub mod testhook;
-pub mod text;

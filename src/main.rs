@@ -7,13 +7,15 @@
 #![cfg_attr(test, allow(dead_code))]
 
 use clap::{Parser, Subcommand, ValueEnum};
+use deliver::engine::inflight;
+use deliver::engine::load;
+use deliver::engine::privs::{self, EnvIdentity};
 use deliver::engine::{Engine, Outcome};
-use deliver::envelope::Flags;
-use deliver::exit::{self, Failure};
-use deliver::inflight;
-use deliver::log::Logger;
-use deliver::privs::{self, EnvIdentity};
-use deliver::{check, report, run};
+use deliver::input::envelope::Flags;
+use deliver::output::exit::{self, Failure};
+use deliver::output::log::Logger;
+use deliver::output::report;
+use deliver::policy::check;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::OsString;
 use std::io::Write;
@@ -21,7 +23,7 @@ use std::path::PathBuf;
 
 /// The system allocator, and one test more: an allocation that fails ends
 /// the delivery as a 75 with a status line, its tmp/ file removed
-/// (`deliver::inflight::out_of_memory`), where std would print a message
+/// (`deliver::engine::inflight::out_of_memory`), where std would print a message
 /// and abort (SIGABRT, 134). A fallible allocation (`try_reserve`, which
 /// std's `read_to_end` uses) ends the same way.
 struct Allocator;
@@ -32,7 +34,7 @@ unsafe impl GlobalAlloc for Allocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let p = System.alloc(layout);
         if p.is_null() {
-            deliver::inflight::out_of_memory(layout.size());
+            deliver::engine::inflight::out_of_memory(layout.size());
         }
         p
     }
@@ -41,7 +43,7 @@ unsafe impl GlobalAlloc for Allocator {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         let p = System.alloc_zeroed(layout);
         if p.is_null() {
-            deliver::inflight::out_of_memory(layout.size());
+            deliver::engine::inflight::out_of_memory(layout.size());
         }
         p
     }
@@ -55,7 +57,7 @@ unsafe impl GlobalAlloc for Allocator {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let p = System.realloc(ptr, layout, new_size);
         if p.is_null() {
-            deliver::inflight::out_of_memory(new_size);
+            deliver::engine::inflight::out_of_memory(new_size);
         }
         p
     }
@@ -223,8 +225,8 @@ fn parse_plain(args: &[OsString]) -> Option<Cli> {
     Some(cli)
 }
 
-fn options(cli: &Cli) -> run::Options {
-    run::Options {
+fn options(cli: &Cli) -> load::Options {
+    load::Options {
         envelope: Flags {
             sender: cli.sender.clone(),
             recipient: cli.recipient.clone(),
@@ -284,9 +286,9 @@ fn real_main(log_stderr_hint: bool) -> u8 {
         // Without --user-rules, the running user's own file, when it exists.
         let user = match user_rules {
             Some(p) => Some(p.clone()),
-            None => run::user_rules_path(None, run::own_home().as_deref()).filter(|p| p.exists()),
+            None => load::user_rules_path(None, load::own_home().as_deref()).filter(|p| p.exists()),
         };
-        let report = check::check_report(rules.as_deref(), user.as_deref(), run::uid());
+        let report = check::check_report(rules.as_deref(), user.as_deref(), load::uid());
         if !quiet {
             for d in &report.problems {
                 println!("{d}");
@@ -315,10 +317,10 @@ fn real_main(log_stderr_hint: bool) -> u8 {
 
 /// One delivery of stdin, as the recipient (exec mode). Its time limit
 /// runs from here, with the default until the system rules set theirs
-/// (reading them, or stdin, can hang too); see `deliver::inflight`.
-fn deliver_once(opts: run::Options, log: Logger) -> Result<(), (Failure, Logger)> {
+/// (reading them, or stdin, can hang too); see `deliver::engine::inflight`.
+fn deliver_once(opts: load::Options, log: Logger) -> Result<(), (Failure, Logger)> {
     // First: dropped last, after everything that uses the tmp/ file.
-    let flight = inflight::begin(deliver::rules::DEFAULT_TIME_LIMIT);
+    let flight = inflight::begin(deliver::policy::rules::DEFAULT_TIME_LIMIT);
     let who = match privs::become_recipient(opts.user.as_deref(), &EnvIdentity::current(), false) {
         Ok(w) => w,
         Err(f) => return Err((f, log)),
@@ -335,7 +337,7 @@ fn deliver_once(opts: run::Options, log: Logger) -> Result<(), (Failure, Logger)
 }
 
 /// `--test`: the same loading and decision as a delivery, printed.
-fn test_mode(opts: run::Options, format: Format) -> u8 {
+fn test_mode(opts: load::Options, format: Format) -> u8 {
     let fail = |f: &Failure| {
         let _ = writeln!(std::io::stderr(), "deliver --test: {}", f.status_line());
         1

@@ -1,10 +1,10 @@
 //! access(5) key order and result meanings, table-driven, on real tables.
 
-use deliver::access::{
+use deliver::policy::access::{
     check_address, check_client, check_helo, parse_action, AccessAction as Action, AccessOptions,
     Hit, Probe,
 };
-use deliver::maps::{open, OpenOptions, Table};
+use deliver::policy::maps::{open, OpenOptions, Table};
 use std::path::Path;
 
 fn table(dir: &Path, name: &str, kind: &str, text: &str) -> Box<dyn Table> {

@@ -1,10 +1,10 @@
 //! The decision as a pure function: layering, scores, thresholds, dialects.
 
-use deliver::decide::{decide, Decision, Input, Route as Action};
-use deliver::envelope::{Envelope, Flags};
-use deliver::maps::OpenOptions;
-use deliver::message::Headers;
-use deliver::rules::{load_str, Layer, Origin};
+use deliver::input::envelope::{Envelope, Flags};
+use deliver::input::message::Headers;
+use deliver::policy::decide::{decide, Decision, Input, Route as Action};
+use deliver::policy::maps::OpenOptions;
+use deliver::policy::rules::{load_str, Layer, Origin};
 use std::path::Path;
 
 fn layer(text: &str, origin: Origin) -> Layer {

@@ -3,12 +3,12 @@
 //! Nothing of one delivery may leak into the next: the user's rules, the
 //! tables they name, the memory budget, open descriptors, tmp/ files.
 
+use deliver::engine::inflight;
+use deliver::engine::load::Options;
+use deliver::engine::privs::Recipient;
 use deliver::engine::{Engine, Outcome};
-use deliver::envelope::Flags;
-use deliver::inflight;
-use deliver::log::Logger;
-use deliver::privs::Recipient;
-use deliver::run::Options;
+use deliver::input::envelope::Flags;
+use deliver::output::log::Logger;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -101,7 +101,7 @@ fn engine(dir: &Path, defer: bool) -> Engine {
 
 /// One delivery, as its own flight (time limit and tmp/ tracking).
 fn deliver(e: &mut Engine, input: &[u8], f: &Flags, who: &Recipient) -> Outcome {
-    let flight = inflight::begin(deliver::rules::DEFAULT_TIME_LIMIT);
+    let flight = inflight::begin(deliver::policy::rules::DEFAULT_TIME_LIMIT);
     e.deliver(input, f, who, &flight)
 }
 

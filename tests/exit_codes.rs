@@ -1,6 +1,6 @@
 //! Exit-status audit: every place in src/ that ends a delivery with a
 //! failure, driven through the real binary, against the table in
-//! src/exit.rs: 0 delivered or discarded, 75 and a `4.x.x` line for
+//! src/output/exit.rs: 0 delivered or discarded, 75 and a `4.x.x` line for
 //! anything a retry could fix, 77 and a `5.x.x` line for a reject.
 //!
 //! Sites driven elsewhere are listed here with the test that drives them,
@@ -49,7 +49,7 @@ fn expect(what: &str, r: &Run, code: i32, status: &str) {
         let class = if code == 75 { '4' } else { '5' };
         let word = first.split(' ').next().unwrap();
         assert!(
-            deliver::exit::valid_status(word, class),
+            deliver::output::exit::valid_status(word, class),
             "{what}: {word:?} is not a {class}.x.x status"
         );
     }

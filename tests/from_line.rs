@@ -119,7 +119,7 @@ fn a_from_line_longer_than_the_bound_is_removed_and_the_headers_parsed() {
         );
         let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
         let s = &v["envelope"]["sender"];
-        let whole = total <= deliver::message::MAX_FROM_LINE;
+        let whole = total <= deliver::input::message::MAX_FROM_LINE;
         assert_eq!(s["source"]["kind"] == "from_line", whole, "{total}: {s}");
         assert_eq!(s["value"] == sender.as_str(), whole, "{total}");
         assert_eq!(v["action"], "junk", "{total}");

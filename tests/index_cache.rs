@@ -4,9 +4,9 @@
 
 mod util;
 
-use deliver::maps::index::THRESHOLD;
-use deliver::maps::texthash::TextHash;
-use deliver::maps::{open, OpenOptions, Table};
+use deliver::policy::maps::index::THRESHOLD;
+use deliver::policy::maps::texthash::TextHash;
+use deliver::policy::maps::{open, OpenOptions, Table};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -485,7 +485,7 @@ fn roots_index_of_a_users_own_table_is_trusted() {
         eprintln!("skipped: needs root to write an index of another user's table");
         return;
     }
-    use deliver::maps::{index, texthash::TextHash};
+    use deliver::policy::maps::{index, texthash::TextHash};
     let mut h = Home::new();
     let own = h.home.join(".cache").join("deliver");
     let cool = ago(100);

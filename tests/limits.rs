@@ -31,7 +31,7 @@ fn deferred(what: &str, h: &Home, r: &Run, status: &str) {
     );
     let word = first.split(' ').next().unwrap();
     assert!(
-        deliver::exit::valid_status(word, '4'),
+        deliver::output::exit::valid_status(word, '4'),
         "{what}: {word:?} is not a 4.x.x status"
     );
     assert_eq!(h.count(), 0, "{what}: something was delivered");

@@ -12,7 +12,7 @@
 //! main.cf cannot change the answers: `smtputf8_enable = yes` (Unicode case
 //! folding of keys) and compatibility_level 3.6.
 
-use deliver::maps::{open, OpenOptions, Table};
+use deliver::policy::maps::{open, OpenOptions, Table};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 
 mod util;
 
-use deliver::message::Limits;
+use deliver::input::message::Limits;
 use proptest::prelude::*;
 use util::*;
 
@@ -87,7 +87,7 @@ proptest! {
     ) {
         let limits = Limits { max_header_bytes, max_headers, body_window };
         let mut out = Vec::new();
-        let sp = deliver::message::read(&input[..], &limits, &mut out).unwrap();
+        let sp = deliver::input::message::read(&input[..], &limits, &mut out).unwrap();
         prop_assert_eq!(&out[..], expected(&input));
         prop_assert_eq!(sp.size, out.len() as u64);
     }
@@ -110,8 +110,8 @@ proptest! {
         let free = Limits { max_header_bytes: 1 << 20, max_headers: 1000, body_window };
         let tight = Limits { max_header_bytes: 1024, max_headers, body_window };
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        let all = deliver::message::read(&input[..], &free, &mut a).unwrap();
-        let some = deliver::message::read(&input[..], &tight, &mut b).unwrap();
+        let all = deliver::input::message::read(&input[..], &free, &mut a).unwrap();
+        let some = deliver::input::message::read(&input[..], &tight, &mut b).unwrap();
         prop_assert!(all.head.limit_hit.is_none());
         prop_assert_eq!(&a, &b);
         let (fa, fs) = (all.head.headers.fields(), some.head.headers.fields());

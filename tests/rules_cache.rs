@@ -1,15 +1,15 @@
-//! The rules cache (src/rules/cache.rs): a delivery that compiles only the
+//! The rules cache (src/policy/rules/cache.rs): a delivery that compiles only the
 //! rules a message's headers can trigger decides exactly as the whole file
 //! does; a stale, corrupt or foreign cache is never used against the file.
 
 mod util;
 
-use deliver::decide::{decide, Decision, Input};
-use deliver::envelope::{Envelope, Flags};
-use deliver::maps::OpenOptions;
-use deliver::message::Headers;
-use deliver::rules::cache::{self, LoadError};
-use deliver::rules::{Layer, Origin};
+use deliver::input::envelope::{Envelope, Flags};
+use deliver::input::message::Headers;
+use deliver::policy::decide::{decide, Decision, Input};
+use deliver::policy::maps::OpenOptions;
+use deliver::policy::rules::cache::{self, LoadError};
+use deliver::policy::rules::{Layer, Origin};
 use proptest::prelude::*;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -59,7 +59,7 @@ fn decide_with(headers: &Headers, block: &str, layer: &Layer) -> Decision {
         size: block.len() as u64,
         limit_hit: None,
     };
-    let system = deliver::rules::load_str(
+    let system = deliver::policy::rules::load_str(
         "[spam]\ndialects = []\n",
         Path::new("sys.toml"),
         Origin::System,

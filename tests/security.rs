@@ -397,7 +397,7 @@ fn a_forged_index_of_a_system_table_is_ignored() {
         eprintln!("skipped: needs root to own the table and forge as another user");
         return;
     }
-    use deliver::maps::{index, texthash::TextHash, OpenOptions};
+    use deliver::policy::maps::{index, texthash::TextHash, OpenOptions};
     use std::os::unix::fs::MetadataExt;
     let mut h = Home::new();
     let syscache = h._dir.path().join("syscache");

@@ -15,7 +15,7 @@ fn main() {
     if mode == "setup" {
         std::fs::create_dir_all(&dir).unwrap();
         let f = std::fs::File::create(&p).unwrap();
-        let mut w = deliver::maps::cdb::CdbWriter::new(f).unwrap();
+        let mut w = deliver::policy::maps::cdb::CdbWriter::new(f).unwrap();
         for i in 0..N {
             w.add(
                 format!("user{i}@example.com").as_bytes(),
@@ -34,7 +34,7 @@ fn main() {
         .collect();
     match mode.as_str() {
         "ours" => {
-            let c = deliver::maps::cdb::Cdb::open(&p).unwrap();
+            let c = deliver::policy::maps::cdb::Cdb::open(&p).unwrap();
             for k in &keys {
                 black_box(c.get(black_box(k)).unwrap());
             }
@@ -47,7 +47,7 @@ fn main() {
         }
         "ours-open" => {
             for _ in 0..OPENS {
-                black_box(deliver::maps::cdb::Cdb::open(&p).unwrap());
+                black_box(deliver::policy::maps::cdb::Cdb::open(&p).unwrap());
             }
         }
         "cdb2-open" => {

@@ -6,7 +6,7 @@
 mod common;
 
 use arbitrary::Arbitrary;
-use deliver::access::{self, AccessOptions};
+use deliver::policy::access::{self, AccessOptions};
 
 #[derive(Arbitrary, Debug)]
 struct In {

@@ -3,10 +3,10 @@
 //! a recognised From_ line (at most 4096 bytes, ending in a newline).
 #![no_main]
 
-use deliver::envelope::{Envelope, Flags};
-use deliver::maps::OpenOptions;
-use deliver::message::Limits;
-use deliver::rules::{self, Layer, Origin};
+use deliver::input::envelope::{Envelope, Flags};
+use deliver::policy::maps::OpenOptions;
+use deliver::input::message::Limits;
+use deliver::policy::rules::{self, Layer, Origin};
 use deliver::engine::decide_for;
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
@@ -80,7 +80,7 @@ fuzz_target!(|data: &[u8]| {
         None => (Limits::default(), data),
     };
     let mut out = Vec::new();
-    let sp = deliver::message::read(data, &limits, &mut out).expect("reading from memory cannot fail");
+    let sp = deliver::input::message::read(data, &limits, &mut out).expect("reading from memory cannot fail");
     assert_eq!(out, expected(data), "spooled bytes differ from the input");
     assert_eq!(sp.size, out.len() as u64);
     assert!(sp.window.len() <= limits.body_window.max(sp.head.bytes.len()));
@@ -92,5 +92,5 @@ fuzz_target!(|data: &[u8]| {
     );
     let d = decide_for(&sp, &env, system(), None);
     let _ = d.status_line();
-    let _ = deliver::exit::code_of(&d.plan.disposition);
+    let _ = deliver::output::exit::code_of(&d.plan.disposition);
 });

@@ -1,10 +1,10 @@
-//! The rules parser (`deliver::rules::load_str`), as system and user file.
+//! The rules parser (`deliver::policy::rules::load_str`), as system and user file.
 //! Invariants: never panics; every error has a message and, when it has a
 //! position, one inside the text.
 #![no_main]
 
-use deliver::maps::OpenOptions;
-use deliver::rules::{self, Origin};
+use deliver::policy::maps::OpenOptions;
+use deliver::policy::rules::{self, Origin};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 

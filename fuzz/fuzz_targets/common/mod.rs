@@ -1,9 +1,9 @@
 //! Shared by the table targets: the tables read files, so the input is
 //! written to a file on tmpfs (one per process and kind) and opened through
-//! the real `deliver::maps::open`.
+//! the real `deliver::policy::maps::open`.
 #![allow(dead_code)]
 
-use deliver::maps::{self, OpenOptions, Table};
+use deliver::policy::maps::{self, OpenOptions, Table};
 use std::path::PathBuf;
 
 pub fn scratch(name: &str) -> PathBuf {

@@ -1,0 +1,899 @@
+//! The decision: a pure function of (envelope, headers, body window, size,
+//! rules). No I/O, no clock, no environment: real delivery and `--test` run
+//! exactly this code, and the trace it returns is what `--test` prints.
+//!
+//! Order (documented as a numbered list in deliver.rules(5)):
+//!
+//! 1. A header limit that was reached is noted in the trace and the log;
+//!    the steps below see the complete fields within the limits, and the
+//!    rule condition `header_limit` tells that a limit was reached.
+//! 2. System access maps (client, helo, sender, recipient), then the virus
+//!    verdict, then system rules. REJECT, DEFER, DISCARD, HOLD and a virus
+//!    verdict are final. OK, JUNK, FOLDER and a rule's filing action are
+//!    provisional: the user's layer may replace them. As in smtpd, the first
+//!    access result that decides ends the system layer: after a system OK,
+//!    JUNK or FOLDER no system rule runs (not even a reject rule).
+//! 3. The user's access maps and rules. Their first terminal result is
+//!    final; a user OK overrides the system's spam routing for that sender.
+//! 4. The system's provisional result, if any.
+//! 5. Spam routing: the upstream score plus every matched rule's score
+//!    against the thresholds (the user's junk threshold within the system's
+//!    bounds), and the upstream spam flag when no score was given.
+//! 6. The Inbox.
+
+use crate::input::envelope::Envelope;
+use crate::input::message::{self, HeaderLimit, Headers};
+use crate::policy::access::{self, AccessAction, AccessOptions, Hit, Probe};
+use crate::policy::plan::{self, Delivery, Disposition, Plan};
+use crate::policy::rules::{Cond, Layer, Origin, RuleAction, Settings, VirusAction};
+use crate::policy::spam;
+use crate::store::maildir::FolderName;
+use regex_automata::PatternSet;
+use serde::Serialize;
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+
+/// Everything the decision looks at.
+pub struct Input<'a> {
+    pub envelope: &'a Envelope,
+    pub headers: &'a Headers,
+    /// The raw header block (for MIME-decoding the body window).
+    pub header_block: &'a [u8],
+    /// The first bytes of the body, as bounded by the limits.
+    pub body_window: &'a [u8],
+    /// The size of the message as delivered (without the From_ line).
+    pub size: u64,
+    /// Set when a header limit was reached: `headers` are then the fields
+    /// within the limits.
+    pub limit_hit: Option<HeaderLimit>,
+}
+
+/// Where the decision sends the message, in the words of the JSON output
+/// (`action`) and of the log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Route {
+    Inbox,
+    Junk,
+    Folder,
+    Discard,
+    Reject,
+    Defer,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Inbox => "inbox",
+            Route::Junk => "junk",
+            Route::Folder => "folder",
+            Route::Discard => "discard",
+            Route::Reject => "reject",
+            Route::Defer => "defer",
+        }
+    }
+}
+
+/// The layer a trace step belongs to (`-` for steps outside the layers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum StepLayer {
+    #[serde(rename = "system")]
+    System,
+    #[serde(rename = "user")]
+    User,
+    #[serde(rename = "-")]
+    Neither,
+}
+
+/// What a trace step looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    Limit,
+    Access,
+    Virus,
+    Spam,
+    Rule,
+    Threshold,
+    Final,
+}
+
+impl StepLayer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepLayer::System => "system",
+            StepLayer::User => "user",
+            StepLayer::Neither => "-",
+        }
+    }
+}
+
+impl From<Origin> for StepLayer {
+    fn from(o: Origin) -> Self {
+        match o {
+            Origin::System => StepLayer::System,
+            Origin::User => StepLayer::User,
+        }
+    }
+}
+
+impl StepKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Limit => "limit",
+            StepKind::Access => "access",
+            StepKind::Virus => "virus",
+            StepKind::Spam => "spam",
+            StepKind::Rule => "rule",
+            StepKind::Threshold => "threshold",
+            StepKind::Final => "final",
+        }
+    }
+}
+
+macro_rules! str_like {
+    ($t:ty) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    };
+}
+str_like!(StepLayer);
+str_like!(StepKind);
+
+/// One step of the trace.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    pub layer: StepLayer,
+    pub kind: StepKind,
+    /// The table, rule or header concerned.
+    pub name: String,
+    /// The lookup key or header read, when there is one.
+    pub key: Option<String>,
+    pub result: String,
+    pub score: Option<f64>,
+}
+
+/// The decision: the plan, and what led to it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    /// Where the message goes.
+    #[serde(rename = "action")]
+    pub action: Route,
+    /// The folder for `junk` and `folder` (and a quarantine); `None` is the Inbox.
+    #[serde(serialize_with = "plan::ser_folder")]
+    pub folder: Option<FolderName>,
+    /// The total score: upstream plus rules.
+    pub score: f64,
+    /// RFC 3463 status and text for `reject` and `defer`.
+    pub status: Option<String>,
+    pub text: Option<String>,
+    /// What decided, e.g. `rule pills`, `access sender texthash:/x`, `threshold`.
+    pub reason: String,
+    /// Header lines to prepend to the delivered copy (from PREPEND results).
+    pub add_headers: Vec<String>,
+    /// Lines to log (WARN/INFO results, ignored results, bad folder names).
+    pub log: Vec<String>,
+    pub trace: Vec<Step>,
+    /// What the engine does, in order.
+    pub plan: Plan,
+}
+
+impl Decision {
+    /// The status line printed for reject/defer.
+    pub fn status_line(&self) -> Option<String> {
+        Some(format!(
+            "{} {}",
+            self.status.as_deref()?,
+            crate::output::text::for_status(self.text.as_deref().unwrap_or(""))
+        ))
+    }
+}
+
+/// A result that ends or proposes the decision.
+#[derive(Debug, Clone)]
+struct Proposal {
+    route: Route,
+    folder: Option<FolderName>,
+    status: Option<String>,
+    text: Option<String>,
+    reason: String,
+    /// HOLD and virus verdicts: final although they file the message.
+    hard: bool,
+}
+
+impl Proposal {
+    fn simple(route: Route, folder: Option<FolderName>, reason: String) -> Self {
+        Proposal {
+            route,
+            folder,
+            status: None,
+            text: None,
+            reason,
+            hard: false,
+        }
+    }
+
+    /// A reject or defer, with its status and text.
+    fn reply(route: Route, status: &str, text: String, reason: String) -> Self {
+        Proposal {
+            route,
+            folder: None,
+            status: Some(status.to_string()),
+            text: Some(text),
+            reason,
+            hard: false,
+        }
+    }
+
+    /// REJECT, DEFER, DISCARD, HOLD and virus verdicts cannot be replaced by
+    /// a user's layer.
+    fn is_hard(&self) -> bool {
+        self.hard || matches!(self.route, Route::Reject | Route::Defer | Route::Discard)
+    }
+}
+
+struct Ctx<'a> {
+    input: &'a Input<'a>,
+    body: OnceCell<String>,
+    /// Per (layer, header group): which patterns each occurrence matches.
+    header_matches: RefCell<HashMap<(Origin, usize), Vec<PatternSet>>>,
+    trace: Vec<Step>,
+    log: Vec<String>,
+    add_headers: Vec<String>,
+    score: f64,
+}
+
+impl Ctx<'_> {
+    fn step(
+        &mut self,
+        layer: StepLayer,
+        kind: StepKind,
+        name: &str,
+        key: Option<&str>,
+        result: impl Into<String>,
+        score: Option<f64>,
+    ) {
+        self.trace.push(Step {
+            layer,
+            kind,
+            name: name.to_string(),
+            key: key.map(str::to_string),
+            result: result.into(),
+            score,
+        });
+    }
+
+    fn body(&self) -> &str {
+        self.body
+            .get_or_init(|| message::body_text(self.input.header_block, self.input.body_window))
+    }
+
+    /// Does pattern `pid` of the layer's header group `g` match any
+    /// occurrence of the header? Each occurrence is matched once against
+    /// the whole group, the first time any of its patterns is asked for.
+    fn header_match(&self, layer: &Layer, g: usize, pid: usize) -> bool {
+        let mut cache = self.header_matches.borrow_mut();
+        let sets = cache.entry((layer.origin, g)).or_insert_with(|| {
+            let group = &layer.header_groups[g];
+            self.input
+                .headers
+                .all(&group.name)
+                .map(|v| group.patterns.matches(v))
+                .collect()
+        });
+        let pid = regex_automata::PatternID::new_unchecked(pid);
+        sets.iter().any(|s| s.contains(pid))
+    }
+
+    fn eval(&self, layer: &Layer, c: &Cond) -> bool {
+        let env = self.input.envelope;
+        match c {
+            Cond::Header(name, test) => match test {
+                None => self.input.headers.all(name).next().is_some(),
+                Some((g, pid)) => self.header_match(layer, *g, *pid),
+            },
+            Cond::Sender(re) => re.is_match(&env.sender.value),
+            Cond::Recipient(re) => re.is_match(&env.recipient.value),
+            Cond::ClientAddress(re) => re.is_match(&env.client_address.value),
+            Cond::ClientHostname(re) => re.is_match(&env.client_hostname.value),
+            Cond::Helo(re) => re.is_match(&env.client_helo.value),
+            Cond::Body(re) => re.is_match(self.body()),
+            Cond::SizeOver(n) => self.input.size > *n,
+            Cond::SizeUnder(n) => self.input.size < *n,
+            Cond::HeaderLimit(b) => self.input.limit_hit.is_some() == *b,
+            Cond::All(v) => v.iter().all(|c| self.eval(layer, c)),
+            Cond::Any(v) => v.iter().any(|c| self.eval(layer, c)),
+            Cond::Not(c) => !self.eval(layer, c),
+        }
+    }
+
+    /// Turns an access-map hit into a verdict, or records it and goes on.
+    fn access_hit(
+        &mut self,
+        layer: &Layer,
+        settings: &Settings,
+        what: &str,
+        hit: &Hit,
+    ) -> Option<Proposal> {
+        let lname = layer.origin.to_string();
+        let reason = format!("access {what} {} key {}: {}", hit.table, hit.key, hit.raw);
+        match &hit.action {
+            AccessAction::Ok => Some(Proposal::simple(Route::Inbox, None, reason)),
+            AccessAction::Dunno => None,
+            AccessAction::Reject { status, text, .. } => {
+                let text = smtpd_text(self.input.envelope, what, text);
+                Some(Proposal::reply(Route::Reject, status, text, reason))
+            }
+            AccessAction::Defer { status, text, .. } => {
+                let text = smtpd_text(self.input.envelope, what, text);
+                Some(Proposal::reply(Route::Defer, status, text, reason))
+            }
+            AccessAction::Discard(_) => Some(Proposal::simple(Route::Discard, None, reason)),
+            AccessAction::Hold(_) => {
+                let mut v = Proposal::simple(
+                    Route::Folder,
+                    Some(settings.quarantine_folder.clone()),
+                    format!("{reason} (HOLD: quarantine)"),
+                );
+                v.hard = true;
+                Some(v)
+            }
+            AccessAction::Junk(_) => Some(Proposal::simple(Route::Junk, None, reason)),
+            AccessAction::Folder(name) => match FolderName::parse(name) {
+                Ok(Some(f)) => Some(Proposal::simple(Route::Folder, Some(f), reason)),
+                Ok(None) => Some(Proposal::simple(Route::Inbox, None, reason)),
+                Err(e) => {
+                    self.log.push(format!(
+                        "{lname} {what} map {}: refused folder {name:?} ({e}); using the Inbox",
+                        hit.table
+                    ));
+                    Some(Proposal::simple(
+                        Route::Inbox,
+                        None,
+                        format!("{reason} (refused folder name)"),
+                    ))
+                }
+            },
+            AccessAction::Prepend(h) => {
+                // `access::parse_action` gives only lines that pass this
+                // test; it is repeated where a line is added to the message.
+                if crate::input::message::valid_header_line(h) {
+                    self.add_headers.push(h.clone());
+                } else {
+                    self.log.push(format!(
+                        "{lname} {what} map {}: ignoring malformed PREPEND {h:?}",
+                        hit.table
+                    ));
+                }
+                None
+            }
+            AccessAction::Warn(t) => {
+                self.log
+                    .push(format!("WARN {what} {} key {}: {t}", hit.table, hit.key));
+                None
+            }
+            AccessAction::Info(t) => {
+                self.log
+                    .push(format!("INFO {what} {} key {}: {t}", hit.table, hit.key));
+                None
+            }
+            AccessAction::Ignored(raw) => {
+                self.log.push(format!(
+                    "{lname} {what} map {} key {}: result {raw:?} cannot be honoured at delivery; treated as DUNNO",
+                    hit.table, hit.key
+                ));
+                None
+            }
+        }
+    }
+
+    /// Runs one layer's access maps in smtpd's order. The first verdict wins.
+    /// `s` is always the system's settings: a user's file has none.
+    fn access(&mut self, layer: &Layer, s: &Settings) -> Option<Proposal> {
+        if layer.access.is_empty() {
+            return None;
+        }
+        let env = self.input.envelope;
+        let opts = AccessOptions {
+            recipient_delimiter: s.recipient_delimiter.clone(),
+            parent_domain_matches_subdomains: s.parent_domain_matches_subdomains,
+        };
+        let sl = StepLayer::from(layer.origin);
+        type Check<'x> =
+            Box<dyn Fn(&mut Vec<Probe>) -> Result<Vec<Hit>, crate::output::diag::Diag> + 'x>;
+        let checks: Vec<(&str, Check)> = vec![
+            (
+                "client",
+                Box::new(|p: &mut Vec<Probe>| {
+                    access::check_client(
+                        &layer.access.client,
+                        env.client_hostname.as_opt(),
+                        env.client_address.as_opt(),
+                        &opts,
+                        p,
+                    )
+                }),
+            ),
+            (
+                "helo",
+                Box::new(|p: &mut Vec<Probe>| match env.client_helo.as_opt() {
+                    Some(h) if !h.is_empty() => access::check_helo(&layer.access.helo, h, &opts, p),
+                    _ => Ok(Vec::new()),
+                }),
+            ),
+            (
+                "sender",
+                Box::new(|p: &mut Vec<Probe>| {
+                    if env.sender.is_set() {
+                        access::check_address(&layer.access.sender, &env.sender.value, &opts, p)
+                    } else {
+                        Ok(Vec::new())
+                    }
+                }),
+            ),
+            (
+                "recipient",
+                Box::new(|p: &mut Vec<Probe>| match env.recipient.as_opt() {
+                    Some(r) if !r.is_empty() => {
+                        access::check_address(&layer.access.recipient, r, &opts, p)
+                    }
+                    _ => Ok(Vec::new()),
+                }),
+            ),
+        ];
+        for (what, check) in checks {
+            let mut probes = Vec::new();
+            let hits = check(&mut probes);
+            for p in &probes {
+                let result = p.result.clone().unwrap_or_else(|| "not found".into());
+                self.step(
+                    sl,
+                    StepKind::Access,
+                    &format!("{what} {}", p.table),
+                    Some(&p.key),
+                    result,
+                    None,
+                );
+            }
+            match hits {
+                Ok(hits) => {
+                    for hit in &hits {
+                        if let Some(v) = self.access_hit(layer, s, what, hit) {
+                            return Some(v);
+                        }
+                    }
+                }
+                Err(e) => {
+                    // A table that fails at lookup time: the system's defers
+                    // (an admin can fix it); a user's is skipped.
+                    self.step(
+                        sl,
+                        StepKind::Access,
+                        what,
+                        None,
+                        format!("error: {e}"),
+                        None,
+                    );
+                    if layer.origin == Origin::System {
+                        return Some(Proposal::reply(
+                            Route::Defer,
+                            crate::output::exit::Kind::System { errno: None }.status(),
+                            format!("map lookup failed: {e}"),
+                            format!("access {what} lookup error"),
+                        ));
+                    }
+                    self.log
+                        .push(format!("user {what} map lookup failed, skipped: {e}"));
+                }
+            }
+        }
+        None
+    }
+
+    /// Runs one layer's rules: scores add up; the first terminal rule wins.
+    fn rules(&mut self, layer: &Layer) -> Option<Proposal> {
+        let sl = StepLayer::from(layer.origin);
+        for rule in &layer.rules {
+            let matched = self.eval(layer, &rule.cond);
+            if !matched {
+                self.step(sl, StepKind::Rule, &rule.name, None, "no match", None);
+                continue;
+            }
+            self.score += rule.score;
+            let reason = format!("rule {}", rule.name);
+            let verdict = match &rule.action {
+                None => None,
+                Some(RuleAction::Folder(f)) => {
+                    Some(Proposal::simple(Route::Folder, Some(f.clone()), reason))
+                }
+                Some(RuleAction::Junk) => Some(Proposal::simple(Route::Junk, None, reason)),
+                Some(RuleAction::Discard) => Some(Proposal::simple(Route::Discard, None, reason)),
+                Some(RuleAction::Inbox) => Some(Proposal::simple(Route::Inbox, None, reason)),
+                Some(RuleAction::Reject { status, text }) => {
+                    let text = if text.is_empty() {
+                        "Message rejected"
+                    } else {
+                        text
+                    };
+                    Some(Proposal::reply(
+                        Route::Reject,
+                        status,
+                        text.to_string(),
+                        reason,
+                    ))
+                }
+                Some(RuleAction::Defer { status, text }) => {
+                    let text = if text.is_empty() {
+                        "Message deferred"
+                    } else {
+                        text
+                    };
+                    Some(Proposal::reply(
+                        Route::Defer,
+                        status,
+                        text.to_string(),
+                        reason,
+                    ))
+                }
+            };
+            let result = match &verdict {
+                Some(v) => format!("match: {}", v.route.as_str()),
+                None => "match".into(),
+            };
+            self.step(
+                sl,
+                StepKind::Rule,
+                &rule.name,
+                None,
+                result,
+                Some(rule.score),
+            );
+            if verdict.is_some() {
+                return verdict;
+            }
+        }
+        None
+    }
+}
+
+/// smtpd's wording: `<addr>: Sender address rejected: text`.
+fn smtpd_text(env: &Envelope, what: &str, text: &str) -> String {
+    let text = if text.is_empty() {
+        "Access denied"
+    } else {
+        text
+    };
+    let (subject, label) = match what {
+        "client" => (
+            format!(
+                "{}[{}]",
+                env.client_hostname.as_opt().unwrap_or("unknown"),
+                env.client_address.value
+            ),
+            "Client host rejected",
+        ),
+        "helo" => (
+            format!("<{}>", env.client_helo.value),
+            "Helo command rejected",
+        ),
+        "sender" => (format!("<{}>", env.sender.value), "Sender address rejected"),
+        _ => (
+            format!("<{}>", env.recipient.value),
+            "Recipient address rejected",
+        ),
+    };
+    format!("{subject}: {label}: {text}")
+}
+
+/// Decides what to do with a message: the numbered steps of the module
+/// documentation (and of deliver.rules(5)), one function each.
+pub fn decide(input: &Input, system: &Layer, user: Option<&Layer>) -> Decision {
+    // A layer from the rules cache must first get the rules this message
+    // can trigger (`rules::cache::Deferred::complete`); deciding without
+    // them would skip rules. A bug, caught: the panic is a deferral (75).
+    assert!(
+        system.deferred.is_none() && user.is_none_or(|u| u.deferred.is_none()),
+        "decide() on a layer whose rules are still in the cache"
+    );
+    let mut cx = Ctx {
+        input,
+        body: OnceCell::new(),
+        header_matches: RefCell::new(HashMap::new()),
+        trace: Vec::new(),
+        log: Vec::new(),
+        add_headers: Vec::new(),
+        score: 0.0,
+    };
+    let p = cx.steps(system, user);
+    cx.finish(p, system, user)
+}
+
+/// What step 2 leaves for the later steps.
+enum SystemResult {
+    /// A final verdict: REJECT, DEFER, DISCARD, HOLD, a virus.
+    Final(Proposal),
+    /// A result the user's layer may replace (or none), and the upstream
+    /// filter's spam findings for step 5.
+    Provisional(Option<Proposal>, spam::Findings),
+}
+
+impl Ctx<'_> {
+    fn steps(&mut self, system: &Layer, user: Option<&Layer>) -> Proposal {
+        self.step1_limits();
+        let (provisional, findings) = match self.step2_system(system) {
+            SystemResult::Final(p) => return p,
+            SystemResult::Provisional(p, f) => (p, f),
+        };
+        if let Some(p) = user.and_then(|u| self.step3_user(u, system)) {
+            return p;
+        }
+        if let Some(p) = provisional {
+            return p; // 4. the system's provisional result
+        }
+        if let Some(p) = self.step5_spam_routing(system, user, &findings) {
+            return p;
+        }
+        // 6. The Inbox.
+        Proposal::simple(Route::Inbox, None, "default".into())
+    }
+
+    /// 1. Limits: noted, and the decision goes on with the fields within
+    ///    them (the envelope does not depend on the headers, and a local
+    ///    filter's verdict is at the top).
+    fn step1_limits(&mut self) {
+        let Some(l) = self.input.limit_hit else {
+            return;
+        };
+        let n = self.input.headers.len();
+        self.step(
+            StepLayer::Neither,
+            StepKind::Limit,
+            l.setting(),
+            None,
+            format!("{l}: the first {n} fields are used"),
+            None,
+        );
+        self.log.push(format!(
+            "header limit reached: {l}; rules see the first {n} fields"
+        ));
+    }
+
+    /// 2. System access maps, then the virus verdict, then system rules.
+    fn step2_system(&mut self, system: &Layer) -> SystemResult {
+        let findings = spam::read(self.input.headers, &system.spam);
+        let provisional = self.access(system, &system.settings);
+        if let Some(p) = provisional.as_ref().filter(|p| p.is_hard()) {
+            return SystemResult::Final(p.clone());
+        }
+        for r in &findings.readings {
+            self.step(
+                StepLayer::System,
+                StepKind::Spam,
+                &r.header,
+                Some(&r.value),
+                r.meaning.clone(),
+                None,
+            );
+        }
+        if let Some(h) = &findings.virus {
+            let reason = format!("virus verdict in {h}");
+            let mut p = match &system.spam.virus {
+                VirusAction::Discard => Proposal::simple(Route::Discard, None, reason),
+                VirusAction::Junk => Proposal::simple(Route::Junk, None, reason),
+                VirusAction::Folder(f) => Proposal::simple(Route::Folder, Some(f.clone()), reason),
+            };
+            p.hard = true;
+            self.step(
+                StepLayer::System,
+                StepKind::Virus,
+                h,
+                None,
+                p.route.as_str(),
+                None,
+            );
+            return SystemResult::Final(p);
+        }
+        if let Some(s) = findings.score {
+            self.score += s;
+            let h = findings.score_header.as_deref().unwrap_or("score");
+            self.step(
+                StepLayer::System,
+                StepKind::Spam,
+                h,
+                None,
+                format!("upstream score {s}"),
+                Some(s),
+            );
+        }
+        // As in smtpd, an access result ends the system layer: after a
+        // system OK, JUNK or FOLDER no system rule runs.
+        let provisional = match provisional {
+            Some(p) => Some(p),
+            None => match self.rules(system) {
+                Some(p) if p.is_hard() => return SystemResult::Final(p),
+                p => p,
+            },
+        };
+        SystemResult::Provisional(provisional, findings)
+    }
+
+    /// 3. The user's access maps and rules: their first verdict is final.
+    fn step3_user(&mut self, user: &Layer, system: &Layer) -> Option<Proposal> {
+        self.access(user, &system.settings)
+            .or_else(|| self.rules(user))
+    }
+
+    /// 5. Spam routing: the total score against the thresholds, then
+    ///    the upstream spam flag when no score was given.
+    fn step5_spam_routing(
+        &mut self,
+        system: &Layer,
+        user: Option<&Layer>,
+        findings: &spam::Findings,
+    ) -> Option<Proposal> {
+        let user_junk = user.and_then(|u| u.spam.junk_threshold);
+        let junk_threshold = match user_junk {
+            Some(t) => {
+                let lo = system
+                    .spam
+                    .user_junk_threshold_min
+                    .unwrap_or(f64::NEG_INFINITY);
+                let hi = system.spam.user_junk_threshold_max.unwrap_or(f64::INFINITY);
+                let c = t.clamp(lo, hi.max(lo));
+                if c != t {
+                    self.log.push(format!(
+                        "user junk_threshold {t} outside the system bounds; using {c}"
+                    ));
+                }
+                Some(c)
+            }
+            None => system.spam.junk_threshold,
+        };
+        if let Some(d) = system.spam.discard_threshold {
+            if let Some(p) =
+                self.threshold(StepLayer::System, "discard_threshold", d, Route::Discard)
+            {
+                return Some(p);
+            }
+        }
+        if let Some(j) = junk_threshold {
+            let layer = if user_junk.is_some() {
+                StepLayer::User
+            } else {
+                StepLayer::System
+            };
+            if let Some(p) = self.threshold(layer, "junk_threshold", j, Route::Junk) {
+                return Some(p);
+            }
+        }
+        // The upstream flag decides only when no upstream score was given (or
+        // no threshold is set): with a score, the thresholds above decide.
+        let h = findings.flagged_by.as_ref()?;
+        if findings.score.is_some() && junk_threshold.is_some() {
+            return None;
+        }
+        self.step(
+            StepLayer::System,
+            StepKind::Spam,
+            h,
+            None,
+            "spam flag: junk",
+            None,
+        );
+        Some(Proposal::simple(
+            Route::Junk,
+            None,
+            format!("spam flag in {h}"),
+        ))
+    }
+
+    /// One threshold of step 5, traced either way.
+    fn threshold(
+        &mut self,
+        layer: StepLayer,
+        name: &str,
+        limit: f64,
+        route: Route,
+    ) -> Option<Proposal> {
+        let total = self.score;
+        if total >= limit {
+            self.step(
+                layer,
+                StepKind::Threshold,
+                name,
+                None,
+                format!("{total} >= {limit}: {}", route.as_str()),
+                Some(total),
+            );
+            return Some(Proposal::simple(
+                route,
+                None,
+                format!("score {total} >= {name} {limit}"),
+            ));
+        }
+        self.step(
+            layer,
+            StepKind::Threshold,
+            name,
+            None,
+            format!("{total} < {limit}"),
+            Some(total),
+        );
+        None
+    }
+
+    /// The decision, its trace's final step, and its plan.
+    fn finish(mut self, p: Proposal, system: &Layer, user: Option<&Layer>) -> Decision {
+        let junk = || {
+            user.and_then(|u| u.spam.junk_folder.clone())
+                .or_else(|| system.spam.junk_folder.clone())
+                .unwrap_or_else(|| FolderName::parse("Junk").unwrap().unwrap())
+        };
+        let folder = match p.route {
+            Route::Junk => Some(p.folder.clone().unwrap_or_else(junk)),
+            Route::Folder => p.folder.clone(),
+            _ => None,
+        };
+        let what = match &folder {
+            Some(f) => format!("{} {}", p.route.as_str(), f.name),
+            None => p.route.as_str().to_string(),
+        };
+        let score = self.score;
+        self.step(
+            StepLayer::Neither,
+            StepKind::Final,
+            &p.reason,
+            None,
+            what,
+            Some(score),
+        );
+        let reply = || {
+            (
+                p.status.clone().unwrap_or_default(),
+                p.text.clone().unwrap_or_default(),
+            )
+        };
+        let (actions, disposition) = match p.route {
+            Route::Inbox | Route::Junk | Route::Folder => (
+                vec![plan::Action::Deliver(Delivery {
+                    folder: folder.clone(),
+                    add_headers: self.add_headers.clone(),
+                })],
+                Disposition::Delivered,
+            ),
+            Route::Discard => (Vec::new(), Disposition::Discarded),
+            Route::Reject => {
+                let (status, text) = reply();
+                (Vec::new(), Disposition::Rejected { status, text })
+            }
+            Route::Defer => {
+                let (status, text) = reply();
+                (Vec::new(), Disposition::Deferred { status, text })
+            }
+        };
+        Decision {
+            action: p.route,
+            folder,
+            score,
+            status: p.status,
+            text: p.text,
+            reason: p.reason,
+            add_headers: self.add_headers,
+            log: self.log,
+            trace: self.trace,
+            plan: Plan {
+                actions,
+                disposition,
+            },
+        }
+    }
+}
