@@ -135,17 +135,41 @@ fn kind_of(m: &Metadata) -> &'static str {
 /// Opens `path` for reading without blocking and checks with fstat(2) that
 /// it is a regular file. Returns the descriptor and its metadata.
 pub fn open(path: &Path) -> Result<(File, Metadata), Error> {
+    // std adds O_CLOEXEC.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path);
+    checked(file, path)
+}
+
+/// `open` of `name` in the directory `dir` (opened by the caller); `path`
+/// is the file's path, for messages.
+pub fn open_at(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &Path,
+    path: &Path,
+) -> Result<(File, Metadata), Error> {
+    use nix::fcntl::OFlag;
+    let file = nix::fcntl::openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map(File::from)
+    .map_err(std::io::Error::from);
+    checked(file, path)
+}
+
+/// The fstat(2) check of `open` and `open_at`.
+fn checked(file: std::io::Result<File>, path: &Path) -> Result<(File, Metadata), Error> {
     let io = |op, err| Error::Io {
         path: path.to_path_buf(),
         op,
         err,
     };
-    // std adds O_CLOEXEC.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| io("open", e))?;
+    let file = file.map_err(|e| io("open", e))?;
     let meta = file.metadata().map_err(|e| io("fstat", e))?;
     if !meta.is_file() {
         return Err(Error::NotRegular {

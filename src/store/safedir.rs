@@ -90,6 +90,32 @@ fn components(p: &Path) -> impl Iterator<Item = OsString> + '_ {
     })
 }
 
+/// Opens `path` as a directory to read from, following symlinks: what is
+/// read from it is trusted by its own owner, mode and content, never by
+/// where it lies (see `crate::policy::maps::index::trusted`). The directory
+/// reached must still be owned by the running user or by root and not
+/// writable by group or others. `Ok(None)` when it does not exist. Two
+/// system calls, where `open_private` takes three for each component.
+pub fn open_to_read(path: &Path) -> Result<Option<OwnedFd>, String> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let fd = match nix::fcntl::open(path, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(format!("{}: {}", path.display(), e.desc())),
+    };
+    let st = fstat(&fd).map_err(|e| format!("{}: {}", path.display(), e.desc()))?;
+    match check(&st, true) {
+        Ok(()) => Ok(Some(fd)),
+        Err(n) => Err(format!(
+            "{} is not used: owned by uid {} (mode {:o}); a cache directory must belong to root or uid {} and not be writable by group or others",
+            path.display(),
+            n.uid,
+            n.mode,
+            euid()
+        )),
+    }
+}
+
 /// Opens `path` as a directory to write into, as the module comment says.
 /// A missing component is created with `create`'s mode (exactly that mode,
 /// whatever the umask) when it is given, and is otherwise `Ok(None)`. The

@@ -68,7 +68,7 @@ use nix::sys::stat::{fstatat, Mode};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 use std::fs::{self, File, Metadata};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -263,13 +263,6 @@ pub fn index_path(kind: Kind, dir: &Path, path: &Path, meta: &Metadata) -> PathB
     dir.join(index_name(kind, path, &SourceId::of(meta)))
 }
 
-/// Check that `dir` is a safe place for indexes. A missing directory is
-/// created when `create` gives its mode (and then `Ok(true)`), and is
-/// otherwise `Ok(false)`. See [`open_dir`].
-fn check_dir(dir: &Path, create: Option<u32>) -> Result<bool, String> {
-    Ok(open_dir(dir, create)?.is_some())
-}
-
 /// Opens the cache directory `dir` (creating it when `create` gives its
 /// mode): a directory owned by root or by us, not writable by group or
 /// others, reached without following a symlink that someone else could have
@@ -301,15 +294,17 @@ pub(crate) fn open_index(
     meta: &Metadata,
 ) -> Result<Option<(Cdb, Vec<String>)>, String> {
     let writer = may_write(meta);
-    if !check_dir(dir, writer.then(dir_mode))? {
+    // The directory is made (`open_private`) only when an index is written.
+    let Some(dfd) = crate::store::safedir::open_to_read(dir)? else {
         return Ok(None);
-    }
+    };
     let id = SourceId::of(meta);
     // Once: for a relative path this is a getcwd(2).
     let abs = absolute(path);
-    let ipath = dir.join(index_name_abs(kind, &abs, &id));
+    let name = index_name_abs(kind, &abs, &id);
+    let ipath = dir.join(&name);
     // Without blocking, and a regular file only (crate::input::safe_open).
-    let (file, fm) = match crate::input::safe_open::open(&ipath) {
+    let (file, fm) = match crate::input::safe_open::open_at(dfd.as_fd(), name.as_ref(), &ipath) {
         Ok(f) => f,
         Err(e) if e.is_not_found() => return Ok(None),
         // We would rebuild it; a reader says why it cannot use it.
@@ -519,20 +514,25 @@ mod tests {
     fn unsafe_dirs_are_refused() {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("cache");
-        assert!(!check_dir(&dir, None).unwrap(), "not created for a reader");
+        let to_read = crate::store::safedir::open_to_read;
+        assert!(to_read(&dir).unwrap().is_none(), "not created for a reader");
         assert!(!dir.exists());
-        assert!(check_dir(&dir, Some(0o700)).unwrap());
+        assert!(open_dir(&dir, Some(0o700)).unwrap().is_some());
         assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
-        assert!(check_dir(&dir, None)
+        assert!(to_read(&dir)
+            .unwrap_err()
+            .contains("writable by group or others"));
+        assert!(open_dir(&dir, None)
             .unwrap_err()
             .contains("writable by group or others"));
         let file = d.path().join("plain");
         fs::write(&file, "x").unwrap();
-        assert!(check_dir(&file, Some(0o700))
+        assert!(open_dir(&file, Some(0o700))
             .unwrap_err()
             .contains("not a directory"));
-        assert!(check_dir(&file.join("sub"), Some(0o700)).is_err());
+        assert!(open_dir(&file.join("sub"), Some(0o700)).is_err());
+        assert!(to_read(&file).is_err());
     }
 
     #[test]
