@@ -181,7 +181,10 @@ impl Flight {
 
 impl Drop for Flight {
     fn drop(&mut self) {
-        set_timer(Duration::ZERO);
+        // A commit disarmed the timer already.
+        if STATE.load(SeqCst) != COMMITTED {
+            set_timer(Duration::ZERO);
+        }
         for s in &SLOTS {
             s.len.store(0, SeqCst);
         }
