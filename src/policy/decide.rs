@@ -146,8 +146,30 @@ macro_rules! str_like {
         }
     };
 }
+/// The access check a table belongs to, in smtpd's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessCheck {
+    Client,
+    Helo,
+    Sender,
+    Recipient,
+}
+
+impl AccessCheck {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessCheck::Client => "client",
+            AccessCheck::Helo => "helo",
+            AccessCheck::Sender => "sender",
+            AccessCheck::Recipient => "recipient",
+        }
+    }
+}
+
 str_like!(StepLayer);
 str_like!(StepKind);
+str_like!(AccessCheck);
 
 /// One step of the trace.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -321,7 +343,7 @@ impl Ctx<'_> {
         &mut self,
         layer: &Layer,
         settings: &Settings,
-        what: &str,
+        what: AccessCheck,
         hit: &Hit,
     ) -> Option<Proposal> {
         let lname = layer.origin.to_string();
@@ -410,9 +432,9 @@ impl Ctx<'_> {
         let sl = StepLayer::from(layer.origin);
         type Check<'x> =
             Box<dyn Fn(&mut Vec<Probe>) -> Result<Vec<Hit>, crate::output::diag::Diag> + 'x>;
-        let checks: Vec<(&str, Check)> = vec![
+        let checks: Vec<(AccessCheck, Check)> = vec![
             (
-                "client",
+                AccessCheck::Client,
                 Box::new(|p: &mut Vec<Probe>| {
                     access::check_client(
                         &layer.access.client,
@@ -424,14 +446,14 @@ impl Ctx<'_> {
                 }),
             ),
             (
-                "helo",
+                AccessCheck::Helo,
                 Box::new(|p: &mut Vec<Probe>| match env.client_helo.as_opt() {
                     Some(h) if !h.is_empty() => access::check_helo(&layer.access.helo, h, &opts, p),
                     _ => Ok(Vec::new()),
                 }),
             ),
             (
-                "sender",
+                AccessCheck::Sender,
                 Box::new(|p: &mut Vec<Probe>| {
                     if env.sender.is_set() {
                         access::check_address(&layer.access.sender, &env.sender.value, &opts, p)
@@ -441,7 +463,7 @@ impl Ctx<'_> {
                 }),
             ),
             (
-                "recipient",
+                AccessCheck::Recipient,
                 Box::new(|p: &mut Vec<Probe>| match env.recipient.as_opt() {
                     Some(r) if !r.is_empty() => {
                         access::check_address(&layer.access.recipient, r, &opts, p)
@@ -478,7 +500,7 @@ impl Ctx<'_> {
                     self.step(
                         sl,
                         StepKind::Access,
-                        what,
+                        what.as_str(),
                         None,
                         format!("error: {e}"),
                         None,
@@ -566,14 +588,14 @@ impl Ctx<'_> {
 }
 
 /// smtpd's wording: `<addr>: Sender address rejected: text`.
-fn smtpd_text(env: &Envelope, what: &str, text: &str) -> String {
+fn smtpd_text(env: &Envelope, what: AccessCheck, text: &str) -> String {
     let text = if text.is_empty() {
         "Access denied"
     } else {
         text
     };
     let (subject, label) = match what {
-        "client" => (
+        AccessCheck::Client => (
             format!(
                 "{}[{}]",
                 env.client_hostname.as_opt().unwrap_or("unknown"),
@@ -581,12 +603,12 @@ fn smtpd_text(env: &Envelope, what: &str, text: &str) -> String {
             ),
             "Client host rejected",
         ),
-        "helo" => (
+        AccessCheck::Helo => (
             format!("<{}>", env.client_helo.value),
             "Helo command rejected",
         ),
-        "sender" => (format!("<{}>", env.sender.value), "Sender address rejected"),
-        _ => (
+        AccessCheck::Sender => (format!("<{}>", env.sender.value), "Sender address rejected"),
+        AccessCheck::Recipient => (
             format!("<{}>", env.recipient.value),
             "Recipient address rejected",
         ),
