@@ -403,11 +403,7 @@ fn deliver_main() -> u8 {
     // args_os: an argument that is not UTF-8 is clap's usage error (75),
     // not a panic here.
     let hint = std::env::args_os().any(|a| a == "--log-stderr");
-    let code = match std::panic::catch_unwind(|| real_main(hint)) {
-        Ok(code) => code,
-        Err(_) => exit::TEMPFAIL as u8,
-    };
-    code
+    std::panic::catch_unwind(|| real_main(hint)).unwrap_or(exit::TEMPFAIL as u8)
 }
 
 fn main() -> std::process::ExitCode {
