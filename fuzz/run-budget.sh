@@ -11,7 +11,7 @@ secs=$1; shift
 bin=target/x86_64-unknown-linux-gnu/release
 mkdir -p logs
 for t in "$@"; do
-    mkdir -p "corpus/$t"
+    mkdir -p "corpus/$t" "artifacts/$t"
     start=$(date +%s)
     "$bin/$t" "corpus/$t" "seeds/$t" -max_total_time="$secs" -print_final_stats=1 \
         -artifact_prefix="artifacts/$t/" > "logs/$t.log" 2>&1
