@@ -253,7 +253,8 @@ pub(crate) fn user_budget<T>(f: impl FnOnce() -> T) -> T {
 /// headers can trigger (src/policy/rules/cache.rs). If the cache fails here, the
 /// file is loaded in full instead, as without a cache. Returns the system
 /// layer's rules cache, which `restore_system` puts back after the
-/// decision, so that the system layer serves the next message too.
+/// decision, so that the system layer serves the next message too; on a
+/// failure the system layer is left as it was loaded.
 pub fn complete_layers(
     system: &mut Layer,
     user: &mut UserRules,
@@ -272,10 +273,32 @@ pub fn complete_layers(
                     system.describe()
                 ));
                 let cache = cache_dir(who.home.as_deref());
-                *system = load_system(opts.rules.as_deref(), cache, false)?;
+                match load_system(opts.rules.as_deref(), cache, false) {
+                    Ok(full) => *system = full,
+                    Err(f) => {
+                        // The layer stays as loaded, for the next message.
+                        restore_system(system, Some(d));
+                        return Err(f);
+                    }
+                }
             }
         }
     }
+    if let Err(f) = complete_user(system, user, headers, who, log) {
+        restore_system(system, kept);
+        return Err(f);
+    }
+    Ok(kept)
+}
+
+/// The user's part of `complete_layers`.
+fn complete_user(
+    system: &Layer,
+    user: &mut UserRules,
+    headers: &message::Headers,
+    who: &Recipient,
+    log: &Logger,
+) -> Result<(), Failure> {
     if let Some(layer) = &mut user.layer {
         if let Some(d) = layer.deferred.take() {
             if let Err(why) = user_budget(|| d.complete(layer, headers)) {
@@ -289,7 +312,7 @@ pub fn complete_layers(
             }
         }
     }
-    Ok(kept)
+    Ok(())
 }
 
 /// Puts the system layer's rules cache back, with the rules compiled for
