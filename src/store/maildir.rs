@@ -37,7 +37,7 @@ use nix::fcntl::{openat, renameat2, AtFlags, OFlag, RenameFlags};
 use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
 use nix::unistd::{fsync, linkat, unlinkat, UnlinkatFlags};
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -536,25 +536,13 @@ impl Maildir {
             Mode::from_bits_truncate(0o600),
         )
         .map_err(|e| e.desc().to_string())?;
-        let st = fstat(&fd).map_err(|e| e.desc().to_string())?;
-        regular_own(&st)?;
-        if st.st_size as u64 > MAX_SUBSCRIPTIONS {
-            return Err(format!(
-                "larger than {MAX_SUBSCRIPTIONS} bytes ({} bytes); left alone",
-                st.st_size
-            ));
-        }
         let mut f = File::from(fd);
+        let meta = f.metadata().map_err(|e| e.to_string())?;
+        regular_own(&meta)?;
         f.lock().map_err(|e| e.to_string())?;
-        let mut bytes = Vec::new();
-        (&mut f)
-            .take(MAX_SUBSCRIPTIONS + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| e.to_string())?;
-        if bytes.len() as u64 > MAX_SUBSCRIPTIONS {
-            return Err(format!("larger than {MAX_SUBSCRIPTIONS} bytes; left alone"));
-        }
-        let text = String::from_utf8(bytes).map_err(|_| "not UTF-8; left alone".to_string())?;
+        let path = self.path.join("subscriptions");
+        let text = crate::input::safe_open::read_text(&mut f, &meta, &path, MAX_SUBSCRIPTIONS)
+            .map_err(|e| e.msg())?;
         let entry = if text.starts_with("V\t2\n") {
             name.replace('.', "\t")
         } else {
@@ -883,14 +871,15 @@ pub struct Delivered {
 
 /// Checks that a file deliver reads or writes in the Maildir is a regular
 /// file of the recipient's.
-fn regular_own(st: &FileStat) -> Result<(), String> {
-    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+fn regular_own(meta: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    if !meta.is_file() {
         return Err("not a regular file; left alone".into());
     }
-    if st.st_uid != crate::store::safedir::euid() {
+    if meta.uid() != crate::store::safedir::euid() {
         return Err(format!(
             "owned by uid {}, not by the recipient; left alone",
-            st.st_uid
+            meta.uid()
         ));
     }
     Ok(())
@@ -907,7 +896,7 @@ fn mark_folder(folder: &OwnedFd) -> Result<(), String> {
         Mode::from_bits_truncate(0o600),
     )
     .map_err(|e| e.desc().to_string())?;
-    regular_own(&fstat(&fd).map_err(|e| e.desc().to_string())?)?;
+    regular_own(&File::from(fd).metadata().map_err(|e| e.to_string())?)?;
     fsync(folder).map_err(|e| e.desc().to_string())
 }
 
