@@ -1,6 +1,8 @@
-//! The delivery shell: load the rules, read the message, spool it into the
-//! Maildir's tmp/, decide, then file, discard, reject or defer. All I/O of a
-//! delivery happens here; the decision itself is `crate::policy::decide::decide`.
+//! Loading for the engine: the system rules file (or the embedded default),
+//! the recipient's rules file with its trust checks and memory budget, the
+//! rules a message needs from the rules cache, and where the Maildir is.
+//! A user's file that does not load is ignored, never a failure, unless a
+//! retry could read it (decided by the errno).
 
 use crate::engine::privs::{self, Recipient};
 use crate::input::envelope::Flags;
@@ -35,6 +37,8 @@ pub struct UserRules {
     pub path: Option<PathBuf>,
 }
 
+/// A variable of the process environment (Postfix's `SENDER`, ...), for
+/// `Envelope::resolve`.
 pub fn read_env(name: &str) -> Option<String> {
     std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
 }
@@ -58,7 +62,7 @@ fn system_cache_dir(system: &Layer) -> PathBuf {
 /// default; any other problem is a temporary failure (75) naming the file,
 /// line and column, so mail waits until the admin fixes it. With `defer`,
 /// the rules may stay in the rules cache until the message is read
-/// (`Layers::complete`).
+/// (`complete_layers`).
 pub fn load_system(
     path: Option<&Path>,
     cache: Option<PathBuf>,
