@@ -123,14 +123,10 @@ pub struct Failure {
     pub text: String,
 }
 
-/// The exit status of a plan's disposition, once its actions succeeded.
+/// The exit status of a plan's disposition, once its actions succeeded:
+/// that of its failure (`failure_of`), or 0.
 pub fn code_of(d: &crate::policy::plan::Disposition) -> i32 {
-    use crate::policy::plan::Disposition;
-    match d {
-        Disposition::Delivered | Disposition::Discarded => OK,
-        Disposition::Rejected { .. } => NOPERM,
-        Disposition::Deferred { .. } => TEMPFAIL,
-    }
+    failure_of(d).map_or(OK, |f| f.exit_code())
 }
 
 /// The failure a rejection or deferral ends in (`None` for the others).

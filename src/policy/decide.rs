@@ -210,13 +210,10 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// The status line printed for reject/defer.
+    /// The status line printed for reject/defer: the plan's failure's
+    /// (`crate::output::exit`).
     pub fn status_line(&self) -> Option<String> {
-        Some(format!(
-            "{} {}",
-            self.status.as_deref()?,
-            crate::output::text::for_status(self.text.as_deref().unwrap_or(""))
-        ))
+        crate::output::exit::failure_of(&self.plan.disposition).map(|f| f.status_line())
     }
 }
 
