@@ -1,8 +1,9 @@
 //! The `deliver` command: CLI parsing and the exit-status boundary. All
 //! behaviour lives in the library; this file turns results into exit codes.
 
-// In test builds the harness has its own entry point: main's helpers are
-// then unused.
+// The process entry point is our own C `main` (see `main` below), not std's
+// runtime start. Not in test builds, where the test harness has its own.
+#![cfg_attr(not(test), no_main)]
 #![cfg_attr(test, allow(dead_code))]
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -403,22 +404,77 @@ fn deliver_main() -> u8 {
     // args_os: an argument that is not UTF-8 is clap's usage error (75),
     // not a panic here.
     let hint = std::env::args_os().any(|a| a == "--log-stderr");
-    std::panic::catch_unwind(|| real_main(hint)).unwrap_or(exit::TEMPFAIL as u8)
+    let code = match std::panic::catch_unwind(|| real_main(hint)) {
+        Ok(code) => code,
+        Err(_) => exit::TEMPFAIL as u8,
+    };
+    // std's runtime flushes stdout after `main`; ours does not exist.
+    let _ = std::io::stdout().flush();
+    code
 }
 
-fn main() -> std::process::ExitCode {
+/// What std's runtime does before `main` that deliver needs, without the
+/// rest: std also computes the main thread's stack guard range for its
+/// stack-overflow message, and glibc's pthread_getattr_np finds it by
+/// reading and sscanf-parsing /proc/self/maps, a large part of a delivery's
+/// instructions and system calls (BENCHMARKS.md, "Hand-written parts
+/// against crates"). Without it a stack overflow still hits the
+/// kernel's guard gap and kills the process with SIGSEGV instead of
+/// SIGABRT after a message; local(8) defers on either signal.
+///
+/// SAFETY: called once, first thing, while single-threaded.
+unsafe fn runtime_init() {
+    use nix::libc;
+    // As std: a closed standard descriptor is reopened on /dev/null, so
+    // that no file opened later becomes stdin, stdout or stderr.
+    let mut pfds = [0, 1, 2].map(|fd| libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    });
+    let closed: [bool; 3] = loop {
+        if libc::poll(pfds.as_mut_ptr(), 3, 0) != -1 {
+            break pfds.map(|p| p.revents & libc::POLLNVAL != 0);
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EINVAL | libc::EAGAIN | libc::ENOMEM) => {
+                break [0, 1, 2].map(|fd| {
+                    libc::fcntl(fd, libc::F_GETFD) == -1
+                        && std::io::Error::last_os_error().raw_os_error() == Some(libc::EBADF)
+                });
+            }
+            _ => libc::abort(),
+        }
+    };
+    for (fd, &is_closed) in closed.iter().enumerate() {
+        // Opening the lowest free descriptor fills the closed one.
+        if is_closed && libc::open(c"/dev/null".as_ptr(), libc::O_RDWR, 0) != fd as libc::c_int {
+            libc::abort();
+        }
+    }
+    // As std: a write to a closed pipe is an EPIPE error, not a signal.
+    libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     // A write past RLIMIT_FSIZE (`ulimit -f`) is an EFBIG error, which
     // defers and removes the tmp/ file, not a signal that kills the process
-    // with the file half written. (std's runtime already ignores SIGPIPE and
-    // reopens closed standard descriptors on /dev/null.)
-    // SAFETY: signal(2) with SIG_IGN, first thing in main, single-threaded.
-    unsafe {
-        nix::libc::signal(nix::libc::SIGXFSZ, nix::libc::SIG_IGN);
-    }
+    // with the file half written.
+    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+}
+
+/// The process entry point, called by the C library's start-up code.
+/// `std::env::args` still works: on glibc, std takes argc and argv from
+/// `.init_array`, before this runs.
+#[cfg(not(test))]
+#[no_mangle]
+extern "C" fn main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
+    // SAFETY: first thing in the process, single-threaded.
+    unsafe { runtime_init() };
     // A panic outside `real_main`'s own catch (in setting up the hook, or
-    // in the hook itself) defers too.
-    let code = std::panic::catch_unwind(deliver_main).unwrap_or(exit::TEMPFAIL as u8);
-    std::process::ExitCode::from(code)
+    // in the hook itself) must not unwind out of a C function: it defers.
+    std::panic::catch_unwind(deliver_main).map_or(exit::TEMPFAIL, Into::into)
 }
 
 #[cfg(test)]
