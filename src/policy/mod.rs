@@ -10,15 +10,21 @@
 //! - `decide`: the decision, a pure function of the message, envelope and
 //!   layers that returns a trace and a `plan::Plan`; `plan` says in what
 //!   order the plan's actions run and what a failure of each means;
-//! - `check`: `deliver check`, the same loading without a message.
+//! - `check`: `deliver check`, the same loading without a message;
+//! - `vacation`, `duplicate`, `forward`: the pure parts of the verbs that
+//!   act beyond the Maildir (should a reply go, and what it says; a
+//!   message's duplicate key; the forwarding loop marker and limits).
 
 pub mod access;
 pub mod budget;
 pub mod check;
 pub mod decide;
+pub mod duplicate;
+pub mod forward;
 pub mod maps;
 pub mod pattern;
 pub mod plan;
 pub mod regex_limits;
 pub mod rules;
 pub mod spam;
+pub mod vacation;

@@ -189,7 +189,7 @@ fn hostname() -> &'static str {
 }
 
 /// `seconds.MmicrosPpidQn.host`, unique per the maildir protocol.
-fn unique_name() -> String {
+pub(crate) fn unique_name() -> String {
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -206,7 +206,7 @@ fn unique_name() -> String {
 
 /// Why a directory of the Maildir cannot be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DirError {
+pub(crate) enum DirError {
     /// A system call failed (`ELOOP`/`ENOTDIR`: a symlink or not a directory).
     Sys(Errno),
     /// Someone else owns it, or others may write it.
@@ -234,7 +234,11 @@ fn private(st: &FileStat) -> Result<(), DirError> {
 
 /// Opens `name` under `dir` as a directory without following a symlink,
 /// creating it (mode 0700) when `create` is set, and checks it is private.
-fn open_dir(dir: BorrowedFd<'_>, name: &str, create: bool) -> Result<(OwnedFd, bool), DirError> {
+pub(crate) fn open_dir(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    create: bool,
+) -> Result<(OwnedFd, bool), DirError> {
     let (fd, created) = match openat(dir, name, DIR_FLAGS, Mode::empty()) {
         Ok(fd) => (fd, false),
         Err(Errno::ENOENT) if create => {
@@ -283,7 +287,7 @@ fn ensure_dir(dir: BorrowedFd<'_>, name: &str) -> Result<bool, DirError> {
 /// Describes why a directory could not be used, naming a symlink as such,
 /// and a directory of someone else's (or one others may write) with its
 /// owner and mode.
-fn dir_error(path: &Path, e: DirError) -> String {
+pub(crate) fn dir_error(path: &Path, e: DirError) -> String {
     match e {
         DirError::Sys(Errno::ELOOP | Errno::ENOTDIR) => {
             format!(
@@ -369,6 +373,12 @@ impl Maildir {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The descriptor of the Maildir itself, for the per-user state that
+    /// lives beside its folders (`crate::store::state`).
+    pub fn root(&self) -> BorrowedFd<'_> {
+        self.root.as_fd()
     }
 
     /// The descriptor of `tmp/`, for `crate::engine::inflight` to remove a tmp/
