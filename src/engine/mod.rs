@@ -18,6 +18,7 @@
 //! engine never exits the process; and it never reports a message as
 //! delivered before the file and its directory are fsynced.
 
+pub mod effects;
 pub mod inflight;
 pub mod load;
 pub mod privs;
