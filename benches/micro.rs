@@ -129,6 +129,7 @@ fn bench_rules(c: &mut Criterion) {
             body_window: &msg[head.bytes.len()..],
             size: msg.len() as u64,
             limit_hit: None,
+            filters_done: &[],
         };
         c.bench_function(&format!("decide/w1/{name}"), |b| {
             b.iter(|| decide(black_box(&input), &layer, None))

@@ -58,6 +58,7 @@ fn decide_with(headers: &Headers, block: &str, layer: &Layer) -> Decision {
         body_window: b"",
         size: block.len() as u64,
         limit_hit: None,
+        filters_done: &[],
     };
     let system = deliver::policy::rules::load_str(
         "[spam]\ndialects = []\n",

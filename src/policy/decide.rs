@@ -20,12 +20,27 @@
 //!    against the thresholds (the user's junk threshold within the system's
 //!    bounds), and the upstream spam flag when no score was given.
 //! 6. The Inbox.
+//!
+//! Non-terminal actions do not end a layer: a copy (`copy = true` with
+//! folder, inbox, junk or pipe) and the header edits (PREPEND results,
+//! `add_header`, `subject_prefix`, `remove_header`) accumulate, in the
+//! order met, from the system layer (its access maps and rules, as far as
+//! step 2 runs them) and then the user's. They stay whatever the final
+//! result: the copies are filed next to the final delivery (one folder
+//! once) and the edits apply to every copy; a discard keeps the copies;
+//! a reject or a deferral drops them all (nothing is written).
+//!
+//! A matching `filter` rule ends the decision with a `FilterRequest`: the
+//! engine runs the program and decides again from the top on its output
+//! (or on the original, when the filter failed), with every filter that
+//! ran (`Input::filters_done`) skipped. Only the last decision's plan is
+//! executed, so every copy is of the final message.
 
 use crate::input::envelope::Envelope;
 use crate::input::message::{self, HeaderLimit, Headers};
 use crate::policy::access::{self, AccessAction, AccessOptions, Hit, Probe};
-use crate::policy::plan::{self, Delivery, Disposition, Plan};
-use crate::policy::rules::{Cond, Layer, Origin, RuleAction, Settings, VirusAction};
+use crate::policy::plan::{self, Action, Delivery, Disposition, Edits, Plan};
+use crate::policy::rules::{Cond, Edit, Layer, Origin, Rule, RuleAction, Settings, VirusAction};
 use crate::policy::spam;
 use crate::store::maildir::FolderName;
 use regex_automata::PatternSet;
@@ -47,6 +62,25 @@ pub struct Input<'a> {
     /// Set when a header limit was reached: `headers` are then the fields
     /// within the limits.
     pub limit_hit: Option<HeaderLimit>,
+    /// The filters that already ran on this message (skipped).
+    pub filters_done: &'a [FilterId],
+}
+
+/// A filter rule: its layer and its index in the layer's rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FilterId {
+    pub origin: Origin,
+    pub index: usize,
+}
+
+/// A filter to run before the message is decided again.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FilterRequest {
+    #[serde(skip)]
+    pub id: FilterId,
+    /// The rule's name.
+    pub rule: String,
+    pub argv: Vec<String>,
 }
 
 /// Where the decision sends the message, in the words of the JSON output
@@ -60,6 +94,9 @@ pub enum Route {
     Discard,
     Reject,
     Defer,
+    Pipe,
+    /// A filter is to run first (the decision is not final).
+    Filter,
 }
 
 impl Route {
@@ -71,6 +108,8 @@ impl Route {
             Route::Discard => "discard",
             Route::Reject => "reject",
             Route::Defer => "defer",
+            Route::Pipe => "pipe",
+            Route::Filter => "filter",
         }
     }
 }
@@ -96,6 +135,8 @@ pub enum StepKind {
     Spam,
     Rule,
     Threshold,
+    /// A copy, an edit or a filter: a non-terminal action.
+    Action,
     Final,
 }
 
@@ -127,6 +168,7 @@ impl StepKind {
             StepKind::Spam => "spam",
             StepKind::Rule => "rule",
             StepKind::Threshold => "threshold",
+            StepKind::Action => "action",
             StepKind::Final => "final",
         }
     }
@@ -200,8 +242,8 @@ pub struct Decision {
     pub text: Option<String>,
     /// What decided, e.g. `rule pills`, `access sender texthash:/x`, `threshold`.
     pub reason: String,
-    /// Header lines to prepend to the delivered copy (from PREPEND results).
-    pub add_headers: Vec<String>,
+    /// The filter to run before deciding again; the plan is then empty.
+    pub filter: Option<FilterRequest>,
     /// Lines to log (WARN/INFO results, ignored results, bad folder names).
     pub log: Vec<String>,
     pub trace: Vec<Step>,
@@ -227,6 +269,10 @@ struct Proposal {
     reason: String,
     /// HOLD and virus verdicts: final although they file the message.
     hard: bool,
+    /// Maildir flag letters for a filing route.
+    flags: String,
+    /// The program of a `Pipe` route.
+    argv: Vec<String>,
 }
 
 impl Proposal {
@@ -238,6 +284,8 @@ impl Proposal {
             text: None,
             reason,
             hard: false,
+            flags: String::new(),
+            argv: Vec::new(),
         }
     }
 
@@ -250,6 +298,8 @@ impl Proposal {
             text: Some(text),
             reason,
             hard: false,
+            flags: String::new(),
+            argv: Vec::new(),
         }
     }
 
@@ -267,8 +317,19 @@ struct Ctx<'a> {
     header_matches: RefCell<HashMap<(Origin, usize), Vec<PatternSet>>>,
     trace: Vec<Step>,
     log: Vec<String>,
-    add_headers: Vec<String>,
+    /// Copies (non-terminal filing and pipes), in the order met.
+    copies: Vec<Copy>,
+    edits: Edits,
+    filter: Option<FilterRequest>,
     score: f64,
+}
+
+/// A copy a rule asked for; the junk folder is resolved at the end.
+#[derive(Debug, Clone)]
+enum Copy {
+    Folder(Option<FolderName>, String),
+    Junk(String),
+    Pipe(Vec<String>, String),
 }
 
 impl Ctx<'_> {
@@ -386,7 +447,7 @@ impl Ctx<'_> {
                 // `access::parse_action` gives only lines that pass this
                 // test; it is repeated where a line is added to the message.
                 if crate::input::message::valid_header_line(h) {
-                    self.add_headers.push(h.clone());
+                    self.edits.add.push(h.clone());
                 } else {
                     self.log.push(format!(
                         "{lname} {what} map {}: ignoring malformed PREPEND {h:?}",
@@ -518,53 +579,56 @@ impl Ctx<'_> {
         None
     }
 
-    /// Runs one layer's rules: scores add up; the first terminal rule wins.
+    /// Runs one layer's rules: scores add up, copies and edits
+    /// accumulate; the first terminal rule (or a filter) wins.
     fn rules(&mut self, layer: &Layer) -> Option<Proposal> {
         let sl = StepLayer::from(layer.origin);
-        for rule in &layer.rules {
+        for (index, rule) in layer.rules.iter().enumerate() {
             let matched = self.eval(layer, &rule.cond);
             if !matched {
                 self.step(sl, StepKind::Rule, &rule.name, None, "no match", None);
                 continue;
             }
             self.score += rule.score;
-            let reason = format!("rule {}", rule.name);
-            let verdict = match &rule.action {
-                None => None,
-                Some(RuleAction::Folder(f)) => {
-                    Some(Proposal::simple(Route::Folder, Some(f.clone()), reason))
+            if let Some(argv) = &rule.filter {
+                let id = FilterId {
+                    origin: layer.origin,
+                    index,
+                };
+                if self.input.filters_done.contains(&id) {
+                    self.step(
+                        sl,
+                        StepKind::Rule,
+                        &rule.name,
+                        None,
+                        "match: filter already ran, skipped",
+                        Some(rule.score),
+                    );
+                    continue;
                 }
-                Some(RuleAction::Junk) => Some(Proposal::simple(Route::Junk, None, reason)),
-                Some(RuleAction::Discard) => Some(Proposal::simple(Route::Discard, None, reason)),
-                Some(RuleAction::Inbox) => Some(Proposal::simple(Route::Inbox, None, reason)),
-                Some(RuleAction::Reject { status, text }) => {
-                    let text = if text.is_empty() {
-                        "Message rejected"
-                    } else {
-                        text
-                    };
-                    Some(Proposal::reply(
-                        Route::Reject,
-                        status,
-                        text.to_string(),
-                        reason,
-                    ))
-                }
-                Some(RuleAction::Defer { status, text }) => {
-                    let text = if text.is_empty() {
-                        "Message deferred"
-                    } else {
-                        text
-                    };
-                    Some(Proposal::reply(
-                        Route::Defer,
-                        status,
-                        text.to_string(),
-                        reason,
-                    ))
-                }
-            };
+                self.step(
+                    sl,
+                    StepKind::Rule,
+                    &rule.name,
+                    None,
+                    format!("match: filter {}", argv.join(" ")),
+                    Some(rule.score),
+                );
+                self.filter = Some(FilterRequest {
+                    id,
+                    rule: rule.name.clone(),
+                    argv: argv.clone(),
+                });
+                let mut p = Proposal::simple(Route::Filter, None, format!("filter {}", rule.name));
+                p.hard = true;
+                return Some(p);
+            }
+            let verdict = rule
+                .action
+                .as_ref()
+                .map(|a| Self::proposal(rule, a, format!("rule {}", rule.name)));
             let result = match &verdict {
+                Some(v) if rule.copy => format!("match: copy, {}", v.route.as_str()),
                 Some(v) => format!("match: {}", v.route.as_str()),
                 None => "match".into(),
             };
@@ -576,11 +640,82 @@ impl Ctx<'_> {
                 result,
                 Some(rule.score),
             );
-            if verdict.is_some() {
-                return verdict;
+            self.rule_edits(sl, rule);
+            match verdict {
+                Some(v) if rule.copy => {
+                    let what = match v.route {
+                        Route::Junk => Copy::Junk(v.flags),
+                        Route::Pipe => Copy::Pipe(v.argv, rule.name.clone()),
+                        _ => Copy::Folder(v.folder, v.flags),
+                    };
+                    self.copies.push(what);
+                }
+                Some(v) => return Some(v),
+                None => {}
             }
         }
         None
+    }
+
+    /// The proposal of a rule's filing or ending action.
+    fn proposal(rule: &Rule, a: &RuleAction, reason: String) -> Proposal {
+        let mut p = match a {
+            RuleAction::Folder(f) => Proposal::simple(Route::Folder, Some(f.clone()), reason),
+            RuleAction::Junk => Proposal::simple(Route::Junk, None, reason),
+            RuleAction::Discard => Proposal::simple(Route::Discard, None, reason),
+            RuleAction::Inbox => Proposal::simple(Route::Inbox, None, reason),
+            RuleAction::Pipe(argv) => {
+                let mut p = Proposal::simple(Route::Pipe, None, reason);
+                p.argv = argv.clone();
+                p
+            }
+            RuleAction::Reject { status, text } => {
+                let text = if text.is_empty() {
+                    "Message rejected"
+                } else {
+                    text
+                };
+                Proposal::reply(Route::Reject, status, text.to_string(), reason)
+            }
+            RuleAction::Defer { status, text } => {
+                let text = if text.is_empty() {
+                    "Message deferred"
+                } else {
+                    text
+                };
+                Proposal::reply(Route::Defer, status, text.to_string(), reason)
+            }
+        };
+        p.flags = rule.flags.clone();
+        p
+    }
+
+    /// A matched rule's header edits: kept, and traced.
+    fn rule_edits(&mut self, sl: StepLayer, rule: &Rule) {
+        for e in &rule.edits {
+            let (what, text) = match e {
+                Edit::Add(h) => {
+                    self.edits.add.push(h.clone());
+                    ("add_header", h)
+                }
+                Edit::SubjectPrefix(p) => {
+                    // Applied in rule order: a later prefix goes in front.
+                    let prefix = match self.edits.subject_prefix.take() {
+                        Some(old) => format!("{p}{old}"),
+                        None => p.clone(),
+                    };
+                    self.edits.subject_prefix = Some(prefix);
+                    ("subject_prefix", p)
+                }
+                Edit::Remove(h) => {
+                    if !self.edits.remove.iter().any(|r| r.eq_ignore_ascii_case(h)) {
+                        self.edits.remove.push(h.clone());
+                    }
+                    ("remove_header", h)
+                }
+            };
+            self.step(sl, StepKind::Action, &rule.name, Some(text), what, None);
+        }
     }
 }
 
@@ -629,7 +764,9 @@ pub fn decide(input: &Input, system: &Layer, user: Option<&Layer>) -> Decision {
         header_matches: RefCell::new(HashMap::new()),
         trace: Vec::new(),
         log: Vec::new(),
-        add_headers: Vec::new(),
+        copies: Vec::new(),
+        edits: Edits::default(),
+        filter: None,
         score: 0.0,
     };
     let p = cx.steps(system, user);
@@ -862,9 +999,10 @@ impl Ctx<'_> {
             Route::Folder => p.folder.clone(),
             _ => None,
         };
-        let what = match &folder {
-            Some(f) => format!("{} {}", p.route.as_str(), f.name),
-            None => p.route.as_str().to_string(),
+        let what = match (&folder, p.route) {
+            (Some(f), _) => format!("{} {}", p.route.as_str(), f.name),
+            (None, Route::Pipe) => format!("pipe {}", p.argv.join(" ")),
+            (None, _) => p.route.as_str().to_string(),
         };
         let score = self.score;
         self.step(
@@ -881,23 +1019,60 @@ impl Ctx<'_> {
                 p.text.clone().unwrap_or_default(),
             )
         };
-        let (actions, disposition) = match p.route {
-            Route::Inbox | Route::Junk | Route::Folder => (
-                vec![plan::Action::Deliver(Delivery {
-                    folder: folder.clone(),
-                    add_headers: self.add_headers.clone(),
-                })],
-                Disposition::Delivered,
-            ),
-            Route::Discard => (Vec::new(), Disposition::Discarded),
+        let keeps_copies = matches!(
+            p.route,
+            Route::Inbox | Route::Junk | Route::Folder | Route::Pipe | Route::Discard
+        );
+        if !keeps_copies && !self.copies.is_empty() {
+            let step = match p.route {
+                Route::Filter => "copies wait for the filter",
+                _ => "copies dropped: nothing is written",
+            };
+            self.step(StepLayer::Neither, StepKind::Action, step, None, "-", None);
+        }
+        // The common case (one delivery, no copies) allocates one action.
+        let mut actions: Vec<Action> = Vec::with_capacity(1 + self.copies.len());
+        if keeps_copies {
+            for c in std::mem::take(&mut self.copies) {
+                match c {
+                    Copy::Folder(f, flags) => add_delivery(&mut actions, f, &flags),
+                    Copy::Junk(flags) => add_delivery(&mut actions, Some(junk()), &flags),
+                    Copy::Pipe(argv, rule) => actions.push(Action::Pipe(plan::Pipe {
+                        argv,
+                        copy: true,
+                        rule,
+                    })),
+                }
+            }
+        }
+        let disposition = match p.route {
+            Route::Inbox | Route::Junk | Route::Folder => {
+                add_delivery(&mut actions, folder.clone(), &p.flags);
+                Disposition::Delivered
+            }
+            Route::Pipe => {
+                actions.push(Action::Pipe(plan::Pipe {
+                    argv: p.argv.clone(),
+                    copy: false,
+                    rule: p.reason.strip_prefix("rule ").unwrap_or(&p.reason).to_string(),
+                }));
+                Disposition::Delivered
+            }
+            Route::Discard => Disposition::Discarded,
+            Route::Filter => Disposition::Delivered,
             Route::Reject => {
                 let (status, text) = reply();
-                (Vec::new(), Disposition::Rejected { status, text })
+                Disposition::Rejected { status, text }
             }
             Route::Defer => {
                 let (status, text) = reply();
-                (Vec::new(), Disposition::Deferred { status, text })
+                Disposition::Deferred { status, text }
             }
+        };
+        let edits = if actions.is_empty() {
+            Edits::default()
+        } else {
+            self.edits
         };
         Decision {
             action: p.route,
@@ -906,13 +1081,36 @@ impl Ctx<'_> {
             status: p.status,
             text: p.text,
             reason: p.reason,
-            add_headers: self.add_headers,
+            filter: self.filter,
             log: self.log,
             trace: self.trace,
             plan: Plan {
+                edits,
                 actions,
                 disposition,
             },
         }
     }
+}
+
+/// Adds a delivery into `folder`, or merges `flags` into the one already
+/// there: a plan files each folder once.
+fn add_delivery(actions: &mut Vec<Action>, folder: Option<FolderName>, flags: &str) {
+    for a in actions.iter_mut() {
+        if let Action::Deliver(d) = a {
+            if d.folder.as_ref().map(|f| &f.name) == folder.as_ref().map(|f| &f.name) {
+                if !flags.is_empty() {
+                    let mut v: Vec<char> = d.flags.chars().chain(flags.chars()).collect();
+                    v.sort_unstable();
+                    v.dedup();
+                    d.flags = v.into_iter().collect();
+                }
+                return;
+            }
+        }
+    }
+    actions.push(Action::Deliver(Delivery {
+        folder,
+        flags: flags.to_string(),
+    }));
 }

@@ -72,7 +72,20 @@ pub struct Settings {
     pub system_cache_dir: Option<PathBuf>,
     /// How long a delivery may take before it defers (`crate::engine::inflight`).
     pub time_limit: Duration,
+    /// How long a filter or pipe program may run.
+    pub program_time_limit: Duration,
+    /// Messages larger than this skip filters, in bytes.
+    pub filter_size_limit: u64,
+    /// The most a filter may write, in bytes.
+    pub filter_output_limit: u64,
 }
+
+/// The default `program_time_limit`.
+pub const DEFAULT_PROGRAM_TIME_LIMIT: Duration = Duration::from_secs(60);
+/// The default `filter_size_limit`: spamc's `-s` default (500 KB).
+pub const DEFAULT_FILTER_SIZE_LIMIT: u64 = 512_000;
+/// The default `filter_output_limit`: 64 MiB.
+pub const DEFAULT_FILTER_OUTPUT_LIMIT: u64 = 64 << 20;
 
 /// The default `time_limit`: well under Postfix's `command_time_limit`
 /// (1000 s), after which local(8) kills the command and the tmp/ file
@@ -92,6 +105,9 @@ impl Default for Settings {
             map_cache_dir: None,
             system_cache_dir: None,
             time_limit: DEFAULT_TIME_LIMIT,
+            program_time_limit: DEFAULT_PROGRAM_TIME_LIMIT,
+            filter_size_limit: DEFAULT_FILTER_SIZE_LIMIT,
+            filter_output_limit: DEFAULT_FILTER_OUTPUT_LIMIT,
         }
     }
 }
@@ -201,7 +217,7 @@ impl Cond {
     }
 }
 
-/// A rule's terminal action.
+/// A rule's filing or ending action: terminal, or a copy with `copy`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RuleAction {
     Folder(FolderName),
@@ -210,6 +226,19 @@ pub enum RuleAction {
     Inbox,
     Reject { status: String, text: String },
     Defer { status: String, text: String },
+    /// Deliver to a program: argv, no shell (`~/` in argv[0] is the home).
+    Pipe(Vec<String>),
+}
+
+/// A header edit: applied to every copy filed or piped, never to the body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Edit {
+    /// A `Name: value` line added at the top.
+    Add(String),
+    /// Text put before the Subject's.
+    SubjectPrefix(String),
+    /// Every field of this name removed.
+    Remove(String),
 }
 
 #[derive(Debug, Clone)]
@@ -218,7 +247,33 @@ pub struct Rule {
     pub cond: Cond,
     pub score: f64,
     pub action: Option<RuleAction>,
+    /// The filing action (folder, inbox, junk, pipe) is a copy: the rules go on.
+    pub copy: bool,
+    /// Maildir flag letters for the filing action, sorted (e.g. `"FS"`).
+    pub flags: String,
+    /// Header edits, in the order written (add, subject prefix, remove).
+    pub edits: Vec<Edit>,
+    /// A program the message passes through (argv); the rules then run
+    /// again from the top on its output.
+    pub filter: Option<Vec<String>>,
 }
+
+/// The Maildir flag letter of a flag name (Sieve imap4flags's names
+/// without the backslash), or `None`.
+pub fn flag_letter(name: &str) -> Option<char> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "seen" => 'S',
+        "answered" => 'R',
+        "flagged" => 'F',
+        "deleted" => 'T',
+        "draft" => 'D',
+        _ => return None,
+    })
+}
+
+/// Trace fields a rule may not remove (RFC 5321 section 4.4; RFC 5293
+/// section 9 asks the same of Sieve's deleteheader).
+pub const PROTECTED_HEADERS: [&str; 3] = ["Received", "Return-Path", "Delivered-To"];
 
 /// The patterns of all of a layer's rules on one header, compiled together.
 #[derive(Debug, Clone)]
@@ -533,6 +588,11 @@ impl<'a> Loader<'a> {
             let (status, text) = split_status(t.get_ref(), '4', DEFER_STATUS);
             actions.push(RuleAction::Defer { status, text });
         }
+        if let Some(p) = &r.pipe {
+            if let Some(argv) = self.argv(p, "pipe") {
+                actions.push(RuleAction::Pipe(argv));
+            }
+        }
         if actions.len() > 1 {
             self.diag_at(
                 at,
@@ -546,12 +606,16 @@ impl<'a> Loader<'a> {
         if !score.is_finite() {
             self.diag_at(at, format!("rule {name:?}: score must be a finite number"));
         }
+        let (copy, flags, edits, filter) = self.verbs(r, &name, actions.first());
         let action_written = r.folder.is_some()
             || r.junk.is_some()
             || r.discard.is_some()
             || r.inbox.is_some()
             || r.reject.is_some()
-            || r.defer.is_some();
+            || r.defer.is_some()
+            || r.pipe.is_some()
+            || r.filter.is_some()
+            || !edits.is_empty();
         if r.score.is_none() && !action_written {
             self.diag_at(
                 at,
@@ -563,7 +627,138 @@ impl<'a> Loader<'a> {
             cond: Cond::All(parts),
             score,
             action: actions.into_iter().next(),
+            copy,
+            flags,
+            edits,
+            filter,
         })
+    }
+
+    /// An argv array: not empty, argv[0] not empty, no NUL anywhere.
+    fn argv(&mut self, v: &Spanned<Vec<Spanned<String>>>, key: &str) -> Option<Vec<String>> {
+        let Some(first) = v.get_ref().first() else {
+            self.diag_at(
+                v.span().start,
+                format!("{key}: the program is missing (an empty list)"),
+            );
+            return None;
+        };
+        if first.get_ref().is_empty() {
+            self.diag_at(first.span().start, format!("{key}: empty program name"));
+            return None;
+        }
+        let mut ok = true;
+        for a in v.get_ref() {
+            if a.get_ref().contains('\0') {
+                self.diag_at(a.span().start, format!("{key}: NUL in an argument"));
+                ok = false;
+            }
+        }
+        ok.then(|| v.get_ref().iter().map(|a| a.get_ref().clone()).collect())
+    }
+
+    /// The non-terminal verbs of a rule: `copy`, `flags`, the header
+    /// edits and `filter`, checked against the rule's filing action.
+    fn verbs(
+        &mut self,
+        r: &RuleSpec,
+        name: &str,
+        action: Option<&RuleAction>,
+    ) -> (bool, String, Vec<Edit>, Option<Vec<String>>) {
+        let files = matches!(
+            action,
+            Some(RuleAction::Folder(_) | RuleAction::Inbox | RuleAction::Junk)
+        );
+        let mut copy = false;
+        if let Some(c) = &r.copy {
+            if !*c.get_ref() {
+                self.diag_at(c.span().start, "'copy = false' means nothing; remove it");
+            } else if files || matches!(action, Some(RuleAction::Pipe(_))) {
+                copy = true;
+            } else {
+                self.diag_at(
+                    c.span().start,
+                    "'copy' needs a filing action: folder, inbox, junk or pipe",
+                );
+            }
+        }
+        let mut flags = String::new();
+        if let Some(f) = &r.flags {
+            if !files {
+                self.diag_at(
+                    f.span().start,
+                    "'flags' needs a filing action: folder, inbox or junk",
+                );
+            }
+            for n in f.get_ref() {
+                match flag_letter(n.get_ref()) {
+                    Some(c) if !flags.contains(c) => flags.push(c),
+                    Some(_) => {}
+                    None => self.diag_at(
+                        n.span().start,
+                        format!(
+                            "unknown flag {:?} (known: seen, answered, flagged, deleted, draft)",
+                            n.get_ref()
+                        ),
+                    ),
+                }
+            }
+            // The Maildir spec: the info's flags in ASCII order.
+            let mut v: Vec<char> = flags.chars().collect();
+            v.sort_unstable();
+            flags = v.into_iter().collect();
+        }
+        let mut edits = Vec::new();
+        if let Some(a) = &r.add_header {
+            for line in a.get_ref().items() {
+                if crate::input::message::valid_header_line(line)
+                    && !line.split_once(':').is_some_and(|(n, _)| n.is_empty())
+                {
+                    edits.push(Edit::Add(line.clone()));
+                } else {
+                    self.diag_at(
+                        a.span().start,
+                        format!("add_header: {line:?} is not a header line (Name: value, one line)"),
+                    );
+                }
+            }
+        }
+        if let Some(p) = &r.subject_prefix {
+            if p.get_ref().is_empty() {
+                self.diag_at(p.span().start, "subject_prefix is empty");
+            } else if p.get_ref().chars().any(|c| c.is_control() && c != '\t') {
+                self.diag_at(p.span().start, "subject_prefix: control character");
+            } else {
+                edits.push(Edit::SubjectPrefix(p.get_ref().clone()));
+            }
+        }
+        if let Some(rm) = &r.remove_header {
+            for h in rm.get_ref().items() {
+                if h.is_empty() || !h.bytes().all(|b| (33..=126).contains(&b) && b != b':') {
+                    self.diag_at(rm.span().start, format!("remove_header: bad header name {h:?}"));
+                } else if PROTECTED_HEADERS.iter().any(|p| p.eq_ignore_ascii_case(h)) {
+                    self.diag_at(
+                        rm.span().start,
+                        format!("remove_header: {h} is a trace header and is never removed"),
+                    );
+                } else {
+                    edits.push(Edit::Remove(h.clone()));
+                }
+            }
+        }
+        let filter = r.filter.as_ref().and_then(|f| {
+            if action.is_some() || !edits.is_empty() || r.flags.is_some() {
+                self.diag_at(
+                    f.span().start,
+                    format!(
+                        "rule {name:?}: 'filter' cannot be combined with another action \
+                         (the rules run again on its output; give those in other rules)"
+                    ),
+                );
+            }
+            self.argv(f, "filter")
+        });
+        (copy, flags, edits, filter)
     }
 
     /// Compiles the `[[rule]]` tables and their header groups.
@@ -762,6 +957,31 @@ pub(crate) fn load_spec(
                     t.span().start,
                     format!("time_limit must be 1 to {MAX_TIME_LIMIT} seconds, not {n}"),
                 ),
+            }
+        }
+        if let Some(t) = &s.program_time_limit {
+            match *t.get_ref() {
+                n @ 1..=MAX_TIME_LIMIT => {
+                    settings.program_time_limit = Duration::from_secs(n as u64)
+                }
+                n => l.diag_at(
+                    t.span().start,
+                    format!("program_time_limit must be 1 to {MAX_TIME_LIMIT} seconds, not {n}"),
+                ),
+            }
+        }
+        for (v, key, dst) in [
+            (&s.filter_size_limit, "filter_size_limit", &mut settings.filter_size_limit),
+            (&s.filter_output_limit, "filter_output_limit", &mut settings.filter_output_limit),
+        ] {
+            if let Some(v) = v {
+                match u64::try_from(*v.get_ref()) {
+                    Ok(n) if n > 0 => *dst = n,
+                    _ => l.diag_at(
+                        v.span().start,
+                        format!("{key} must be a positive number of bytes"),
+                    ),
+                }
             }
         }
     }

@@ -90,6 +90,38 @@ condition_struct! {
         pub inbox: Option<Spanned<bool>>,
         pub reject: Option<Spanned<String>>,
         pub defer: Option<Spanned<String>>,
+        /// Maildir flags for the filing action: seen, answered, flagged,
+        /// deleted, draft.
+        pub flags: Option<Spanned<Vec<Spanned<String>>>>,
+        /// With folder / inbox / junk / pipe: a copy; the rules go on.
+        pub copy: Option<Spanned<bool>>,
+        /// One `Name: value` line or a list of them (an edit).
+        pub add_header: Option<Spanned<OneOrMany>>,
+        /// Text put before the Subject (an edit).
+        pub subject_prefix: Option<Spanned<String>>,
+        /// Header names whose fields are removed (an edit).
+        pub remove_header: Option<Spanned<OneOrMany>>,
+        /// A program (argv, no shell) the message passes through.
+        pub filter: Option<Spanned<Vec<Spanned<String>>>>,
+        /// A program (argv, no shell) the message is delivered to.
+        pub pipe: Option<Spanned<Vec<Spanned<String>>>>,
+    }
+}
+
+/// A string or a list of strings (`add_header`, `remove_header`).
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn items(&self) -> &[String] {
+        match self {
+            OneOrMany::One(s) => std::slice::from_ref(s),
+            OneOrMany::Many(v) => v,
+        }
     }
 }
 
@@ -151,6 +183,12 @@ pub struct SettingsSpec {
     pub system_cache_dir: Option<Spanned<String>>,
     /// Seconds a delivery may take before it defers (default 300).
     pub time_limit: Option<Spanned<i64>>,
+    /// Seconds a filter or pipe program may run (default 60).
+    pub program_time_limit: Option<Spanned<i64>>,
+    /// Messages larger than this many bytes skip filters (default 512000).
+    pub filter_size_limit: Option<Spanned<i64>>,
+    /// The most a filter may write, in bytes (default 64 MiB).
+    pub filter_output_limit: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize, Serialize, Default, Clone)]
