@@ -311,13 +311,13 @@ fn complete_user(
             match user_budget(|| d.complete(layer, headers)) {
                 Ok(_) => user.cached = Some(d),
                 Err(why) => {
-                log.warn(&format!(
-                    "rules cache of {}: {why}; loading the file",
-                    layer.describe()
-                ));
-                let path = user.path.clone().unwrap_or_default();
-                let opts = user_cache_opts(system, who);
-                (user.layer, user.ignored) = load_user(&path, who.uid, &opts, false)?;
+                    log.warn(&format!(
+                        "rules cache of {}: {why}; loading the file",
+                        layer.describe()
+                    ));
+                    let path = user.path.clone().unwrap_or_default();
+                    let opts = user_cache_opts(system, who);
+                    (user.layer, user.ignored) = load_user(&path, who.uid, &opts, false)?;
                 }
             }
         }

@@ -202,7 +202,8 @@ impl Engine {
             self.log.info(l);
         }
         let done = self.execute(&md, tmp, &sp, &d, &env, who, flight)?;
-        self.log.info(&log_line(&env, &sp, &d, &done, &filtered, start));
+        self.log
+            .info(&log_line(&env, &sp, &d, &done, &filtered, start));
         md.clean_tmp(std::time::SystemTime::now());
         match crate::output::exit::failure_of(&d.plan.disposition) {
             Some(f) => Err(f),
@@ -287,10 +288,7 @@ impl Engine {
             flags: String::new(),
         };
         let extra = inbox_instead && !plan.deliveries().any(|d| d.folder.is_none());
-        let deliveries: Vec<&Delivery> = plan
-            .deliveries()
-            .chain(extra.then_some(&inbox))
-            .collect();
+        let deliveries: Vec<&Delivery> = plan.deliveries().chain(extra.then_some(&inbox)).collect();
         if deliveries.is_empty() {
             return Ok(done);
         }
@@ -356,13 +354,7 @@ impl Engine {
         let mut ran: Vec<FilterId> = Vec::new();
         let mut trace = Vec::new();
         let decision = loop {
-            let mut d = decide_for(
-                &spooled,
-                &envelope,
-                &self.system,
-                user.layer.as_ref(),
-                &ran,
-            );
+            let mut d = decide_for(&spooled, &envelope, &self.system, user.layer.as_ref(), &ran);
             trace.append(&mut d.trace);
             let Some(req) = d.filter.take() else {
                 d.trace = trace;
@@ -586,7 +578,6 @@ fn write_edited<'m, 'f>(
     let size = res.map_err(|e| Failure::from_io("writing the edited message", &e))?;
     Ok((out, size))
 }
-
 
 /// Runs the decision over a spooled message.
 pub fn decide_for(

@@ -43,12 +43,7 @@ pub enum PipeOutcome {
     Failed(String),
 }
 
-fn spawn(
-    argv: &[String],
-    env: &ProgramEnv,
-    input: &File,
-    stdout: Stdio,
-) -> Result<Child, String> {
+fn spawn(argv: &[String], env: &ProgramEnv, input: &File, stdout: Stdio) -> Result<Child, String> {
     let mut input = input.try_clone().map_err(|e| e.to_string())?;
     io::Seek::seek(&mut input, io::SeekFrom::Start(0)).map_err(|e| e.to_string())?;
     let mut c = Command::new(&argv[0]);
@@ -59,9 +54,10 @@ fn spawn(
         .stdout(stdout)
         .stderr(Stdio::piped())
         .process_group(0);
-    if let Some(h) = &env.home {
-        c.current_dir(h);
-    }
+    match &env.home {
+        Some(h) if h.is_dir() => c.current_dir(h),
+        _ => c.current_dir("/"),
+    };
     c.spawn()
         .map_err(|e| format!("cannot run {}: {e}", argv[0]))
 }
@@ -163,9 +159,7 @@ pub fn filter<T>(
     drop(dog);
     let stderr = err.join().unwrap_or_default();
     match (got, status) {
-        (_, _) if over => {
-            FilterOutcome::Unchanged(format!("output over {} bytes", limits.output))
-        }
+        (_, _) if over => FilterOutcome::Unchanged(format!("output over {} bytes", limits.output)),
         (Err(f), _) => FilterOutcome::Unchanged(format!("reading its output: {f}")),
         (Ok(v), Ok(s)) if s.success() => FilterOutcome::Replaced(v),
         (Ok(_), Ok(s)) => FilterOutcome::Unchanged(describe(s, &stderr, limits.time)),

@@ -1054,7 +1054,11 @@ impl Ctx<'_> {
                 actions.push(Action::Pipe(plan::Pipe {
                     argv: p.argv.clone(),
                     copy: false,
-                    rule: p.reason.strip_prefix("rule ").unwrap_or(&p.reason).to_string(),
+                    rule: p
+                        .reason
+                        .strip_prefix("rule ")
+                        .unwrap_or(&p.reason)
+                        .to_string(),
                 }));
                 Disposition::Delivered
             }

@@ -224,8 +224,14 @@ pub enum RuleAction {
     Junk,
     Discard,
     Inbox,
-    Reject { status: String, text: String },
-    Defer { status: String, text: String },
+    Reject {
+        status: String,
+        text: String,
+    },
+    Defer {
+        status: String,
+        text: String,
+    },
     /// Deliver to a program: argv, no shell (`~/` in argv[0] is the home).
     Pipe(Vec<String>),
 }
@@ -718,7 +724,9 @@ impl<'a> Loader<'a> {
                 } else {
                     self.diag_at(
                         a.span().start,
-                        format!("add_header: {line:?} is not a header line (Name: value, one line)"),
+                        format!(
+                            "add_header: {line:?} is not a header line (Name: value, one line)"
+                        ),
                     );
                 }
             }
@@ -735,7 +743,10 @@ impl<'a> Loader<'a> {
         if let Some(rm) = &r.remove_header {
             for h in rm.get_ref().items() {
                 if h.is_empty() || !h.bytes().all(|b| (33..=126).contains(&b) && b != b':') {
-                    self.diag_at(rm.span().start, format!("remove_header: bad header name {h:?}"));
+                    self.diag_at(
+                        rm.span().start,
+                        format!("remove_header: bad header name {h:?}"),
+                    );
                 } else if PROTECTED_HEADERS.iter().any(|p| p.eq_ignore_ascii_case(h)) {
                     self.diag_at(
                         rm.span().start,
@@ -971,8 +982,16 @@ pub(crate) fn load_spec(
             }
         }
         for (v, key, dst) in [
-            (&s.filter_size_limit, "filter_size_limit", &mut settings.filter_size_limit),
-            (&s.filter_output_limit, "filter_output_limit", &mut settings.filter_output_limit),
+            (
+                &s.filter_size_limit,
+                "filter_size_limit",
+                &mut settings.filter_size_limit,
+            ),
+            (
+                &s.filter_output_limit,
+                "filter_output_limit",
+                &mut settings.filter_output_limit,
+            ),
         ] {
             if let Some(v) = v {
                 match u64::try_from(*v.get_ref()) {
