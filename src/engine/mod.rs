@@ -21,6 +21,7 @@
 pub mod inflight;
 pub mod load;
 pub mod privs;
+pub mod program;
 
 use self::load::{Options, UserRules};
 use crate::engine::inflight::Flight;
