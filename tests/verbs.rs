@@ -236,7 +236,11 @@ fn pipes_deliver_defer_or_fall_back_to_the_inbox() {
         assert_eq!(fs::read(&out).unwrap(), without_from(&input), "exit {code}");
         if filed {
             assert_eq!(h.delivered()[""], vec![without_from(&input).to_vec()]);
-            assert!(r.stderr.contains("failed: exit status 1"), "{}", r.stderr);
+            assert!(
+                r.stderr.contains("failed: exited with status 1"),
+                "{}",
+                r.stderr
+            );
             let line = log_line(&r);
             assert!(line.contains(" pipe=alert:failed "), "{line}");
             assert!(line.contains(" folder=INBOX "), "{line}");
@@ -325,9 +329,12 @@ folder = "Filtered"
 #[test]
 fn a_failing_filter_leaves_the_message_unchanged() {
     for (body, why) in [
-        ("echo broken >&2; exit 1", "exit status 1: broken"),
-        ("cat > /dev/null", "it wrote nothing"),
-        ("exec /nonexistent/program", "exit status"),
+        (
+            "echo broken >&2; exit 1",
+            "exited with status 1 (stderr: broken)",
+        ),
+        ("cat > /dev/null", "wrote nothing"),
+        ("exec /nonexistent/program", "exited with status 127"),
     ] {
         let h = Home::new();
         let prog = script(&h, "f.sh", body);

@@ -22,9 +22,7 @@ mod edits;
 pub mod inflight;
 pub mod load;
 pub mod privs;
-// The agreed API of `program` (verbs-programs branch), until it lands.
-mod program_shim;
-use program_shim as program;
+pub mod program;
 
 use self::load::{Options, UserRules};
 use crate::engine::inflight::Flight;
@@ -251,9 +249,9 @@ impl Engine {
                 time: self.system.settings.program_time_limit,
                 output: 0,
             };
-            let argv = home_argv(&p.argv, who);
-            let penv = program_env(env, who);
-            match program::pipe(&argv, &penv, tmp.file(), &limits) {
+            let argv = &p.argv;
+            let penv = program::ProgramEnv::new(env, who);
+            match program::pipe(argv, &penv, tmp.file(), &limits) {
                 program::PipeOutcome::Delivered => done.pipes.push(format!("{}:ok", p.rule)),
                 program::PipeOutcome::Defer(why) => {
                     return Err(Failure::new(
@@ -377,10 +375,10 @@ impl Engine {
                     };
                     let mut out =
                         unnamed_tmp().map_err(|e| Failure::from_io("a temporary file", &e))?;
-                    let argv = home_argv(&req.argv, who);
+                    let argv = &req.argv;
                     let got = program::filter(
-                        &argv,
-                        &program_env(&envelope, who),
+                        argv,
+                        &program::ProgramEnv::new(&envelope, who),
                         f,
                         &limits,
                         &mut |r: &mut dyn Read| message::read(r, &settings.limits, &mut out),
@@ -495,12 +493,11 @@ fn run_filter<'m, 'f>(
         output: settings.filter_output_limit,
     };
     let input = md.reopen_tmp(tmp.tmp()).map_err(|f| f.to_string())?;
-    let argv = home_argv(argv, who);
     let got = {
         let file = out.file();
         program::filter(
-            &argv,
-            &program_env(env, who),
+            argv,
+            &program::ProgramEnv::new(env, who),
             &input,
             &limits,
             &mut |r: &mut dyn Read| message::read(r, &settings.limits, &mut *file),
@@ -508,50 +505,6 @@ fn run_filter<'m, 'f>(
     };
     let s = filter_result(got, sp)?;
     Ok((out, s))
-}
-
-/// argv with `~/` at the start of the program replaced by the home.
-fn home_argv(argv: &[String], who: &Recipient) -> Vec<String> {
-    let mut v = argv.to_vec();
-    if let (Some(rest), Some(home)) = (v[0].strip_prefix("~/"), who.home.as_ref()) {
-        v[0] = home.join(rest).to_string_lossy().into_owned();
-    }
-    v
-}
-
-/// The environment of a filter or pipe, as local(8) exports it.
-fn program_env(env: &Envelope, who: &Recipient) -> program::ProgramEnv {
-    let home = who
-        .home
-        .as_ref()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "/".into());
-    let mut vars = vec![
-        ("HOME".to_string(), home),
-        ("USER".to_string(), who.name.clone()),
-        ("LOGNAME".to_string(), who.name.clone()),
-        ("SHELL".to_string(), "/bin/sh".to_string()),
-        ("PATH".to_string(), "/usr/bin:/bin".to_string()),
-    ];
-    for (k, f) in [
-        ("SENDER", &env.sender),
-        ("RECIPIENT", &env.recipient),
-        ("ORIGINAL_RECIPIENT", &env.original_recipient),
-        ("EXTENSION", &env.extension),
-        ("DOMAIN", &env.domain),
-        ("LOCAL", &env.local),
-        ("CLIENT_ADDRESS", &env.client_address),
-        ("CLIENT_HOSTNAME", &env.client_hostname),
-        ("CLIENT_HELO", &env.client_helo),
-    ] {
-        if f.is_set() {
-            vars.push((k.to_string(), f.value.clone()));
-        }
-    }
-    program::ProgramEnv {
-        vars,
-        home: who.home.clone(),
-    }
 }
 
 /// Writes the edited copy of the message into a new tracked tmp/ file:

@@ -546,7 +546,17 @@ impl<'a> Loader<'a> {
             .as_ref()
             .map_or_else(|| format!("rule#{}", index + 1), |n| n.get_ref().clone());
         let parts = self.cond_parts(r.cond(), at);
-        if parts.is_empty() {
+        // A rule without a condition matches every message (procmail's
+        // `:0` without conditions, a Sieve action outside `if`): allowed
+        // for the verbs that act on every message; a score or a filing
+        // action alone for every message is more likely a mistake.
+        let every_message_verb = r.filter.is_some()
+            || r.pipe.is_some()
+            || r.copy.is_some()
+            || r.add_header.is_some()
+            || r.subject_prefix.is_some()
+            || r.remove_header.is_some();
+        if parts.is_empty() && !every_message_verb {
             self.diag_at(at, format!("rule {name:?} has no condition"));
         }
         let mut actions = Vec::new();
