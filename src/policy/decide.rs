@@ -1094,3 +1094,110 @@ impl Ctx<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::envelope::Flags;
+    use crate::policy::maps::OpenOptions;
+    use crate::policy::rules::load_str;
+    use crate::policy::vars::{Template, Var};
+    use std::path::Path;
+
+    /// The captures and values a rule's templates would get, for each rule.
+    fn expand_each(rules: &str, block: &str, template: &str) -> Vec<Option<String>> {
+        let layer = load_str(
+            rules,
+            Path::new("r.toml"),
+            Origin::User,
+            &OpenOptions::default(),
+        )
+        .unwrap();
+        let headers = Headers::parse(block.as_bytes());
+        let envelope = Envelope::resolve(
+            &Flags {
+                sender: Some("s@x.example".into()),
+                recipient: Some("me+box@home.example".into()),
+                ..Flags::default()
+            },
+            &|_| None,
+            None,
+            &headers,
+        );
+        let input = Input {
+            envelope: &envelope,
+            headers: &headers,
+            header_block: block.as_bytes(),
+            body_window: b"",
+            size: 0,
+            limit_hit: None,
+        };
+        let system = crate::policy::rules::default_layer();
+        let cx = Ctx {
+            input: &input,
+            body: OnceCell::new(),
+            header_matches: RefCell::new(HashMap::new()),
+            addresses: OnceCell::new(),
+            access_opts: AccessOptions {
+                recipient_delimiter: system.settings.recipient_delimiter.clone(),
+                parent_domain_matches_subdomains: true,
+            },
+            cond_log: RefCell::new(Vec::new()),
+            trace: Vec::new(),
+            log: Vec::new(),
+            add_headers: Vec::new(),
+            score: 0.0,
+        };
+        let t = Template::parse(template).unwrap();
+        layer
+            .rules
+            .iter()
+            .map(|r| {
+                cx.eval(&layer, &r.cond).then(|| {
+                    let caps = cx.captures(&layer, r);
+                    let values = cx.values(caps.as_ref());
+                    t.expand(&|v: Var| values.get(v))
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn captures_of_the_rules_own_match() {
+        let rules = r#"
+[[rule]]
+name = "list"
+header = "List-Id"
+match = "<([^.>]+)\\."
+score = 1
+[[rule]]
+name = "address"
+address = { header = ["To", "Cc"], part = "detail", match = "^(.+)-(.+)$" }
+score = 1
+[[rule]]
+name = "header first"
+header = "Subject"
+match = "(hello)"
+address = { header = "To", match = "(.+)" }
+score = 1
+[[rule]]
+name = "none"
+header = "Subject"
+score = 1
+"#;
+        let block = "List-Id: Rust users <rust-users.lists.example.org>\nTo: \"x+a-b@y\" <u@v>, me+news-daily@home.example\nSubject: hello world\n\n";
+        assert_eq!(
+            expand_each(
+                rules,
+                block,
+                "${0}|${1}|${2}|${user}|${detail}|${list_id}|${from}"
+            ),
+            [
+                Some("<rust-users.|rust-users||me|box|rust-users.lists.example.org|".into()),
+                Some("news-daily|news|daily|me|box|rust-users.lists.example.org|".into()),
+                Some("hello|hello||me|box|rust-users.lists.example.org|".into()),
+                Some("|||me|box|rust-users.lists.example.org|".into()),
+            ]
+        );
+    }
+}
