@@ -32,6 +32,7 @@ fn load(path: &Path, cache: &Path, defer: bool) -> Layer {
     let opts = OpenOptions {
         cache_dir: Some(cache.to_path_buf()),
         system_cache_dir: Some(cache.to_path_buf()),
+        home: None,
     };
     match cache::load(file, &meta, path, Origin::User, &opts, defer) {
         Ok(l) => l,

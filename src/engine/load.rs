@@ -85,6 +85,7 @@ pub fn load_system(
     let opts = OpenOptions {
         cache_dir: cache,
         system_cache_dir: Some(PathBuf::from(crate::policy::maps::index::SYSTEM_CACHE_DIR)),
+        home: None,
     };
     cache::load(file, &meta, &path, Origin::System, &opts, defer).map_err(|e| match e {
         LoadError::Read(e) => Failure::config(format!("system rules {e}")),
@@ -199,6 +200,7 @@ fn user_cache_opts(system: &Layer, who: &Recipient) -> OpenOptions {
             .clone()
             .or_else(|| cache_dir(who.home.as_deref())),
         system_cache_dir: Some(system_cache_dir(system)),
+        home: who.home.clone(),
     }
 }
 

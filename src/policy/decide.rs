@@ -36,15 +36,21 @@
 //! ran (`Input::filters_done`) skipped. Only the last decision's plan is
 //! executed, so every copy is of the final message.
 
+use crate::input::address::{self, Address};
 use crate::input::envelope::Envelope;
 use crate::input::message::{self, HeaderLimit, Headers};
 use crate::policy::access::{self, AccessAction, AccessOptions, Hit, Probe};
 use crate::policy::plan::{self, Action, Delivery, Disposition, Edits, Plan};
-use crate::policy::rules::{Cond, Edit, Layer, Origin, Rule, RuleAction, Settings, VirusAction};
+use crate::policy::rules::{
+    AddressCond, AddressPart, AddressSource, AddressTest, Cond, Edit, Layer, Origin, Rule,
+    RuleAction, Settings, VirusAction, ADDRESS_HEADERS,
+};
 use crate::policy::spam;
+use crate::policy::vars::{Captures, Values};
 use crate::store::maildir::FolderName;
 use regex_automata::PatternSet;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
@@ -315,6 +321,15 @@ struct Ctx<'a> {
     body: OnceCell<String>,
     /// Per (layer, header group): which patterns each occurrence matches.
     header_matches: RefCell<HashMap<(Origin, usize), Vec<PatternSet>>>,
+    /// The addresses of the address headers (`ADDRESS_HEADERS`), in field
+    /// order, parsed the first time an `address` condition needs them.
+    addresses: OnceCell<Vec<(&'static str, Address)>>,
+    /// The access options of the system's settings (recipient delimiter,
+    /// parent domains), for `address` conditions.
+    access_opts: AccessOptions,
+    /// Lines to log from condition tests (a table lookup that failed):
+    /// moved into `log` after each rule.
+    cond_log: RefCell<Vec<String>>,
     trace: Vec<Step>,
     log: Vec<String>,
     /// Copies (non-terminal filing and pipes), in the order met.
@@ -390,9 +405,165 @@ impl Ctx<'_> {
             Cond::SizeOver(n) => self.input.size > *n,
             Cond::SizeUnder(n) => self.input.size < *n,
             Cond::HeaderLimit(b) => self.input.limit_hit.is_some() == *b,
+            Cond::Address(a) => self.address(a),
             Cond::All(v) => v.iter().all(|c| self.eval(layer, c)),
             Cond::Any(v) => v.iter().any(|c| self.eval(layer, c)),
             Cond::Not(c) => !self.eval(layer, c),
+        }
+    }
+
+    /// The addresses of every address header, parsed once from the raw
+    /// fields (those within the header limits): display names, comments
+    /// and encoded words are never read as addresses (`input::address`).
+    fn header_addresses(&self) -> &[(&'static str, Address)] {
+        self.addresses.get_or_init(|| {
+            let block = self.input.header_block;
+            let mut out = Vec::new();
+            for f in crate::input::edit::raw_fields(block).take(self.input.headers.len()) {
+                let name = f.name(block);
+                let Some(known) = ADDRESS_HEADERS
+                    .iter()
+                    .find(|k| k.as_bytes().eq_ignore_ascii_case(name))
+                else {
+                    continue;
+                };
+                let value = String::from_utf8_lossy(f.value(block));
+                out.extend(address::parse_list(&value).into_iter().map(|a| (*known, a)));
+            }
+            out
+        })
+    }
+
+    /// Whether `test` holds for any address of `source` (Sieve's "any
+    /// address of any header"). The envelope sender and recipient are one
+    /// address each; the null sender is the empty address.
+    fn any_address(&self, source: &AddressSource, test: &mut dyn FnMut(&Address) -> bool) -> bool {
+        let envelope = |v: &str| match v.rsplit_once('@') {
+            Some((l, d)) => Address {
+                local: l.to_string(),
+                domain: d.to_string(),
+            },
+            None => Address {
+                local: v.to_string(),
+                domain: String::new(),
+            },
+        };
+        match source {
+            AddressSource::Headers(names) => self
+                .header_addresses()
+                .iter()
+                .filter(|(n, _)| names.contains(n))
+                .any(|(_, a)| test(a)),
+            AddressSource::EnvelopeSender => test(&envelope(&self.input.envelope.sender.value)),
+            AddressSource::EnvelopeRecipient => {
+                test(&envelope(&self.input.envelope.recipient.value))
+            }
+        }
+    }
+
+    /// The tested part of an address; `None` when it has no such part (no
+    /// detail, no domain).
+    fn address_part<'x>(&self, a: &'x Address, part: AddressPart) -> Option<Cow<'x, str>> {
+        let delims = &self.access_opts.recipient_delimiter;
+        match part {
+            AddressPart::All if a.domain.is_empty() => Some(Cow::Borrowed(&a.local)),
+            AddressPart::All => Some(Cow::Owned(a.full())),
+            AddressPart::LocalPart => Some(Cow::Borrowed(&a.local)),
+            AddressPart::Domain => (!a.domain.is_empty()).then_some(Cow::Borrowed(&a.domain)),
+            AddressPart::User => Some(Cow::Borrowed(
+                address::split_detail(&a.local, delims).map_or(a.local.as_str(), |d| d.0),
+            )),
+            AddressPart::Detail => {
+                address::split_detail(&a.local, delims).map(|d| Cow::Borrowed(d.1))
+            }
+        }
+    }
+
+    /// Evaluates an `address` condition.
+    fn address(&self, c: &AddressCond) -> bool {
+        match &c.test {
+            AddressTest::Is(want) => self.any_address(&c.source, &mut |a| {
+                self.address_part(a, c.part)
+                    .is_some_and(|v| v.eq_ignore_ascii_case(want))
+            }),
+            AddressTest::Match(re, _) => self.any_address(&c.source, &mut |a| {
+                self.address_part(a, c.part)
+                    .is_some_and(|v| re.is_match(&v))
+            }),
+            AddressTest::Table(tables, spec) => self.any_address(&c.source, &mut |a| {
+                let full = self.address_part(a, AddressPart::All).unwrap_or_default();
+                let mut probes = Vec::new();
+                match access::check_address(tables, &full, &self.access_opts, &mut probes) {
+                    Ok(hits) => hits.iter().any(|h| h.action != AccessAction::Dunno),
+                    Err(e) => {
+                        self.cond_log.borrow_mut().push(format!(
+                            "address table {spec}: lookup failed, the condition does not hold: {e}"
+                        ));
+                        false
+                    }
+                }
+            }),
+        }
+    }
+
+    /// The groups of the rule's own regex match: its top-level header
+    /// `match` if it has one, else its top-level `address.match`; `None`
+    /// when it has neither or it does not match. For a rule that matched
+    /// and whose actions use `${0}`..`${9}`: the rule's regex is compiled
+    /// again, with capture groups, only then (deciding builds none).
+    #[allow(dead_code)] // Called by the rule actions that use templates.
+    pub(crate) fn captures(&self, layer: &Layer, rule: &Rule) -> Option<Captures> {
+        let Cond::All(parts) = &rule.cond else {
+            return None;
+        };
+        let compile = |src: &str| {
+            regex::RegexBuilder::new(src)
+                .size_limit(crate::policy::regex_limits::RULE_NFA)
+                .dfa_size_limit(crate::policy::regex_limits::RULE_LAZY_DFA)
+                .build()
+                .ok()
+        };
+        let header = parts.iter().find_map(|p| match p {
+            Cond::Header(name, Some((g, pid))) => Some((name, *g, *pid)),
+            _ => None,
+        });
+        if let Some((name, g, pid)) = header {
+            let re = compile(layer.header_groups.get(g)?.sources.get(pid)?)?;
+            return self
+                .input
+                .headers
+                .all(name)
+                .find_map(|v| re.captures(v).map(|c| Captures::from_regex(&c)));
+        }
+        let (a, src) = parts.iter().find_map(|p| match p {
+            Cond::Address(a) => match &a.test {
+                AddressTest::Match(_, src) => Some((a, src)),
+                _ => None,
+            },
+            _ => None,
+        })?;
+        let re = compile(src)?;
+        let mut out = None;
+        self.any_address(&a.source, &mut |addr| {
+            let found = self
+                .address_part(addr, a.part)
+                .and_then(|v| re.captures(&v).map(|c| Captures::from_regex(&c)));
+            out = found;
+            out.is_some()
+        });
+        out
+    }
+
+    /// The values of the variables (`crate::policy::vars`) for this
+    /// message, with a rule's `captures`.
+    #[allow(dead_code)] // Called by the rule actions that use templates.
+    pub(crate) fn values<'c>(&'c self, captures: Option<&'c Captures>) -> Values<'c> {
+        Values {
+            envelope: self.input.envelope,
+            headers: self.input.headers,
+            header_block: self.input.header_block,
+            delimiter: &self.access_opts.recipient_delimiter,
+            captures,
         }
     }
 
@@ -585,6 +756,7 @@ impl Ctx<'_> {
         let sl = StepLayer::from(layer.origin);
         for (index, rule) in layer.rules.iter().enumerate() {
             let matched = self.eval(layer, &rule.cond);
+            self.log.append(self.cond_log.get_mut());
             if !matched {
                 self.step(sl, StepKind::Rule, &rule.name, None, "no match", None);
                 continue;
@@ -762,6 +934,12 @@ pub fn decide(input: &Input, system: &Layer, user: Option<&Layer>) -> Decision {
         input,
         body: OnceCell::new(),
         header_matches: RefCell::new(HashMap::new()),
+        addresses: OnceCell::new(),
+        access_opts: AccessOptions {
+            recipient_delimiter: system.settings.recipient_delimiter.clone(),
+            parent_domain_matches_subdomains: system.settings.parent_domain_matches_subdomains,
+        },
+        cond_log: RefCell::new(Vec::new()),
         trace: Vec::new(),
         log: Vec::new(),
         copies: Vec::new(),
@@ -1117,4 +1295,114 @@ fn add_delivery(actions: &mut Vec<Action>, folder: Option<FolderName>, flags: &s
         folder,
         flags: flags.to_string(),
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::envelope::Flags;
+    use crate::policy::maps::OpenOptions;
+    use crate::policy::rules::load_str;
+    use crate::policy::vars::{Template, Var};
+    use std::path::Path;
+
+    /// The captures and values a rule's templates would get, for each rule.
+    fn expand_each(rules: &str, block: &str, template: &str) -> Vec<Option<String>> {
+        let layer = load_str(
+            rules,
+            Path::new("r.toml"),
+            Origin::User,
+            &OpenOptions::default(),
+        )
+        .unwrap();
+        let headers = Headers::parse(block.as_bytes());
+        let envelope = Envelope::resolve(
+            &Flags {
+                sender: Some("s@x.example".into()),
+                recipient: Some("me+box@home.example".into()),
+                ..Flags::default()
+            },
+            &|_| None,
+            None,
+            &headers,
+        );
+        let input = Input {
+            envelope: &envelope,
+            headers: &headers,
+            header_block: block.as_bytes(),
+            body_window: b"",
+            size: 0,
+            limit_hit: None,
+            filters_done: &[],
+        };
+        let system = crate::policy::rules::default_layer();
+        let cx = Ctx {
+            input: &input,
+            body: OnceCell::new(),
+            header_matches: RefCell::new(HashMap::new()),
+            addresses: OnceCell::new(),
+            access_opts: AccessOptions {
+                recipient_delimiter: system.settings.recipient_delimiter.clone(),
+                parent_domain_matches_subdomains: true,
+            },
+            cond_log: RefCell::new(Vec::new()),
+            trace: Vec::new(),
+            log: Vec::new(),
+            copies: Vec::new(),
+            edits: Edits::default(),
+            filter: None,
+            score: 0.0,
+        };
+        let t = Template::parse(template).unwrap();
+        layer
+            .rules
+            .iter()
+            .map(|r| {
+                cx.eval(&layer, &r.cond).then(|| {
+                    let caps = cx.captures(&layer, r);
+                    let values = cx.values(caps.as_ref());
+                    t.expand(&|v: Var| values.get(v))
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn captures_of_the_rules_own_match() {
+        let rules = r#"
+[[rule]]
+name = "list"
+header = "List-Id"
+match = "<([^.>]+)\\."
+score = 1
+[[rule]]
+name = "address"
+address = { header = ["To", "Cc"], part = "detail", match = "^(.+)-(.+)$" }
+score = 1
+[[rule]]
+name = "header first"
+header = "Subject"
+match = "(hello)"
+address = { header = "To", match = "(.+)" }
+score = 1
+[[rule]]
+name = "none"
+header = "Subject"
+score = 1
+"#;
+        let block = "List-Id: Rust users <rust-users.lists.example.org>\nTo: \"x+a-b@y\" <u@v>, me+news-daily@home.example\nSubject: hello world\n\n";
+        assert_eq!(
+            expand_each(
+                rules,
+                block,
+                "${0}|${1}|${2}|${user}|${detail}|${list_id}|${from}"
+            ),
+            [
+                Some("<rust-users.|rust-users||me|box|rust-users.lists.example.org|".into()),
+                Some("news-daily|news|daily|me|box|rust-users.lists.example.org|".into()),
+                Some("hello|hello||me|box|rust-users.lists.example.org|".into()),
+                Some("|||me|box|rust-users.lists.example.org|".into()),
+            ]
+        );
+    }
 }

@@ -16,8 +16,9 @@ use crate::output::diag::Diag;
 use crate::output::exit::{split_status, DEFER_STATUS, REJECT_STATUS};
 use crate::policy::maps::{self, OpenOptions, Table};
 use crate::policy::pattern::{Haystack, Pattern, PatternGroup};
+use crate::policy::vars::Template;
 use crate::store::maildir::FolderName;
-use model::{CondRef, CondSpec, FileSpec, RuleSpec};
+use model::{AddressSpec, CondRef, CondSpec, FileSpec, RuleSpec};
 use regex::{Regex, RegexBuilder};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -201,6 +202,8 @@ pub enum Cond {
     SizeUnder(u64),
     /// Whether a header limit was reached (`true`) or not (`false`).
     HeaderLimit(bool),
+    /// A test of parsed addresses (`address = { ... }`).
+    Address(Box<AddressCond>),
     All(Vec<Cond>),
     Any(Vec<Cond>),
     Not(Box<Cond>),
@@ -215,6 +218,76 @@ impl Cond {
             _ => false,
         }
     }
+}
+
+/// The headers an `address` condition may name: those that hold address
+/// lists (RFC 5322 sections 3.6.2, 3.6.3, 3.6.6), and Delivered-To and
+/// Return-Path, which hold one address.
+pub const ADDRESS_HEADERS: [&str; 12] = [
+    "From",
+    "Sender",
+    "Reply-To",
+    "To",
+    "Cc",
+    "Bcc",
+    "Resent-From",
+    "Resent-Sender",
+    "Resent-To",
+    "Resent-Cc",
+    "Delivered-To",
+    "Return-Path",
+];
+
+/// Whose addresses an `address` condition tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressSource {
+    /// Every address of every occurrence of these headers (canonical case,
+    /// from [`ADDRESS_HEADERS`]).
+    Headers(Vec<&'static str>),
+    EnvelopeSender,
+    EnvelopeRecipient,
+}
+
+/// Which part of an address is tested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressPart {
+    /// `local@domain`.
+    All,
+    LocalPart,
+    Domain,
+    /// The local part without its `+detail`.
+    User,
+    /// The `+detail`; an address without one has none.
+    Detail,
+}
+
+impl AddressPart {
+    pub const NAMES: [(&'static str, AddressPart); 5] = [
+        ("all", AddressPart::All),
+        ("localpart", AddressPart::LocalPart),
+        ("domain", AddressPart::Domain),
+        ("user", AddressPart::User),
+        ("detail", AddressPart::Detail),
+    ];
+}
+
+/// The test an `address` condition applies to each address's part.
+#[derive(Debug, Clone)]
+pub enum AddressTest {
+    /// Equal, ASCII case-insensitively (Sieve's i;ascii-casemap).
+    Is(String),
+    /// The regex (its source kept for the captures, `decide::Ctx::captures`).
+    Match(Pattern, String),
+    /// The table, searched with access(5)'s address keys; its spec as written.
+    Table(std::sync::Arc<Vec<Box<dyn Table>>>, String),
+}
+
+/// `address = { header|envelope, part, is|match|table }`.
+#[derive(Debug, Clone)]
+pub struct AddressCond {
+    pub source: AddressSource,
+    pub part: AddressPart,
+    pub test: AddressTest,
 }
 
 /// A rule's filing or ending action: terminal, or a copy with `copy`.
@@ -286,6 +359,9 @@ pub const PROTECTED_HEADERS: [&str; 3] = ["Received", "Return-Path", "Delivered-
 pub struct HeaderGroup {
     pub name: String,
     pub patterns: PatternGroup,
+    /// The patterns as written, in the group's order (for the captures of
+    /// a rule whose actions use them, `decide::Ctx::captures`).
+    pub sources: Vec<String>,
 }
 
 /// One loaded layer: the system file (or the embedded default) or a user's.
@@ -333,16 +409,19 @@ struct Loader<'a> {
     origin: Origin,
     diags: Vec<Diag>,
     groups: Vec<PendingGroup>,
+    /// How tables are opened: `[access]`'s and `address.table`'s.
+    opts: OpenOptions,
 }
 
 impl<'a> Loader<'a> {
-    fn new(file: &'a Path, text: &'a str, origin: Origin) -> Loader<'a> {
+    fn new(file: &'a Path, text: &'a str, origin: Origin, opts: &OpenOptions) -> Loader<'a> {
         Loader {
             file,
             text,
             origin,
             diags: Vec::new(),
             groups: Vec::new(),
+            opts: opts.clone(),
         }
     }
 
@@ -416,6 +495,7 @@ impl<'a> Loader<'a> {
                 Ok(patterns) => out.push(HeaderGroup {
                     name: g.name,
                     patterns,
+                    sources: g.patterns.into_iter().map(|p| p.0).collect(),
                 }),
                 Err((None, e)) => {
                     let at = g.patterns.first().map_or(0, |p| p.1);
@@ -503,6 +583,12 @@ impl<'a> Loader<'a> {
         }
         if let Some(b) = c.header_limit {
             parts.push(Cond::HeaderLimit(b));
+        }
+        if let Some(a) = c.address {
+            match self.address(a) {
+                Some(a) => parts.push(Cond::Address(Box::new(a))),
+                None => parts.push(Cond::Any(vec![])),
+            }
         }
         if let Some(v) = c.all {
             if v.is_empty() {
@@ -793,47 +879,173 @@ impl<'a> Loader<'a> {
         (rules, self.build_groups())
     }
 
-    /// A relative table path is relative to the rules file's directory.
-    fn resolve_spec(&self, spec: &str) -> String {
+    /// A table path that starts with `~/` is in the user's home (a user's
+    /// file only); a relative one is relative to the rules file's directory.
+    fn resolve_spec(&self, spec: &str) -> Result<String, String> {
         match spec.split_once(':') {
+            Some((kind, path)) if path.starts_with("~/") => match (self.origin, &self.opts.home) {
+                (Origin::User, Some(home)) => Ok(format!("{kind}:{}", home.join(&path[2..]).display())),
+                (Origin::User, None) => Err(format!("{spec}: no home directory is known for '~/'")),
+                (Origin::System, _) => Err(format!(
+                    "{spec}: '~/' is for a user's rules file; the system file names tables by absolute path"
+                )),
+            },
             Some((kind, path))
                 if !path.is_empty() && !path.starts_with('/') && !path.contains(':') =>
             {
                 let dir = self.file.parent().unwrap_or(Path::new(""));
-                format!("{kind}:{}", dir.join(path).display())
+                Ok(format!("{kind}:{}", dir.join(path).display()))
             }
-            _ => spec.to_string(),
+            _ => Ok(spec.to_string()),
         }
     }
 
     fn maps(&mut self, specs: &[Spanned<String>], opts: &OpenOptions) -> Vec<Box<dyn Table>> {
-        let mut out = Vec::new();
-        for s in specs {
-            match maps::open(&self.resolve_spec(s.get_ref()), opts) {
-                Ok(t) => out.push(t),
-                Err(e) => {
-                    // A missing file is reported where the rules file names it;
-                    // a problem inside the map at the map's own line and column.
-                    if e.line == 0 {
-                        let (line, col) = line_col(self.text, s.span().start);
-                        self.push(Diag {
-                            file: self.file.to_path_buf(),
-                            cause: e.cause,
-                            line,
-                            col,
-                            msg: format!("{}: {}", s.get_ref(), e.msg),
-                        });
-                    } else {
-                        // Rules-file problems always show a column.
-                        self.push(Diag {
-                            col: e.col.max(1),
-                            ..e
-                        });
-                    }
+        specs.iter().filter_map(|s| self.map(s, opts)).collect()
+    }
+
+    /// Opens one table, or reports why not where the rules file names it
+    /// (a problem inside the table: at the table's own line and column).
+    fn map(&mut self, s: &Spanned<String>, opts: &OpenOptions) -> Option<Box<dyn Table>> {
+        let spec = match self.resolve_spec(s.get_ref()) {
+            Ok(spec) => spec,
+            Err(e) => {
+                self.diag_at(s.span().start, e);
+                return None;
+            }
+        };
+        match maps::open(&spec, opts) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                if e.line == 0 {
+                    let (line, col) = line_col(self.text, s.span().start);
+                    self.push(Diag {
+                        file: self.file.to_path_buf(),
+                        cause: e.cause,
+                        line,
+                        col,
+                        msg: format!("{}: {}", s.get_ref(), e.msg),
+                    });
+                } else {
+                    // Rules-file problems always show a column.
+                    self.push(Diag {
+                        col: e.col.max(1),
+                        ..e
+                    });
                 }
+                None
             }
         }
-        out
+    }
+
+    /// Compiles `address = { header|envelope, part, is|match|table }`.
+    fn address(&mut self, a: &Spanned<AddressSpec>) -> Option<AddressCond> {
+        let at = a.span().start;
+        let spec = a.get_ref();
+        let source = match (&spec.header, &spec.envelope) {
+            (Some(h), None) => {
+                let mut names = Vec::new();
+                for n in h.get_ref().list() {
+                    match ADDRESS_HEADERS
+                        .iter()
+                        .find(|k| k.eq_ignore_ascii_case(n.trim()))
+                    {
+                        Some(k) => names.push(*k),
+                        None => self.diag_at(
+                            h.span().start,
+                            format!(
+                                "address: header {n:?} does not hold addresses (one of: {})",
+                                ADDRESS_HEADERS.join(", ")
+                            ),
+                        ),
+                    }
+                }
+                if names.is_empty() {
+                    self.diag_at(h.span().start, "address: 'header' names no header");
+                    return None;
+                }
+                AddressSource::Headers(names)
+            }
+            (None, Some(e)) => match e.get_ref().as_str() {
+                "sender" => AddressSource::EnvelopeSender,
+                "recipient" => AddressSource::EnvelopeRecipient,
+                other => {
+                    self.diag_at(
+                        e.span().start,
+                        format!("address: envelope = {other:?}; give \"sender\" or \"recipient\""),
+                    );
+                    return None;
+                }
+            },
+            _ => {
+                self.diag_at(at, "address: give exactly one of 'header' and 'envelope'");
+                return None;
+            }
+        };
+        let part = match &spec.part {
+            None => AddressPart::All,
+            Some(p) => match AddressPart::NAMES.iter().find(|(n, _)| n == p.get_ref()) {
+                Some((_, part)) => *part,
+                None => {
+                    let names: Vec<&str> = AddressPart::NAMES.iter().map(|(n, _)| *n).collect();
+                    self.diag_at(
+                        p.span().start,
+                        format!(
+                            "address: part = {:?}; one of: {}",
+                            p.get_ref(),
+                            names.join(", ")
+                        ),
+                    );
+                    return None;
+                }
+            },
+        };
+        let test = match (&spec.is, &spec.pattern, &spec.table) {
+            (Some(v), None, None) => AddressTest::Is(v.get_ref().clone()),
+            (None, Some(p), None) => {
+                let pat = self.pattern(p, "address match")?;
+                AddressTest::Match(pat, p.get_ref().clone())
+            }
+            (None, None, Some(t)) => {
+                if part != AddressPart::All {
+                    self.diag_at(
+                        spec.part.as_ref().map_or(at, |p| p.span().start),
+                        "address: a table is looked up with whole addresses (access(5) forms); remove 'part'",
+                    );
+                    return None;
+                }
+                let opts = self.opts.clone();
+                let table = self.map(t, &opts)?;
+                AddressTest::Table(std::sync::Arc::new(vec![table]), t.get_ref().clone())
+            }
+            _ => {
+                self.diag_at(at, "address: give exactly one of 'is', 'match' and 'table'");
+                return None;
+            }
+        };
+        Some(AddressCond { source, part, test })
+    }
+
+    /// Parses a template (`crate::policy::vars`), reporting a problem at
+    /// its position in the file (`what`: the key, for the message).
+    #[allow(dead_code)] // The actions use it.
+    pub(crate) fn template(&mut self, s: &Spanned<String>, what: &str) -> Option<Template> {
+        match Template::parse(s.get_ref()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                // The position inside the string, when it is written
+                // without escapes (`"..."` or `'...'`); else its start.
+                let span = s.span();
+                let raw = self.text.get(span.start + 1..span.end.saturating_sub(1));
+                let at = if raw == Some(s.get_ref().as_str()) {
+                    span.start + 1 + e.offset
+                } else {
+                    span.start
+                };
+                self.diag_at(at, format!("{what}: {}", e.msg));
+                None
+            }
+        }
     }
 }
 
@@ -906,8 +1118,9 @@ pub(crate) fn compile_rules(
     text: &str,
     file: &Path,
     origin: Origin,
+    opts: &OpenOptions,
 ) -> Result<(Vec<Rule>, Vec<HeaderGroup>), Vec<Diag>> {
-    let mut l = Loader::new(file, text, origin);
+    let mut l = Loader::new(file, text, origin, opts);
     let out = l.rules(specs);
     if l.diags.is_empty() {
         Ok(out)
@@ -924,7 +1137,7 @@ pub(crate) fn load_spec(
     opts: &OpenOptions,
 ) -> Result<(Layer, FileSpec), Vec<Diag>> {
     let spec = parse_spec(text, file)?;
-    let mut l = Loader::new(file, text, origin);
+    let mut l = Loader::new(file, text, origin, opts);
     // What parsing built counts against the user's budget (crate::policy::budget).
     if let Err(msg) = crate::policy::budget::check() {
         return Err(vec![Diag::file(file, msg)]);
@@ -1122,7 +1335,9 @@ pub(crate) fn load_spec(
             .system_cache_dir
             .clone()
             .or_else(|| opts.system_cache_dir.clone()),
+        home: opts.home.clone(),
     };
+    l.opts = opts.clone();
     let mut access = Access::default();
     if let Some(a) = &spec.access {
         access.client = l.maps(&a.client, &opts);

@@ -28,6 +28,8 @@ macro_rules! condition_struct {
             pub size_under: Option<u64>,
             /// Whether a header limit was reached.
             pub header_limit: Option<bool>,
+            /// The parsed addresses of headers or of the envelope.
+            pub address: Option<Spanned<AddressSpec>>,
             pub all: Option<Vec<CondSpec>>,
             pub any: Option<Vec<CondSpec>>,
             pub not: Option<Box<CondSpec>>,
@@ -51,6 +53,7 @@ macro_rules! condition_struct {
                     size_over: self.size_over,
                     size_under: self.size_under,
                     header_limit: self.header_limit,
+                    address: &self.address,
                     all: &self.all,
                     any: &self.any,
                     not: &self.not,
@@ -69,9 +72,43 @@ pub struct CondRef<'a> {
     pub size_over: Option<u64>,
     pub size_under: Option<u64>,
     pub header_limit: Option<bool>,
+    pub address: &'a Option<Spanned<AddressSpec>>,
     pub all: &'a Option<Vec<CondSpec>>,
     pub any: &'a Option<Vec<CondSpec>>,
     pub not: &'a Option<Box<CondSpec>>,
+}
+
+/// One header name or several.
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(untagged)]
+pub enum Names {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Names {
+    pub fn list(&self) -> &[String] {
+        match self {
+            Names::One(n) => std::slice::from_ref(n),
+            Names::Many(v) => v,
+        }
+    }
+}
+
+/// `address = { header|envelope, part, is|match|table }`.
+#[derive(Debug, Deserialize, Serialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AddressSpec {
+    pub header: Option<Spanned<Names>>,
+    /// "sender" or "recipient".
+    pub envelope: Option<Spanned<String>>,
+    /// "all" (default), "localpart", "domain", "user", "detail".
+    pub part: Option<Spanned<String>>,
+    pub is: Option<Spanned<String>>,
+    #[serde(rename = "match")]
+    pub pattern: Option<Spanned<String>>,
+    /// A table spec, looked up with access(5)'s address forms.
+    pub table: Option<Spanned<String>>,
 }
 
 condition_struct! {
