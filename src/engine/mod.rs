@@ -18,7 +18,6 @@
 //! engine never exits the process; and it never reports a message as
 //! delivered before the file and its directory are fsynced.
 
-mod edits;
 pub mod inflight;
 pub mod load;
 pub mod privs;
@@ -518,7 +517,12 @@ fn write_edited<'m, 'f>(
     edits: &crate::policy::plan::Edits,
 ) -> Result<(Tracked<'m, 'f>, u64), Failure> {
     let head = &sp.head;
-    let block = edits::edit_block(&head.bytes[..head.header_len], edits, eol(head));
+    let block = crate::input::edit::edit(
+        &head.bytes[..head.header_len],
+        &edits.add,
+        edits.subject_prefix.as_deref(),
+        &edits.remove,
+    );
     let mut src = md.reopen_tmp(tmp.tmp())?;
     let mut out = Tracked::create(md, flight)?;
     let res = (|| -> io::Result<u64> {
@@ -550,15 +554,6 @@ pub fn decide_for(
         filters_done,
     };
     decide(&input, system, user)
-}
-
-/// Line ending used by the message's header block.
-fn eol(head: &message::Head) -> &'static str {
-    let block = &head.bytes[..head.header_len];
-    match block.iter().position(|&b| b == b'\n') {
-        Some(i) if i > 0 && block[i - 1] == b'\r' => "\r\n",
-        _ => "\n",
-    }
 }
 
 /// A tmp/ file of the delivery `flight`, tracked by it until the file is

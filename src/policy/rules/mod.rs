@@ -350,10 +350,6 @@ pub fn flag_letter(name: &str) -> Option<char> {
     })
 }
 
-/// Trace fields a rule may not remove (RFC 5321 section 4.4; RFC 5293
-/// section 9 asks the same of Sieve's deleteheader).
-pub const PROTECTED_HEADERS: [&str; 3] = ["Received", "Return-Path", "Delivered-To"];
-
 /// The patterns of all of a layer's rules on one header, compiled together.
 #[derive(Debug, Clone)]
 pub struct HeaderGroup {
@@ -843,7 +839,7 @@ impl<'a> Loader<'a> {
                         rm.span().start,
                         format!("remove_header: bad header name {h:?}"),
                     );
-                } else if PROTECTED_HEADERS.iter().any(|p| p.eq_ignore_ascii_case(h)) {
+                } else if crate::input::edit::is_protected(h) {
                     self.diag_at(
                         rm.span().start,
                         format!("remove_header: {h} is a trace header and is never removed"),
