@@ -72,11 +72,12 @@ pub struct Input<'a> {
     pub filters_done: &'a [FilterId],
 }
 
-/// A filter rule: its layer and its index in the layer's rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// A filter rule: its layer and its name (not its position: with the
+/// rules cache, the rules compiled for the filter's output may be others).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FilterId {
     pub origin: Origin,
-    pub index: usize,
+    pub rule: String,
 }
 
 /// A filter to run before the message is decided again.
@@ -754,7 +755,7 @@ impl Ctx<'_> {
     /// accumulate; the first terminal rule (or a filter) wins.
     fn rules(&mut self, layer: &Layer) -> Option<Proposal> {
         let sl = StepLayer::from(layer.origin);
-        for (index, rule) in layer.rules.iter().enumerate() {
+        for rule in &layer.rules {
             let matched = self.eval(layer, &rule.cond);
             self.log.append(self.cond_log.get_mut());
             if !matched {
@@ -765,7 +766,7 @@ impl Ctx<'_> {
             if let Some(argv) = &rule.filter {
                 let id = FilterId {
                     origin: layer.origin,
-                    index,
+                    rule: rule.name.clone(),
                 };
                 if self.input.filters_done.contains(&id) {
                     self.step(
