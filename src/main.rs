@@ -104,6 +104,9 @@ struct Cli {
     /// Output format of --test.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
+    /// With --test: run the filters the rules name (they are not run otherwise).
+    #[arg(long = "run-filters", requires = "test")]
+    run_filters: bool,
     /// Client address, as Postfix's CLIENT_ADDRESS.
     #[arg(long = "client-address", value_name = "ADDR")]
     client_address: Option<String>,
@@ -160,6 +163,7 @@ fn parse_plain(args: &[OsString]) -> Option<Cli> {
         client_hostname: None,
         helo: None,
         log_stderr: false,
+        run_filters: false,
     };
     let mut format_seen = false;
     let mut it = args.iter().skip(1);
@@ -302,7 +306,7 @@ fn real_main(log_stderr_hint: bool) -> u8 {
     }
     let opts = options(&cli);
     if cli.test {
-        return test_mode(opts, cli.format);
+        return test_mode(opts, cli.format, cli.run_filters);
     }
     let log = Logger::new(cli.log_stderr);
     #[cfg(debug_assertions)]
@@ -337,7 +341,7 @@ fn deliver_once(opts: load::Options, log: Logger) -> Result<(), (Failure, Logger
 }
 
 /// `--test`: the same loading and decision as a delivery, printed.
-fn test_mode(opts: load::Options, format: Format) -> u8 {
+fn test_mode(opts: load::Options, format: Format, run_filters: bool) -> u8 {
     let fail = |f: &Failure| {
         let _ = writeln!(std::io::stderr(), "deliver --test: {}", f.status_line());
         1
@@ -353,7 +357,7 @@ fn test_mode(opts: load::Options, format: Format) -> u8 {
         Ok(e) => e,
         Err((f, _)) => return fail(&f),
     };
-    match engine.dry_run(std::io::stdin().lock(), &envelope, &who) {
+    match engine.dry_run(std::io::stdin().lock(), &envelope, &who, run_filters) {
         Ok(dr) => {
             let out = match format {
                 Format::Text => report::text(&dr),
