@@ -39,13 +39,44 @@ fn home(settings: &str, user: &str) -> Home {
     h
 }
 
-/// A user rule that passes every message through `argv`.
+/// A user rule that passes every message (all have a From) through `argv`.
 fn filter_rule(argv: &[&str]) -> String {
     let argv: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
     format!(
-        "[[rule]]\nname = \"through\"\nfilter = [{}]\n",
+        "[[rule]]\nname = \"through\"\nheader = \"From\"\nfilter = [{}]\n",
         argv.join(", ")
     )
+}
+
+/// The arguments of a delivery, with the log on stderr.
+const ARGS: [&str; 5] = [
+    "--log-stderr",
+    "-f",
+    "sender@example.org",
+    "-a",
+    "user@example.com",
+];
+
+/// The binary with `args`, run as local(8) runs it: `USER` and `HOME`
+/// name the recipient (the programs' home is the test home).
+fn command(h: &Home, args: &[&str]) -> std::process::Command {
+    let mut c = h.command(args);
+    c.env("USER", nobody());
+    c
+}
+
+/// The name of the user deliveries run as.
+fn nobody() -> String {
+    let (uid, _) = runner();
+    nix::unistd::User::from_uid(uid.into())
+        .unwrap()
+        .expect("the runner has a name")
+        .name
+}
+
+/// One delivery of `input`, with the log on stderr.
+fn deliver(h: &Home, input: &[u8]) -> Run {
+    run_cmd(command(h, &ARGS), input)
 }
 
 /// The log lines of a run (deliver writes them to stderr in tests).
@@ -77,10 +108,12 @@ fn spamc_files_gtube_into_junk_and_a_stopped_spamd_fails_open() {
     let port = spamd.port.to_string();
     // -x: spamc exits non-zero when spamd cannot be reached (its default
     // is to copy the message through and exit 0, which deliver could not
-    // tell from a verdict); one connection attempt, not three.
+    // tell from a verdict); -l: its errors on stderr, not syslog; one
+    // connection attempt, not three.
     let rule = filter_rule(&[
         "spamc",
         "-x",
+        "-l",
         "--connect-retries",
         "1",
         "-d",
@@ -90,7 +123,7 @@ fn spamc_files_gtube_into_junk_and_a_stopped_spamd_fails_open() {
     ]);
     let h = home("program_time_limit = 60", &rule);
 
-    let r = h.deliver(&gtube());
+    let r = deliver(&h, &gtube());
     assert_eq!(r.code, 0, "{}\n{}", r.stderr, spamd.log());
     let d = h.delivered();
     assert_eq!(
@@ -103,7 +136,7 @@ fn spamc_files_gtube_into_junk_and_a_stopped_spamd_fails_open() {
     assert!(junk.contains("X-Spam-Flag: YES"), "{junk}");
 
     let h = home("program_time_limit = 60", &rule);
-    let r = h.deliver(&ham());
+    let r = deliver(&h, &ham());
     assert_eq!(r.code, 0, "{}", r.stderr);
     let d = h.delivered();
     assert_eq!(d.keys().collect::<Vec<_>>(), [""], "{d:?}\n{}", r.stderr);
@@ -112,7 +145,7 @@ fn spamc_files_gtube_into_junk_and_a_stopped_spamd_fails_open() {
 
     spamd.stop();
     let h = home("program_time_limit = 60", &rule);
-    let r = h.deliver(&gtube());
+    let r = deliver(&h, &gtube());
     delivered_unchanged(&h, &r, &gtube());
     let l = log(&r);
     assert!(l.contains("through"), "the log names the rule: {l}");
@@ -127,13 +160,11 @@ fn spamc_files_gtube_into_junk_and_a_stopped_spamd_fails_open() {
 fn misbehaving(settings: &str, argv: &[&str], why: &str) {
     let h = home(settings, &filter_rule(argv));
     let input = gtube();
-    let (r, rss_kib) = run_measured(
-        h.command(&["-f", "sender@example.org", "-a", "user@example.com"]),
-        &input,
-    );
+    let (r, rss_kib) = run_measured(command(&h, &ARGS), &input);
     delivered_unchanged(&h, &r, &input);
     let l = log(&r);
     assert!(l.contains(why), "want {why:?} in the log: {l}");
+    eprintln!("max RSS of deliver and the programs it waited for: {rss_kib} KiB");
     assert!(rss_kib < 100 * 1024, "max RSS {rss_kib} KiB");
 }
 
@@ -186,7 +217,7 @@ fn a_filter_that_cannot_start_fails_open() {
 fn pipe_home(code: i32) -> Home {
     let h = home(
         "",
-        "[[rule]]\nname = \"to-prog\"\npipe = [\"~/bin/prog\", \"arg one\"]\n",
+        "[[rule]]\nname = \"to-prog\"\nheader = \"From\"\npipe = [\"~/bin/prog\", \"arg one\"]\n",
     );
     let bin = h.home.join("bin");
     fs::create_dir(&bin).unwrap();
@@ -207,7 +238,16 @@ fn pipe_home(code: i32) -> Home {
 fn a_pipe_that_exits_0_takes_the_message() {
     let h = pipe_home(0);
     let input = ham();
-    let mut c = h.command(&["-f", "sender@example.org", "-a", "user+tag@example.com"]);
+    let mut c = command(
+        &h,
+        &[
+            "--log-stderr",
+            "-f",
+            "sender@example.org",
+            "-a",
+            "user+tag@example.com",
+        ],
+    );
     c.env("DELIVER_TEST_SECRET", "leaked");
     let r = run_cmd(c, &input);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -224,6 +264,8 @@ fn a_pipe_that_exits_0_takes_the_message() {
     assert_eq!(read("cwd").trim_end(), h.home.to_str().unwrap());
     let env = read("env");
     let home = format!("HOME={}", h.home.display());
+    let user = format!("USER={}", nobody());
+    let logname = format!("LOGNAME={}", nobody());
     for want in [
         "SENDER=sender@example.org",
         "RECIPIENT=user+tag@example.com",
@@ -231,6 +273,8 @@ fn a_pipe_that_exits_0_takes_the_message() {
         "DOMAIN=example.com",
         "PATH=/usr/local/bin:/usr/bin:/bin",
         home.as_str(),
+        user.as_str(),
+        logname.as_str(),
     ] {
         assert!(env.lines().any(|l| l == want), "want {want}: {env}");
     }
@@ -240,7 +284,7 @@ fn a_pipe_that_exits_0_takes_the_message() {
 #[test]
 fn a_pipe_that_exits_75_defers_with_nothing_filed() {
     let h = pipe_home(75);
-    let r = h.deliver(&ham());
+    let r = deliver(&h, &ham());
     assert_eq!(r.code, 75, "{}", r.stderr);
     assert!(r.first_line().starts_with("4."), "{}", r.stderr);
     assert_eq!(h.count(), 0);
@@ -252,7 +296,7 @@ fn a_pipe_that_exits_75_defers_with_nothing_filed() {
 fn a_pipe_that_fails_files_into_the_inbox() {
     let h = pipe_home(1);
     let input = ham();
-    let r = h.deliver(&input);
+    let r = deliver(&h, &input);
     delivered_unchanged(&h, &r, &input);
     let l = log(&r);
     assert!(l.contains("to-prog") && l.contains("status 1"), "{l}");
@@ -272,9 +316,9 @@ fn dovecot_shows_a_message_filed_as_seen_with_the_seen_flag() {
         "From: notifications@service.example\nTo: user@example.com\nSubject: your build passed\n",
         "ok\n",
     );
-    let r = h.deliver(&note);
+    let r = deliver(&h, &note);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let r = h.deliver(&ham());
+    let r = deliver(&h, &ham());
     assert_eq!(r.code, 0, "{}", r.stderr);
 
     let dovecot = dovecot::Dovecot::start(&h.maildir, h.uid, h.gid);

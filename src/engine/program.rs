@@ -27,7 +27,9 @@
 //!   `SASL_SENDER`. A value deliver does not know is left out, as local(8)
 //!   leaves it out. Values carry no control characters (the envelope
 //!   replaced them); no shell reads them, so nothing else is replaced.
-//! - **Working directory**: `HOME` (`/` when the recipient has none).
+//! - **Working directory**: `HOME`, or `/` when the recipient has none or
+//!   it is not a directory (`nobody`'s `/nonexistent`): the program runs
+//!   all the same.
 //! - **Its own process group.** At the time limit the whole group is
 //!   killed (SIGKILL) and the program reaped; so is a filter whose output
 //!   is over the limit or is not a message. A program that exits is reaped;
@@ -454,7 +456,7 @@ impl<'a> Run<'a> {
         cmd.args(&argv[1..])
             .env_clear()
             .envs(env.vars().iter().map(|(k, v)| (k, v)))
-            .current_dir(env.home().unwrap_or(Path::new("/")))
+            .current_dir(env.home().filter(|h| h.is_dir()).unwrap_or(Path::new("/")))
             .process_group(0)
             .stdin(Stdio::piped())
             .stdout(if stdout {
