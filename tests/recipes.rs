@@ -54,10 +54,15 @@ fn install(name: &str) -> Recipe {
 
 impl Recipe {
     fn command(&self, sender: &str, recipient: &str) -> Command {
-        let mut c = self.home.bare_command(&["-f", sender, "-a", recipient, "--log-stderr"]);
+        let mut c = self
+            .home
+            .bare_command(&["-f", sender, "-a", recipient, "--log-stderr"]);
+        // As local(8) runs it: USER names the recipient, whose home is HOME.
+        c.env("USER", user_name(self.home.uid));
         c.arg("--maildir").arg(&self.home.maildir);
         c.arg("--user-rules").arg(&self.rules);
-        c.arg("--rules").arg(self.home.system_rules.as_ref().unwrap());
+        c.arg("--rules")
+            .arg(self.home.system_rules.as_ref().unwrap());
         c
     }
 
@@ -131,7 +136,11 @@ fn every_recipe_is_checked_clean() {
         c.arg("--user-rules").arg(&r.rules);
         c.arg("--rules").arg(r.home.system_rules.as_ref().unwrap());
         let out = run_cmd(c, b"");
-        assert_eq!(out.code, 0, "deliver check of recipe {name}:\n{}{}", out.stdout, out.stderr);
+        assert_eq!(
+            out.code, 0,
+            "deliver check of recipe {name}:\n{}{}",
+            out.stdout, out.stderr
+        );
         assert!(
             !out.stdout.contains("warning") && !out.stderr.contains("warning"),
             "recipe {name} has warnings:\n{}{}",
@@ -150,38 +159,71 @@ fn list_folder_by_id() {
     ));
     assert_eq!(r.folder_names(), names(&["Lists.rust-users"]));
     r.empty();
-    r.deliver(&msg("From: someone@example.net\nSubject: not a list\n", "b\n"));
+    r.deliver(&msg(
+        "From: someone@example.net\nSubject: not a list\n",
+        "b\n",
+    ));
     assert_eq!(r.folder_names(), names(&[""]));
 }
 
 #[test]
 fn from_address_to_folder() {
     let r = install("from-address-to-folder");
-    r.deliver(&msg("From: The Boss <boss@corp.example>\nSubject: s\n", "b\n"));
+    r.deliver(&msg(
+        "From: The Boss <boss@corp.example>\nSubject: s\n",
+        "b\n",
+    ));
     assert_eq!(r.folder_names(), names(&["Boss"]));
     r.empty();
-    r.deliver(&msg("From: \"boss@corp.example\" <attacker@evil.test>\nSubject: s\n", "b\n"));
-    assert_eq!(r.folder_names(), names(&[""]), "a display name is not the address");
+    r.deliver(&msg(
+        "From: \"boss@corp.example\" <attacker@evil.test>\nSubject: s\n",
+        "b\n",
+    ));
+    assert_eq!(
+        r.folder_names(),
+        names(&[""]),
+        "a display name is not the address"
+    );
 }
 
 #[test]
 fn address_book_whitelist() {
     let r = install("address-book-whitelist");
-    let spam = |from: &str| msg(&format!("From: {from}\nX-Spam-Flag: YES\nSubject: s\n"), "b\n");
+    let spam = |from: &str| {
+        msg(
+            &format!("From: {from}\nX-Spam-Flag: YES\nSubject: s\n"),
+            "b\n",
+        )
+    };
     r.deliver(&spam("Alice <alice@friends.example>"));
-    assert_eq!(r.folder_names(), names(&[""]), "a friend's flagged mail stays in the Inbox");
+    assert_eq!(
+        r.folder_names(),
+        names(&[""]),
+        "a friend's flagged mail stays in the Inbox"
+    );
     r.empty();
     r.deliver(&spam("mum@family.example"));
-    assert_eq!(r.folder_names(), names(&[""]), "a domain in the book counts");
+    assert_eq!(
+        r.folder_names(),
+        names(&[""]),
+        "a domain in the book counts"
+    );
     r.empty();
     r.deliver(&spam("stranger@elsewhere.example"));
-    assert_eq!(r.folder_names(), names(&["Junk"]), "a stranger's flagged mail is junk");
+    assert_eq!(
+        r.folder_names(),
+        names(&["Junk"]),
+        "a stranger's flagged mail is junk"
+    );
 }
 
 #[test]
 fn mark_read() {
     let r = install("mark-read");
-    r.deliver(&msg("From: notifications@service.example\nSubject: s\n", "b\n"));
+    r.deliver(&msg(
+        "From: notifications@service.example\nSubject: s\n",
+        "b\n",
+    ));
     assert_eq!(r.folder_names(), names(&["Notifications"]));
     let folder = r.home.maildir.join(".Notifications");
     assert!(r.home.files_in(".Notifications/new").is_empty());
@@ -197,7 +239,10 @@ fn mark_read() {
 #[test]
 fn subject_tag() {
     let r = install("subject-tag");
-    let input = msg("From: x@example.net\nX-Spam-Flag: YES\nSubject: cheap pills\n", "body\n");
+    let input = msg(
+        "From: x@example.net\nX-Spam-Flag: YES\nSubject: cheap pills\n",
+        "body\n",
+    );
     r.deliver(&input);
     let f = r.folders();
     assert_eq!(f.len(), 1);
@@ -214,12 +259,18 @@ fn subject_tag() {
     r.deliver(&input);
     let f = r.folders();
     let text = String::from_utf8(f[0].1[0].clone()).unwrap();
-    assert!(text.contains("\nSubject: [SPAM] =?UTF-8?B?w6lsw6h2ZQ==?=\n"), "{text}");
+    assert!(
+        text.contains("\nSubject: [SPAM] =?UTF-8?B?w6lsw6h2ZQ==?=\n"),
+        "{text}"
+    );
     r.empty();
     // Ham is not touched at all.
     let input = msg("From: x@example.net\nSubject: lunch\n", "body\n");
     r.deliver(&input);
-    assert_eq!(r.folders(), vec![(String::new(), vec![without_from(&input).to_vec()])]);
+    assert_eq!(
+        r.folders(),
+        vec![(String::new(), vec![without_from(&input).to_vec()])]
+    );
 }
 
 #[test]
@@ -236,8 +287,15 @@ fn backup_copy() {
         ]
     );
     r.empty();
-    r.deliver(&msg("From: x@example.net\nX-Spam-Flag: YES\nSubject: s\n", "b\n"));
-    assert_eq!(r.folder_names(), names(&["Backup", "Junk"]), "the spam routing goes on");
+    r.deliver(&msg(
+        "From: x@example.net\nX-Spam-Flag: YES\nSubject: s\n",
+        "b\n",
+    ));
+    assert_eq!(
+        r.folder_names(),
+        names(&["Backup", "Junk"]),
+        "the spam routing goes on"
+    );
 }
 
 #[test]
@@ -253,7 +311,10 @@ fn pipe_copy() {
     .unwrap();
     fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
     chown_tree(&bin, r.home.uid, r.home.gid);
-    let input = msg("From: alerts@monitor.example\nSubject: disk full\n", "sda1\n");
+    let input = msg(
+        "From: alerts@monitor.example\nSubject: disk full\n",
+        "sda1\n",
+    );
     r.deliver_as("monitor@example.net", "user@example.com", &input);
     let want = without_from(&input).to_vec();
     assert_eq!(r.folders(), vec![(String::new(), vec![want.clone()])]);
@@ -266,7 +327,10 @@ fn pipe_copy() {
     fs::remove_file(r.home.home.join("alert.eml")).unwrap();
     r.deliver(&msg("From: someone@example.net\nSubject: s\n", "b\n"));
     assert_eq!(r.folder_names(), names(&[""]));
-    assert!(!r.home.home.join("alert.eml").exists(), "only alerts are piped");
+    assert!(
+        !r.home.home.join("alert.eml").exists(),
+        "only alerts are piped"
+    );
 }
 
 #[test]
@@ -280,8 +344,16 @@ fn plus_detail() {
     assert_eq!(r.folder_names(), names(&[""]), "no detail, the Inbox");
     r.empty();
     let out = r.deliver_as("a@example.net", "user+..@example.com", &m);
-    assert_eq!(r.folder_names(), names(&[""]), "a bad folder name files into the Inbox");
-    assert!(out.stderr.contains(".."), "the log says why:\n{}", out.stderr);
+    assert_eq!(
+        r.folder_names(),
+        names(&[""]),
+        "a bad folder name files into the Inbox"
+    );
+    assert!(
+        out.stderr.contains(".."),
+        "the log says why:\n{}",
+        out.stderr
+    );
 }
 
 /// The spamc recipe against a real spamd on the default host and port
@@ -290,7 +362,10 @@ fn plus_detail() {
 #[test]
 fn spamc() {
     if !is_root() || which("spamd").is_none() || which("unshare").is_none() {
-        assert!(std::env::var_os("CI").is_none(), "CI must run the spamc recipe");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the spamc recipe"
+        );
         eprintln!("skipped: needs root, spamd and unshare");
         return;
     }
@@ -311,9 +386,10 @@ fn spamc() {
         cmdline.push_str(&shell_quote(&a.to_string_lossy()));
     }
     let as_user = format!(
-        "setpriv --reuid={} --regid={} --clear-groups env -i PATH=/usr/bin:/bin HOME={} {cmdline} < {}",
+        "setpriv --reuid={} --regid={} --clear-groups env -i PATH=/usr/bin:/bin USER={} HOME={} {cmdline} < {}",
         r.home.uid,
         r.home.gid,
+        user_name(r.home.uid),
         shell_quote(&r.home.home.to_string_lossy()),
         shell_quote(&input.to_string_lossy())
     );
@@ -335,11 +411,20 @@ kill $pid; wait $pid 2>/dev/null
 "#,
         d = dir.path().display()
     );
-    let out = Command::new("unshare").arg("-n").arg("bash").arg("-c").arg(&script).output().unwrap();
+    let out = Command::new("unshare")
+        .arg("-n")
+        .arg("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let up_err = fs::read_to_string(dir.path().join("up.err")).unwrap_or_default();
     let down_err = fs::read_to_string(dir.path().join("down.err")).unwrap_or_default();
-    assert!(stdout.contains("up 0") && stdout.contains("down 0"), "{stdout}\n{up_err}\n{down_err}");
+    assert!(
+        stdout.contains("up 0") && stdout.contains("down 0"),
+        "{stdout}\n{up_err}\n{down_err}"
+    );
     let f = r.folders();
     assert_eq!(
         f.iter().map(|(n, v)| (n.as_str(), v.len())).collect::<Vec<_>>(),
@@ -348,8 +433,19 @@ kill $pid; wait $pid 2>/dev/null
     );
     let junk = String::from_utf8_lossy(&f[1].1[0]).into_owned();
     assert!(junk.contains("X-Spam-Flag: YES"), "{junk}");
-    assert_eq!(f[0].1[0], without_from(&gtube), "delivered unchanged without spamd");
+    assert_eq!(
+        f[0].1[0],
+        without_from(&gtube),
+        "delivered unchanged without spamd"
+    );
     assert!(down_err.contains("filter"), "the log says why:\n{down_err}");
+}
+
+fn user_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .unwrap()
+        .expect("the test user exists")
+        .name
 }
 
 fn which(program: &str) -> Option<PathBuf> {
@@ -369,7 +465,8 @@ fn shell_quote(s: &str) -> String {
 /// Every ```toml block of docs/MIGRATING.md is a recipe's rules file.
 #[test]
 fn migrating_examples_are_recipes() {
-    let doc = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/MIGRATING.md")).unwrap();
+    let doc =
+        fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/MIGRATING.md")).unwrap();
     let mut recipes = Vec::new();
     for e in fs::read_dir(RECIPES).unwrap() {
         let p = e.unwrap().path().join("rules.toml");
@@ -388,5 +485,8 @@ fn migrating_examples_are_recipes() {
         blocks += 1;
         rest = &after[end + 3..];
     }
-    assert!(blocks >= 9, "every recipe is in the guide ({blocks} blocks)");
+    assert!(
+        blocks >= 9,
+        "every recipe is in the guide ({blocks} blocks)"
+    );
 }
