@@ -137,3 +137,17 @@ fn the_conffile_as_shipped_means_the_default_rules() {
         "{stdout}"
     );
 }
+
+#[test]
+fn the_package_changelog_names_this_version() {
+    // cargo-deb takes the package's version from Cargo.toml; the Debian
+    // changelog's latest entry must be that version, revision 1.
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("package/changelog");
+    let text = fs::read_to_string(p).unwrap();
+    let want = format!("deliver ({}-1) ", env!("CARGO_PKG_VERSION"));
+    assert!(
+        text.starts_with(&want),
+        "{want:?}: {}",
+        text.lines().next().unwrap_or("")
+    );
+}
