@@ -121,12 +121,6 @@ pub fn check_report(system: Option<&Path>, user: Option<&Path>, uid: u32) -> Rep
             Ok((layer, spec)) => {
                 diags.extend(map_results(&layer));
                 notes = cache_notes(&layer);
-                if spec.is_empty() {
-                    notes.push(format!(
-                        "{}: sets nothing: the embedded default rules apply",
-                        sys_path.display()
-                    ));
-                }
                 notes.extend(system_rules_cache(&sys_path, &text, &spec));
             }
             Err(d) => diags.extend(d),
