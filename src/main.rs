@@ -133,6 +133,12 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Print the shell completion script for SHELL (the package installs
+    /// this output for bash, zsh and fish).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// The plain command lines that Postfix and scripts give, parsed without
@@ -245,6 +251,38 @@ fn options(cli: &Cli) -> load::Options {
     }
 }
 
+/// The one line a usage error becomes (it ends up in Postfix's log and
+/// DSN): clap's first line, and the nearest option, subcommand or value
+/// clap found for a mistyped one.
+fn usage_text(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let msg = e.to_string();
+    let first = msg
+        .lines()
+        .next()
+        .unwrap_or("usage error")
+        .trim_start_matches("error: ");
+    let mut similar = Vec::new();
+    for kind in [
+        ContextKind::SuggestedArg,
+        ContextKind::SuggestedSubcommand,
+        ContextKind::SuggestedValue,
+    ] {
+        match e.get(kind) {
+            Some(ContextValue::String(s)) => similar.push(format!("'{s}'")),
+            Some(ContextValue::Strings(v)) => similar.extend(v.iter().map(|s| format!("'{s}'"))),
+            _ => {}
+        }
+    }
+    match similar.is_empty() {
+        true => format!("deliver: {first} (see deliver(1))"),
+        false => format!(
+            "deliver: {first}; did you mean {}? (see deliver(1))",
+            similar.join(" or ")
+        ),
+    }
+}
+
 /// Prints a failure's status line for Postfix and returns its exit code.
 fn report_failure(f: &Failure, log: &Logger) -> u8 {
     let _ = writeln!(std::io::stderr(), "{}", f.status_line());
@@ -271,16 +309,19 @@ fn real_main(log_stderr_hint: bool) -> u8 {
         }
         Err(e) => {
             // A usage error is the admin's to fix: defer, never bounce.
-            let msg = e.to_string();
-            let first = msg
-                .lines()
-                .next()
-                .unwrap_or("usage error")
-                .trim_start_matches("error: ");
-            let f = Failure::usage(format!("deliver: {first} (see deliver(1))"));
+            let f = Failure::usage(usage_text(&e));
             return report_failure(&f, &Logger::new(log_stderr_hint));
         }
     };
+    if let Some(Command::Completions { shell }) = cli.command {
+        use clap::CommandFactory;
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "deliver", &mut script);
+        return match std::io::stdout().write_all(&script) {
+            Ok(()) => 0,
+            Err(_) => 1,
+        };
+    }
     if let Some(Command::Check {
         rules,
         user_rules,

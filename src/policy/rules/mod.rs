@@ -1133,6 +1133,12 @@ pub(crate) fn load_spec(
     opts: &OpenOptions,
 ) -> Result<(Layer, FileSpec), Vec<Diag>> {
     let spec = parse_spec(text, file)?;
+    // A system file that sets nothing (only comments, as the Debian package
+    // ships /etc/deliver/rules.toml) means the embedded default, as a
+    // missing one does: not a layer without spam routing.
+    if origin == Origin::System && spec.is_empty() {
+        return Ok((default_layer(), spec));
+    }
     let mut l = Loader::new(file, text, origin, opts);
     // What parsing built counts against the user's budget (crate::policy::budget).
     if let Err(msg) = crate::policy::budget::check() {
@@ -1395,6 +1401,23 @@ mod tests {
         let l = default_layer();
         assert_eq!(l.spam.virus, VirusAction::Discard);
         assert_eq!(l.spam.junk_folder.as_ref().unwrap().name, "Junk");
+    }
+
+    #[test]
+    fn a_system_file_that_sets_nothing_is_the_default() {
+        for text in ["", "\n", "# only\n  # comments\n\n#[spam]\n"] {
+            let l = load(text, Origin::System).unwrap();
+            assert_eq!(l.describe(), "embedded default rules", "{text:?}");
+            assert_eq!(l.spam.junk_folder.as_ref().unwrap().name, "Junk");
+        }
+        // A table, even empty, is a file that says something.
+        let l = load("[settings]\n", Origin::System).unwrap();
+        assert_eq!(l.describe(), "r.toml");
+        assert!(l.spam.junk_folder.is_none());
+        // A user's empty file adds nothing to the system layer.
+        let u = load("# nothing\n", Origin::User).unwrap();
+        assert_eq!(u.describe(), "r.toml");
+        assert!(u.spam.junk_folder.is_none());
     }
 
     #[test]

@@ -237,3 +237,13 @@ pub struct FileSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rule: Vec<RuleSpec>,
 }
+
+impl FileSpec {
+    /// Nothing set: no table, no key (a file of comments and blank lines).
+    pub fn is_empty(&self) -> bool {
+        self.settings.is_none()
+            && self.spam.is_none()
+            && self.access.is_none()
+            && self.rule.is_empty()
+    }
+}
