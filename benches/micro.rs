@@ -129,6 +129,7 @@ fn bench_rules(c: &mut Criterion) {
             body_window: &msg[head.bytes.len()..],
             size: msg.len() as u64,
             limit_hit: None,
+            filters_done: &[],
         };
         c.bench_function(&format!("decide/w1/{name}"), |b| {
             b.iter(|| decide(black_box(&input), &layer, None))
@@ -180,6 +181,7 @@ impl CachedRules {
         let opts = OpenOptions {
             cache_dir: Some(cache.clone()),
             system_cache_dir: Some(cache.clone()),
+            home: None,
         };
         let rules = CachedRules {
             _dir: dir,
@@ -241,6 +243,7 @@ fn bench_maps(c: &mut Criterion) {
     let cached = OpenOptions {
         cache_dir: Some(dir.path().join("cache")),
         system_cache_dir: Some(dir.path().join("cache")),
+        home: None,
     };
     let small_spec = format!("texthash:{}", small.display());
     let big_spec = format!("texthash:{}", big.display());

@@ -104,6 +104,9 @@ struct Cli {
     /// Output format of --test.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
+    /// With --test: run the filters the rules name (they are not run otherwise).
+    #[arg(long = "run-filters", requires = "test")]
+    run_filters: bool,
     /// Client address, as Postfix's CLIENT_ADDRESS.
     #[arg(long = "client-address", value_name = "ADDR")]
     client_address: Option<String>,
@@ -129,6 +132,12 @@ enum Command {
         /// Print nothing; the exit status tells.
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Print the shell completion script for SHELL (the package installs
+    /// this output for bash, zsh and fish).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -160,6 +169,7 @@ fn parse_plain(args: &[OsString]) -> Option<Cli> {
         client_hostname: None,
         helo: None,
         log_stderr: false,
+        run_filters: false,
     };
     let mut format_seen = false;
     let mut it = args.iter().skip(1);
@@ -241,6 +251,38 @@ fn options(cli: &Cli) -> load::Options {
     }
 }
 
+/// The one line a usage error becomes (it ends up in Postfix's log and
+/// DSN): clap's first line, and the nearest option, subcommand or value
+/// clap found for a mistyped one.
+fn usage_text(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let msg = e.to_string();
+    let first = msg
+        .lines()
+        .next()
+        .unwrap_or("usage error")
+        .trim_start_matches("error: ");
+    let mut similar = Vec::new();
+    for kind in [
+        ContextKind::SuggestedArg,
+        ContextKind::SuggestedSubcommand,
+        ContextKind::SuggestedValue,
+    ] {
+        match e.get(kind) {
+            Some(ContextValue::String(s)) => similar.push(format!("'{s}'")),
+            Some(ContextValue::Strings(v)) => similar.extend(v.iter().map(|s| format!("'{s}'"))),
+            _ => {}
+        }
+    }
+    match similar.is_empty() {
+        true => format!("deliver: {first} (see deliver(1))"),
+        false => format!(
+            "deliver: {first}; did you mean {}? (see deliver(1))",
+            similar.join(" or ")
+        ),
+    }
+}
+
 /// Prints a failure's status line for Postfix and returns its exit code.
 fn report_failure(f: &Failure, log: &Logger) -> u8 {
     let _ = writeln!(std::io::stderr(), "{}", f.status_line());
@@ -267,16 +309,19 @@ fn real_main(log_stderr_hint: bool) -> u8 {
         }
         Err(e) => {
             // A usage error is the admin's to fix: defer, never bounce.
-            let msg = e.to_string();
-            let first = msg
-                .lines()
-                .next()
-                .unwrap_or("usage error")
-                .trim_start_matches("error: ");
-            let f = Failure::usage(format!("deliver: {first} (see deliver(1))"));
+            let f = Failure::usage(usage_text(&e));
             return report_failure(&f, &Logger::new(log_stderr_hint));
         }
     };
+    if let Some(Command::Completions { shell }) = cli.command {
+        use clap::CommandFactory;
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "deliver", &mut script);
+        return match std::io::stdout().write_all(&script) {
+            Ok(()) => 0,
+            Err(_) => 1,
+        };
+    }
     if let Some(Command::Check {
         rules,
         user_rules,
@@ -302,7 +347,7 @@ fn real_main(log_stderr_hint: bool) -> u8 {
     }
     let opts = options(&cli);
     if cli.test {
-        return test_mode(opts, cli.format);
+        return test_mode(opts, cli.format, cli.run_filters);
     }
     let log = Logger::new(cli.log_stderr);
     #[cfg(debug_assertions)]
@@ -337,7 +382,7 @@ fn deliver_once(opts: load::Options, log: Logger) -> Result<(), (Failure, Logger
 }
 
 /// `--test`: the same loading and decision as a delivery, printed.
-fn test_mode(opts: load::Options, format: Format) -> u8 {
+fn test_mode(opts: load::Options, format: Format, run_filters: bool) -> u8 {
     let fail = |f: &Failure| {
         let _ = writeln!(std::io::stderr(), "deliver --test: {}", f.status_line());
         1
@@ -353,7 +398,7 @@ fn test_mode(opts: load::Options, format: Format) -> u8 {
         Ok(e) => e,
         Err((f, _)) => return fail(&f),
     };
-    match engine.dry_run(std::io::stdin().lock(), &envelope, &who) {
+    match engine.dry_run(std::io::stdin().lock(), &envelope, &who, run_filters) {
         Ok(dr) => {
             let out = match format {
                 Format::Text => report::text(&dr),

@@ -38,6 +38,7 @@ fn run_with(headers: &str, system: &str, user: Option<&str>, body: &str) -> Deci
         body_window: body.as_bytes(),
         size: (block.len() + body.len()) as u64,
         limit_hit: None,
+        filters_done: &[],
     };
     decide(&input, &sys, usr.as_ref())
 }

@@ -246,3 +246,25 @@ fn only_three_exit_statuses_whatever_the_arguments() {
         }
     }
 }
+
+#[test]
+fn a_mistyped_option_defers_and_names_the_nearest() {
+    // A typo in main.cf's mailbox_command: Postfix defers (75), and the
+    // status line it logs says what was meant. Nothing is delivered.
+    let h = Home::new();
+    let input = msg("Subject: x\n", "x\n");
+    for (args, want) in [
+        (
+            &["--tset", "-f", "a@b", "-a", "c@d"][..],
+            "did you mean '--test'?",
+        ),
+        (&["-f", "a@b", "--rulse", "/r"], "did you mean '--rules'?"),
+        (&["--test", "--format", "jsno"], "did you mean 'json'?"),
+        (&["chek"], "did you mean 'check'?"),
+    ] {
+        let r = h.run(args, &input);
+        expect(&format!("{args:?}"), &r, 75, "4.3.5 ");
+        assert!(r.first_line().contains(want), "{args:?}: {}", r.stderr);
+        assert_eq!(h.count(), 0);
+    }
+}

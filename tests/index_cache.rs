@@ -63,6 +63,7 @@ fn opts(dir: &Path) -> OpenOptions {
     OpenOptions {
         cache_dir: Some(dir.to_path_buf()),
         system_cache_dir: Some(dir.to_path_buf()),
+        home: None,
     }
 }
 
@@ -497,6 +498,7 @@ fn roots_index_of_a_users_own_table_is_trusted() {
     let o = OpenOptions {
         cache_dir: None,
         system_cache_dir: Some(scratch.clone()),
+        home: None,
     };
     TextHash::open("t", &table, &o).unwrap();
     let meta = fs::metadata(&table).unwrap();

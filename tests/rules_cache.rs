@@ -32,6 +32,7 @@ fn load(path: &Path, cache: &Path, defer: bool) -> Layer {
     let opts = OpenOptions {
         cache_dir: Some(cache.to_path_buf()),
         system_cache_dir: Some(cache.to_path_buf()),
+        home: None,
     };
     match cache::load(file, &meta, path, Origin::User, &opts, defer) {
         Ok(l) => l,
@@ -58,6 +59,7 @@ fn decide_with(headers: &Headers, block: &str, layer: &Layer) -> Decision {
         body_window: b"",
         size: block.len() as u64,
         limit_hit: None,
+        filters_done: &[],
     };
     let system = deliver::policy::rules::load_str(
         "[spam]\ndialects = []\n",

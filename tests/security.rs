@@ -411,6 +411,7 @@ fn a_forged_index_of_a_system_table_is_ignored() {
     let o = OpenOptions {
         cache_dir: Some(scratch.clone()),
         system_cache_dir: Some(scratch.clone()),
+        home: None,
     };
     TextHash::open("t", &table, &o).unwrap();
     let before = fs::metadata(&table).unwrap();

@@ -295,6 +295,8 @@ pub fn out_of_memory(size: usize) -> ! {
 /// Removes the tracked tmp/ files, writes `line` as the status line and
 /// to syslog, and exits with `code`.
 fn emergency_exit(line: &Buf, code: i32) -> ! {
+    // A filter or pipe program running now dies with the delivery.
+    crate::engine::program::kill_running();
     for s in &SLOTS {
         let len = s.len.load(SeqCst);
         if len == 0 {

@@ -35,6 +35,9 @@ pub struct UserRules {
     /// Why the user's file was not used, when it exists but was ignored.
     pub ignored: Option<String>,
     pub path: Option<PathBuf>,
+    /// The user layer's rules cache while its rules are compiled for the
+    /// message at hand (`restore_user` puts it back, for a filter's output).
+    pub cached: Option<Deferred>,
 }
 
 /// A variable of the process environment (Postfix's `SENDER`, ...), for
@@ -82,6 +85,7 @@ pub fn load_system(
     let opts = OpenOptions {
         cache_dir: cache,
         system_cache_dir: Some(PathBuf::from(crate::policy::maps::index::SYSTEM_CACHE_DIR)),
+        home: None,
     };
     cache::load(file, &meta, &path, Origin::System, &opts, defer).map_err(|e| match e {
         LoadError::Read(e) => Failure::config(format!("system rules {e}")),
@@ -196,6 +200,7 @@ fn user_cache_opts(system: &Layer, who: &Recipient) -> OpenOptions {
             .clone()
             .or_else(|| cache_dir(who.home.as_deref())),
         system_cache_dir: Some(system_cache_dir(system)),
+        home: who.home.clone(),
     }
 }
 
@@ -305,14 +310,17 @@ fn complete_user(
 ) -> Result<(), Failure> {
     if let Some(layer) = &mut user.layer {
         if let Some(d) = layer.deferred.take() {
-            if let Err(why) = user_budget(|| d.complete(layer, headers)) {
-                log.warn(&format!(
-                    "rules cache of {}: {why}; loading the file",
-                    layer.describe()
-                ));
-                let path = user.path.clone().unwrap_or_default();
-                let opts = user_cache_opts(system, who);
-                (user.layer, user.ignored) = load_user(&path, who.uid, &opts, false)?;
+            match user_budget(|| d.complete(layer, headers)) {
+                Ok(_) => user.cached = Some(d),
+                Err(why) => {
+                    log.warn(&format!(
+                        "rules cache of {}: {why}; loading the file",
+                        layer.describe()
+                    ));
+                    let path = user.path.clone().unwrap_or_default();
+                    let opts = user_cache_opts(system, who);
+                    (user.layer, user.ignored) = load_user(&path, who.uid, &opts, false)?;
+                }
             }
         }
     }
@@ -326,6 +334,16 @@ pub fn restore_system(system: &mut Layer, cached: Option<Deferred>) {
         system.rules.clear();
         system.header_groups.clear();
         system.deferred = Some(d);
+    }
+}
+
+/// Puts the user layer's rules cache back, so that `complete_layers` can
+/// compile the rules for another header block (a filter's output).
+pub fn restore_user(user: &mut UserRules) {
+    if let (Some(d), Some(layer)) = (user.cached.take(), user.layer.as_mut()) {
+        layer.rules.clear();
+        layer.header_groups.clear();
+        layer.deferred = Some(d);
     }
 }
 

@@ -22,6 +22,7 @@ pub mod effects;
 pub mod inflight;
 pub mod load;
 pub mod privs;
+pub mod program;
 pub mod sendmail;
 
 use self::load::{Options, UserRules};
@@ -31,12 +32,13 @@ use crate::input::envelope::{Envelope, Flags};
 use crate::input::message::{self, Spooled};
 use crate::output::exit::Failure;
 use crate::output::log::{Line, Logger};
-use crate::policy::decide::{decide, Decision, Input};
-use crate::policy::plan::{Action, Delivery};
+use crate::policy::decide::{decide, Decision, FilterId, Input, Step, StepKind, StepLayer};
+use crate::policy::plan::Delivery;
 use crate::policy::rules::Layer;
 use crate::store::maildir::{self, Maildir};
 use crate::testhook;
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -138,40 +140,69 @@ impl Engine {
         testhook::pause("maildir-open");
         let mut tmp = Tracked::create(&md, flight)?;
         testhook::pause("tmp-created");
-        let sp = message::read(input, &limits, &mut testhook::Partial::new(tmp.file()))?;
+        let mut sp = message::read(input, &limits, &mut testhook::Partial::new(tmp.file()))?;
         testhook::pause("tmp-written");
-        let cached = load::complete_layers(
-            &mut self.system,
-            &mut user,
-            &sp.head.headers,
-            &self.opts,
-            who,
-            &self.log,
-        )?;
-        if let Some(why) = &user.ignored {
-            self.log.warn(&format!("ignoring user rules: {why}"));
-        }
         let env = Envelope::resolve(
             flags,
             &load::read_env,
             sp.head.envelope_from_line(),
             &sp.head.headers,
         );
-        let d = decide_for(&sp, &env, &self.system, user.layer.as_ref());
-        load::restore_system(&mut self.system, cached);
+        // The decision, again after each filter on its output: only the
+        // last one is executed (`crate::policy::decide`).
+        let mut ran: Vec<FilterId> = Vec::new();
+        let mut filtered: Vec<String> = Vec::new();
+        let d = loop {
+            let cached = load::complete_layers(
+                &mut self.system,
+                &mut user,
+                &sp.head.headers,
+                &self.opts,
+                who,
+                &self.log,
+            )?;
+            if ran.is_empty() {
+                if let Some(why) = &user.ignored {
+                    self.log.warn(&format!("ignoring user rules: {why}"));
+                }
+            }
+            let d = decide_for(&sp, &env, &self.system, user.layer.as_ref(), &ran);
+            load::restore_system(&mut self.system, cached);
+            load::restore_user(&mut user);
+            let Some(req) = d.filter else { break d };
+            ran.push(req.id);
+            let settings = &self.system.settings;
+            let outcome = if sp.size > settings.filter_size_limit {
+                Err(format!(
+                    "message of {} bytes over filter_size_limit {}",
+                    sp.size, settings.filter_size_limit
+                ))
+            } else {
+                run_filter(&md, flight, &tmp, &sp, &env, who, settings, &req.argv)
+            };
+            match outcome {
+                Ok((t, s)) => {
+                    tmp = t;
+                    sp = s;
+                    filtered.push(format!("{}:ok", req.rule));
+                }
+                Err(why) => {
+                    self.log.warn(&format!(
+                        "filter {} ({}): {why}; the message goes on unchanged",
+                        req.rule,
+                        req.argv.join(" ")
+                    ));
+                    filtered.push(format!("{}:failed", req.rule));
+                }
+            }
+        };
         drop(user);
         for l in &d.log {
             self.log.info(l);
         }
-        let done = self.execute(&md, tmp, &sp, &d, flight)?;
-        self.log.info(&log_line(
-            &env,
-            &sp,
-            done.size,
-            &d,
-            done.folder.as_deref(),
-            start,
-        ));
+        let done = self.execute(&md, tmp, &sp, &d, &env, who, flight)?;
+        self.log
+            .info(&log_line(&env, &sp, &d, &done, &filtered, start));
         md.clean_tmp(std::time::SystemTime::now());
         match crate::output::exit::failure_of(&d.plan.disposition) {
             Some(f) => Err(f),
@@ -179,76 +210,114 @@ impl Engine {
         }
     }
 
-    /// Executes a plan's actions in order. The failure rule of each
-    /// action is in `crate::policy::plan`; the disposition is the caller's.
+    /// Executes a plan in the order `crate::policy::plan` documents, with
+    /// its failure rules: the edits (one edited tmp/ file), the pipes,
+    /// then one fsync and a link into each folder. The disposition is the
+    /// caller's.
+    #[allow(clippy::too_many_arguments)]
     fn execute<'m>(
         &self,
         md: &'m Maildir,
         tmp: Tracked<'m, '_>,
         sp: &Spooled,
         d: &Decision,
+        env: &Envelope,
+        who: &Recipient,
         flight: &Flight,
     ) -> Result<Executed, Failure> {
-        let mut tmp = Some(tmp);
+        let plan = &d.plan;
         let mut done = Executed {
             size: sp.size,
-            folder: None,
+            folders: Vec::new(),
+            pipes: Vec::new(),
         };
-        for action in &d.plan.actions {
-            match action {
-                Action::Deliver(delivery) => {
-                    let t = tmp.take().expect("one delivery per plan");
-                    done = self.file(md, t, sp, delivery, flight)?;
+        if plan.actions.is_empty() {
+            return Ok(done);
+        }
+        // 1. The edits: one edited copy for every action.
+        let mut tmp = if plan.edits.is_empty() {
+            tmp
+        } else {
+            let (t, size) = write_edited(md, flight, tmp, sp, &plan.edits)?;
+            testhook::pause("prepended");
+            done.size = size;
+            t
+        };
+        // 2. The pipes, in order; a failed delivery-pipe files into the Inbox.
+        let mut inbox_instead = false;
+        for p in plan.pipes() {
+            let limits = program::Limits {
+                time: self.system.settings.program_time_limit,
+                output: 0,
+            };
+            let argv = &p.argv;
+            let penv = program::ProgramEnv::new(env, who);
+            match program::pipe(argv, &penv, tmp.file(), &limits) {
+                program::PipeOutcome::Delivered => done.pipes.push(format!("{}:ok", p.rule)),
+                program::PipeOutcome::Defer(why) => {
+                    return Err(Failure::new(
+                        crate::output::exit::Kind::Deferred {
+                            status: PIPE_DEFER_STATUS.into(),
+                        },
+                        format!("pipe {} ({}) asked to defer: {why}", p.rule, argv.join(" ")),
+                    ));
+                }
+                program::PipeOutcome::Failed(why) => {
+                    done.pipes.push(format!("{}:failed", p.rule));
+                    if p.copy {
+                        self.log.warn(&format!(
+                            "copy pipe {} ({}) failed: {why}",
+                            p.rule,
+                            argv.join(" ")
+                        ));
+                    } else {
+                        self.log.warn(&format!(
+                            "pipe {} ({}) failed: {why}; delivered to the Inbox instead",
+                            p.rule,
+                            argv.join(" ")
+                        ));
+                        inbox_instead = true;
+                    }
                 }
             }
         }
-        Ok(done)
-    }
-
-    /// Files the spooled message as `delivery` says: fsync (or a copy with
-    /// the added headers), then the link into the folder's `new/`.
-    fn file<'m>(
-        &self,
-        md: &'m Maildir,
-        mut tmp: Tracked<'m, '_>,
-        sp: &Spooled,
-        delivery: &Delivery,
-        flight: &Flight,
-    ) -> Result<Executed, Failure> {
-        // fsync only what will be linked into new/: not a message that is
-        // discarded, rejected or deferred, nor the copy PREPEND replaces.
-        let (tmp, size) = if delivery.add_headers.is_empty() {
-            if let Err(e) = tmp.file().sync_all() {
-                let what = format!("fsync {}", md.path().join("tmp").display());
-                return Err(Failure::from_io(what, &e));
-            }
-            testhook::pause("tmp-synced");
-            (tmp, sp.size)
-        } else {
-            let p = prepend_headers(md, flight, tmp, &delivery.add_headers, eol(&sp.head))?;
-            testhook::pause("prepended");
-            p
+        // 3. One fsync, then a link into each folder (the same inode).
+        let inbox = Delivery {
+            folder: None,
+            flags: String::new(),
         };
-        let delivered = tmp.commit(md, delivery.folder.as_ref(), size)?;
+        let extra = inbox_instead && !plan.deliveries().any(|d| d.folder.is_none());
+        let deliveries: Vec<&Delivery> = plan.deliveries().chain(extra.then_some(&inbox)).collect();
+        if deliveries.is_empty() {
+            return Ok(done);
+        }
+        if let Err(e) = tmp.file().sync_all() {
+            let what = format!("fsync {}", md.path().join("tmp").display());
+            return Err(Failure::from_io(what, &e));
+        }
+        testhook::pause("tmp-synced");
+        let size = done.size;
+        let linked = tmp.commit_all(md, &deliveries, size)?;
         testhook::pause("delivered");
-        if let Some(why) = &delivered.fallback {
-            self.log.warn(&format!(
-                "folder {} unusable, delivered to the Inbox: {why}",
-                delivery.folder.as_ref().map_or("", |f| f.name.as_str())
-            ));
+        for (delivery, delivered) in deliveries.iter().zip(&linked) {
+            if let Some(why) = &delivered.fallback {
+                self.log.warn(&format!(
+                    "folder {} unusable, delivered to the Inbox: {why}",
+                    delivery.folder.as_ref().map_or("", |f| f.name.as_str())
+                ));
+            }
+            if let Some(note) = &delivered.note {
+                self.log.warn(note);
+            }
+            let name = delivered
+                .folder
+                .as_ref()
+                .map_or("INBOX", |f| f.name.as_str());
+            if !done.folders.iter().any(|f| f == name) {
+                done.folders.push(name.to_string());
+            }
         }
-        if let Some(note) = &delivered.note {
-            self.log.warn(note);
-        }
-        let folder = delivered
-            .folder
-            .as_ref()
-            .map_or("INBOX", |f| f.name.as_str())
-            .to_string();
-        Ok(Executed {
-            size,
-            folder: Some(folder),
-        })
+        Ok(done)
     }
 
     /// The dry run: the same loading and decision as a delivery, writing
@@ -258,18 +327,82 @@ impl Engine {
         input: impl Read,
         flags: &Flags,
         who: &Recipient,
+        run_filters: bool,
     ) -> Result<DryRun<'_>, Failure> {
         let user = load::load_user_rules(&self.opts, &self.system, who, false)?;
         let limits = self.system.settings.limits;
-        let spooled = message::read(input, &limits, &mut io::sink())?;
+        let maildir = load::maildir_path(&self.opts, who).ok();
+        // With --run-filters the message is spooled into an unnamed
+        // temporary file for the filters to read; otherwise nothing is
+        // written.
+        let mut spool = if run_filters {
+            Some(unnamed_tmp().map_err(|e| Failure::from_io("a temporary file", &e))?)
+        } else {
+            None
+        };
+        let mut spooled = match &mut spool {
+            Some(f) => message::read(input, &limits, f)?,
+            None => message::read(input, &limits, &mut io::sink())?,
+        };
         let envelope = Envelope::resolve(
             flags,
             &load::read_env,
             spooled.head.envelope_from_line(),
             &spooled.head.headers,
         );
-        let decision = decide_for(&spooled, &envelope, &self.system, user.layer.as_ref());
-        let maildir = load::maildir_path(&self.opts, who).ok();
+        let mut ran: Vec<FilterId> = Vec::new();
+        let mut trace = Vec::new();
+        let decision = loop {
+            let mut d = decide_for(&spooled, &envelope, &self.system, user.layer.as_ref(), &ran);
+            trace.append(&mut d.trace);
+            let Some(req) = d.filter.take() else {
+                d.trace = trace;
+                break d;
+            };
+            ran.push(req.id);
+            let settings = &self.system.settings;
+            let result = match &spool {
+                _ if spooled.size > settings.filter_size_limit => format!(
+                    "skipped: message of {} bytes over filter_size_limit {}",
+                    spooled.size, settings.filter_size_limit
+                ),
+                None => "not run: --test runs filters only with --run-filters; \
+                         the rules go on with the message unchanged"
+                    .to_string(),
+                Some(f) => {
+                    let limits = program::Limits {
+                        time: settings.program_time_limit,
+                        output: settings.filter_output_limit,
+                    };
+                    let mut out =
+                        unnamed_tmp().map_err(|e| Failure::from_io("a temporary file", &e))?;
+                    let argv = &req.argv;
+                    let got = program::filter(
+                        argv,
+                        &program::ProgramEnv::new(&envelope, who),
+                        f,
+                        &limits,
+                        &mut |r: &mut dyn Read| message::read(r, &settings.limits, &mut out),
+                    );
+                    match filter_result(got, &spooled) {
+                        Ok(s) => {
+                            spooled = s;
+                            spool = Some(out);
+                            "ran: the rules run again on its output".to_string()
+                        }
+                        Err(why) => format!("failed: {why}; the message goes on unchanged"),
+                    }
+                }
+            };
+            trace.push(Step {
+                layer: StepLayer::Neither,
+                kind: StepKind::Action,
+                name: format!("filter {}", req.rule),
+                key: Some(req.argv.join(" ")),
+                result,
+                score: None,
+            });
+        };
         Ok(DryRun {
             system: &self.system,
             user,
@@ -281,12 +414,128 @@ impl Engine {
     }
 }
 
+/// An unnamed temporary file for `--test --run-filters` (O_TMPFILE where
+/// the file system has it, else created and removed at once).
+fn unnamed_tmp() -> io::Result<std::fs::File> {
+    let dir = std::env::temp_dir();
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::libc::O_TMPFILE)
+        .mode(0o600)
+        .open(&dir)
+    {
+        Ok(f) => Ok(f),
+        Err(_) => {
+            let p = dir.join(format!("deliver-test.{}", std::process::id()));
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&p)?;
+            let _ = std::fs::remove_file(&p);
+            Ok(f)
+        }
+    }
+}
+
+/// The status of a delivery deferred because a pipe exited 75, as
+/// local(8) gives it for a command.
+const PIPE_DEFER_STATUS: &str = "4.3.0";
+
 /// What the execution of a plan wrote.
 struct Executed {
-    /// The size written (with any added headers), or the size read.
+    /// The size written (with any edits), or the size read.
     size: u64,
-    /// The folder the message went to (`INBOX` for the Inbox).
-    folder: Option<String>,
+    /// The folders the message went to (`INBOX` for the Inbox), in order.
+    folders: Vec<String>,
+    /// Each pipe's rule and result (`RULE:ok`, `RULE:failed`).
+    pipes: Vec<String>,
+}
+
+/// What a filter's outcome means: its output, when it is a message (a
+/// header block with at least one field); else why the original goes on.
+fn filter_result(
+    got: program::FilterOutcome<Spooled>,
+    before: &Spooled,
+) -> Result<Spooled, String> {
+    match got {
+        program::FilterOutcome::Unchanged(why) => Err(why),
+        program::FilterOutcome::Replaced(s) if s.size == 0 => Err("it wrote nothing".into()),
+        program::FilterOutcome::Replaced(s) if s.head.headers.is_empty() => {
+            Err("its output is not a message (no header fields)".into())
+        }
+        program::FilterOutcome::Replaced(mut s) => {
+            // The fields the filter added are the local filter's own: read
+            // first (`crate::policy::spam` trusts the topmost).
+            s.head.headers.promote_added(&before.head.headers);
+            Ok(s)
+        }
+    }
+}
+
+/// Runs a filter on the tmp/ file: its output spooled into a new tracked
+/// tmp/ file (`message::read`), which replaces the message; or why not.
+#[allow(clippy::too_many_arguments)]
+fn run_filter<'m, 'f>(
+    md: &'m Maildir,
+    flight: &'f Flight,
+    tmp: &Tracked<'m, 'f>,
+    sp: &Spooled,
+    env: &Envelope,
+    who: &Recipient,
+    settings: &crate::policy::rules::Settings,
+    argv: &[String],
+) -> Result<(Tracked<'m, 'f>, Spooled), String> {
+    let mut out = Tracked::create(md, flight).map_err(|f| f.to_string())?;
+    let limits = program::Limits {
+        time: settings.program_time_limit,
+        output: settings.filter_output_limit,
+    };
+    let input = md.reopen_tmp(tmp.tmp()).map_err(|f| f.to_string())?;
+    let got = {
+        let file = out.file();
+        program::filter(
+            argv,
+            &program::ProgramEnv::new(env, who),
+            &input,
+            &limits,
+            &mut |r: &mut dyn Read| message::read(r, &settings.limits, &mut *file),
+        )
+    };
+    let s = filter_result(got, sp)?;
+    Ok((out, s))
+}
+
+/// Writes the edited copy of the message into a new tracked tmp/ file:
+/// the edited header block, then the rest of the spooled file byte for
+/// byte. The unedited file is removed. Returns the copy and its size.
+fn write_edited<'m, 'f>(
+    md: &'m Maildir,
+    flight: &'f Flight,
+    tmp: Tracked<'m, 'f>,
+    sp: &Spooled,
+    edits: &crate::policy::plan::Edits,
+) -> Result<(Tracked<'m, 'f>, u64), Failure> {
+    let head = &sp.head;
+    let block = crate::input::edit::edit(
+        &head.bytes[..head.header_len],
+        &edits.add,
+        edits.subject_prefix.as_deref(),
+        &edits.remove,
+    );
+    let mut src = md.reopen_tmp(tmp.tmp())?;
+    let mut out = Tracked::create(md, flight)?;
+    let res = (|| -> io::Result<u64> {
+        let file = out.file();
+        file.write_all(&block)?;
+        io::Seek::seek(&mut src, io::SeekFrom::Start(head.header_len as u64))?;
+        Ok(block.len() as u64 + io::copy(&mut src, file)?)
+    })();
+    drop(tmp);
+    let size = res.map_err(|e| Failure::from_io("writing the edited message", &e))?;
+    Ok((out, size))
 }
 
 /// Runs the decision over a spooled message.
@@ -295,6 +544,7 @@ pub fn decide_for(
     envelope: &Envelope,
     system: &Layer,
     user: Option<&Layer>,
+    filters_done: &[FilterId],
 ) -> Decision {
     let input = Input {
         envelope,
@@ -303,17 +553,9 @@ pub fn decide_for(
         body_window: &sp.window,
         size: sp.size,
         limit_hit: sp.head.limit_hit,
+        filters_done,
     };
     decide(&input, system, user)
-}
-
-/// Line ending used by the message's header block.
-fn eol(head: &message::Head) -> &'static str {
-    let block = &head.bytes[..head.header_len];
-    match block.iter().position(|&b| b == b'\n') {
-        Some(i) if i > 0 && block[i - 1] == b'\r' => "\r\n",
-        _ => "\n",
-    }
 }
 
 /// A tmp/ file of the delivery `flight`, tracked by it until the file is
@@ -352,21 +594,29 @@ impl<'m, 'f> Tracked<'m, 'f> {
             .file
     }
 
-    /// Links the file into the folder's `new/` (`Maildir::commit`): once
-    /// that succeeds, neither the time limit nor an allocation failure
-    /// makes the delivery a 75. The tmp/ name is gone either way.
-    fn commit(
+    /// Links the file into each delivery's folder (`Maildir::link`), as
+    /// one step: once that succeeds, neither the time limit nor an
+    /// allocation failure makes the delivery a 75. The tmp/ name is gone
+    /// either way.
+    fn commit_all(
         mut self,
         md: &'m Maildir,
-        folder: Option<&crate::store::maildir::FolderName>,
+        deliveries: &[&Delivery],
         size: u64,
-    ) -> Result<maildir::Delivered, Failure> {
+    ) -> Result<Vec<maildir::Delivered>, Failure> {
         let tmp = self
             .tmp
             .take()
             .expect("a tmp file until dropped or committed");
         let name = tmp.name.clone();
-        let committed = self.flight.committing(|| md.commit(tmp, folder, size));
+        let committed = self.flight.committing(|| {
+            let mut out = Vec::with_capacity(deliveries.len());
+            for d in deliveries {
+                out.push(md.link(&tmp, d.folder.as_ref(), &d.flags, size)?);
+            }
+            Ok(out)
+        });
+        drop(tmp);
         self.flight.untrack(&name);
         committed
     }
@@ -382,42 +632,16 @@ impl Drop for Tracked<'_, '_> {
     }
 }
 
-/// Rewrites the spooled tmp file with header lines in front of it.
-fn prepend_headers<'m, 'f>(
-    md: &'m Maildir,
-    flight: &'f Flight,
-    tmp: Tracked<'m, 'f>,
-    lines: &[String],
-    eol: &str,
-) -> Result<(Tracked<'m, 'f>, u64), Failure> {
-    let mut src = md.reopen_tmp(tmp.tmp())?;
-    let mut out = Tracked::create(md, flight)?;
-    let mut size = 0u64;
-    let res = (|| -> io::Result<()> {
-        let file = out.file();
-        for l in lines {
-            let line = format!("{l}{eol}");
-            file.write_all(line.as_bytes())?;
-            size += line.len() as u64;
-        }
-        size += io::copy(&mut src, file)?;
-        file.sync_all()
-    })();
-    drop(tmp);
-    res.map_err(|e| Failure::from_io("adding headers", &e))?;
-    Ok((out, size))
-}
-
 /// The one log line for a delivery: the keys in the fixed order that
 /// deliver(1) documents (LOGGING), each value escaped by `Line`.
-/// `size` is what was written (with any PREPENDed headers), or the size
-/// read when nothing was written.
+/// `size` is what was written (with any edits), or the size read when
+/// nothing was written.
 fn log_line(
     env: &Envelope,
     sp: &Spooled,
-    size: u64,
     d: &Decision,
-    folder: Option<&str>,
+    done: &Executed,
+    filters: &[String],
     start: Instant,
 ) -> String {
     let msgid = sp.head.headers.first("Message-ID").unwrap_or_default();
@@ -432,10 +656,21 @@ fn log_line(
                 msgid
             },
         )
-        .kv("size", size)
+        .kv("size", done.size)
         .kv("action", d.action.as_str());
-    if let Some(f) = folder {
-        l = l.kv("folder", f);
+    if !done.folders.is_empty() {
+        l = l.kv("folder", done.folders.join(","));
+    }
+    if !done.pipes.is_empty() {
+        l = l.kv("pipe", done.pipes.join(","));
+    }
+    if !filters.is_empty() {
+        l = l.kv("filter", filters.join(","));
+    }
+    let e = &d.plan.edits;
+    if !e.is_empty() {
+        let n = e.add.len() + usize::from(e.subject_prefix.is_some()) + e.remove.len();
+        l = l.kv("edits", n);
     }
     l = l
         .kv("score", format!("{:.2}", d.score))

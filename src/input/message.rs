@@ -218,6 +218,29 @@ impl Headers {
     pub fn first(&self, name: &str) -> Option<String> {
         self.all(name).next().map(str::to_string)
     }
+
+    /// Moves the fields that are not in `before` (those a filter added;
+    /// each field of `before` matches one field here, by name and value)
+    /// to the top, in their order, so that readers of the topmost field
+    /// (`crate::policy::spam`) read the local filter's own first.
+    pub fn promote_added(&mut self, before: &Headers) {
+        let mut old: Vec<Option<&Field>> = before.fields.iter().map(Some).collect();
+        let (mut added, mut kept) = (Vec::new(), Vec::new());
+        for f in std::mem::take(&mut self.fields) {
+            let same = |o: &Option<&Field>| {
+                o.is_some_and(|o| o.name.eq_ignore_ascii_case(&f.name) && o.value == f.value)
+            };
+            match old.iter_mut().find(|o| same(o)) {
+                Some(o) => {
+                    *o = None;
+                    kept.push(f);
+                }
+                None => added.push(f),
+            }
+        }
+        added.append(&mut kept);
+        self.fields = added;
+    }
 }
 
 /// What was read before the body streams: the From_ line (removed from the

@@ -4,7 +4,7 @@
 use crate::engine::DryRun;
 use crate::input::envelope::Field;
 use crate::policy::decide::{Decision, Route};
-use crate::policy::plan::{Action, Disposition};
+use crate::policy::plan::{Action, Disposition, Edits};
 use crate::store::maildir::new_dir_path;
 use serde_json::json;
 use std::fmt::Write;
@@ -42,19 +42,51 @@ fn what_happens(d: &Decision, path: Option<&std::path::Path>) -> String {
     }
 }
 
-fn describe_action(a: &Action) -> String {
+fn describe_action(a: &Action, edits: &Edits) -> String {
     match a {
         Action::Deliver(d) => {
             let mut s = format!(
                 "deliver into {}",
                 d.folder.as_ref().map_or("INBOX", |f| f.name.as_str())
             );
-            for h in &d.add_headers {
+            if !d.flags.is_empty() {
+                let _ = write!(s, " (cur/, flags {})", d.flags);
+            }
+            for h in &edits.add {
                 let _ = write!(s, ", adding \"{}\"", crate::output::text::for_status(h));
             }
             s
         }
+        Action::Pipe(p) => format!(
+            "{} to {} (rule {}; exit 75 defers, another failure {})",
+            if p.copy { "pipe a copy" } else { "pipe" },
+            crate::output::text::for_status(&p.argv.join(" ")),
+            p.rule,
+            if p.copy {
+                "is logged"
+            } else {
+                "files into INBOX"
+            }
+        ),
     }
+}
+
+/// The edits step of the plan, when there are any beyond added lines.
+fn describe_edits(e: &Edits) -> Option<String> {
+    if e.subject_prefix.is_none() && e.remove.is_empty() {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if let Some(p) = &e.subject_prefix {
+        parts.push(format!(
+            "prefix the Subject with \"{}\"",
+            crate::output::text::for_status(p)
+        ));
+    }
+    if !e.remove.is_empty() {
+        parts.push(format!("remove {}", e.remove.join(", ")));
+    }
+    Some(format!("edit the header: {}", parts.join("; ")))
 }
 
 fn describe_disposition(d: &Disposition) -> String {
@@ -144,7 +176,7 @@ pub fn text(dr: &DryRun<'_>) -> String {
     for l in &dr.decision.log {
         let _ = writeln!(out, "  log: {}", crate::output::text::for_status(l));
     }
-    for h in &dr.decision.add_headers {
+    for h in &dr.decision.plan.edits.add {
         let _ = writeln!(
             out,
             "  would add header: {}",
@@ -154,15 +186,18 @@ pub fn text(dr: &DryRun<'_>) -> String {
 
     let d = &dr.decision;
     out.push_str("\nPlan\n");
-    for (i, a) in d.plan.actions.iter().enumerate() {
-        let _ = writeln!(out, "  {}. {}", i + 1, describe_action(a));
+    let mut n = 0;
+    let mut item = |out: &mut String, s: String| {
+        n += 1;
+        let _ = writeln!(out, "  {n}. {s}");
+    };
+    if let Some(e) = describe_edits(&d.plan.edits) {
+        item(&mut out, e);
     }
-    let _ = writeln!(
-        out,
-        "  {}. {}",
-        d.plan.actions.len() + 1,
-        describe_disposition(&d.plan.disposition)
-    );
+    for a in &d.plan.actions {
+        item(&mut out, describe_action(a, &d.plan.edits));
+    }
+    item(&mut out, describe_disposition(&d.plan.disposition));
 
     let path = target_path(dr);
     out.push_str("\nDecision\n");
@@ -198,7 +233,7 @@ pub fn json(dr: &DryRun<'_>) -> String {
         "exit_code": crate::output::exit::code_of(&d.plan.disposition),
         "status_line": d.status_line(),
         "reason": d.reason,
-        "add_headers": d.add_headers,
+        "add_headers": d.plan.edits.add,
         "log": d.log,
         "envelope": dr.envelope,
         "rules": {

@@ -524,7 +524,7 @@ fn addr_forms(keys: &mut Vec<Key>, addr: &str, full: bool) {
 }
 
 /// split_addr(): the localpart without its extension, if it has one.
-fn strip_extension<'a>(local: &'a str, delims: &str) -> Option<&'a str> {
+pub(crate) fn strip_extension<'a>(local: &'a str, delims: &str) -> Option<&'a str> {
     if delims.is_empty() {
         return None;
     }

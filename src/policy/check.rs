@@ -34,6 +34,7 @@ fn load_system(text: &str, path: &Path) -> Result<(Layer, FileSpec), Vec<Diag>> 
     let opts = OpenOptions {
         cache_dir: None,
         system_cache_dir: Some(PathBuf::from(index::SYSTEM_CACHE_DIR)),
+        home: None,
     };
     let loaded = rules::load_spec(text, path, Origin::System, &opts)?;
     let hot = loaded.0.access.tables().any(|t| t.index_pending());
@@ -138,7 +139,13 @@ pub fn check_report(system: Option<&Path>, user: Option<&Path>, uid: u32) -> Rep
         // Within the user's memory budget, as a delivery loads it.
         let loaded = load::user_budget(|| {
             load::read_user_file(p, uid).map(|text| {
-                text.map(|text| rules::load_str(&text, p, Origin::User, &OpenOptions::default()))
+                // `~/` in its table paths is the running user's home, as
+                // it is the recipient's at delivery.
+                let opts = OpenOptions {
+                    home: load::own_home(),
+                    ..OpenOptions::default()
+                };
+                text.map(|text| rules::load_str(&text, p, Origin::User, &opts))
             })
         });
         match loaded {

@@ -20,16 +20,37 @@
 //!    against the thresholds (the user's junk threshold within the system's
 //!    bounds), and the upstream spam flag when no score was given.
 //! 6. The Inbox.
+//!
+//! Non-terminal actions do not end a layer: a copy (`copy = true` with
+//! folder, inbox, junk or pipe) and the header edits (PREPEND results,
+//! `add_header`, `subject_prefix`, `remove_header`) accumulate, in the
+//! order met, from the system layer (its access maps and rules, as far as
+//! step 2 runs them) and then the user's. They stay whatever the final
+//! result: the copies are filed next to the final delivery (one folder
+//! once) and the edits apply to every copy; a discard keeps the copies;
+//! a reject or a deferral drops them all (nothing is written).
+//!
+//! A matching `filter` rule ends the decision with a `FilterRequest`: the
+//! engine runs the program and decides again from the top on its output
+//! (or on the original, when the filter failed), with every filter that
+//! ran (`Input::filters_done`) skipped. Only the last decision's plan is
+//! executed, so every copy is of the final message.
 
+use crate::input::address::{self, Address};
 use crate::input::envelope::Envelope;
 use crate::input::message::{self, HeaderLimit, Headers};
 use crate::policy::access::{self, AccessAction, AccessOptions, Hit, Probe};
-use crate::policy::plan::{self, Delivery, Disposition, Plan};
-use crate::policy::rules::{Cond, Layer, Origin, RuleAction, Settings, VirusAction};
+use crate::policy::plan::{self, Action, Delivery, Disposition, Edits, Plan};
+use crate::policy::rules::{
+    AddressCond, AddressPart, AddressSource, AddressTest, Cond, Edit, Layer, Origin, Rule,
+    RuleAction, Settings, VirusAction, ADDRESS_HEADERS,
+};
 use crate::policy::spam;
+use crate::policy::vars::{Captures, Values};
 use crate::store::maildir::FolderName;
 use regex_automata::PatternSet;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
@@ -47,6 +68,26 @@ pub struct Input<'a> {
     /// Set when a header limit was reached: `headers` are then the fields
     /// within the limits.
     pub limit_hit: Option<HeaderLimit>,
+    /// The filters that already ran on this message (skipped).
+    pub filters_done: &'a [FilterId],
+}
+
+/// A filter rule: its layer and its name (not its position: with the
+/// rules cache, the rules compiled for the filter's output may be others).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FilterId {
+    pub origin: Origin,
+    pub rule: String,
+}
+
+/// A filter to run before the message is decided again.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FilterRequest {
+    #[serde(skip)]
+    pub id: FilterId,
+    /// The rule's name.
+    pub rule: String,
+    pub argv: Vec<String>,
 }
 
 /// Where the decision sends the message, in the words of the JSON output
@@ -60,6 +101,9 @@ pub enum Route {
     Discard,
     Reject,
     Defer,
+    Pipe,
+    /// A filter is to run first (the decision is not final).
+    Filter,
 }
 
 impl Route {
@@ -71,6 +115,8 @@ impl Route {
             Route::Discard => "discard",
             Route::Reject => "reject",
             Route::Defer => "defer",
+            Route::Pipe => "pipe",
+            Route::Filter => "filter",
         }
     }
 }
@@ -96,6 +142,8 @@ pub enum StepKind {
     Spam,
     Rule,
     Threshold,
+    /// A copy, an edit or a filter: a non-terminal action.
+    Action,
     Final,
 }
 
@@ -127,6 +175,7 @@ impl StepKind {
             StepKind::Spam => "spam",
             StepKind::Rule => "rule",
             StepKind::Threshold => "threshold",
+            StepKind::Action => "action",
             StepKind::Final => "final",
         }
     }
@@ -200,8 +249,8 @@ pub struct Decision {
     pub text: Option<String>,
     /// What decided, e.g. `rule pills`, `access sender texthash:/x`, `threshold`.
     pub reason: String,
-    /// Header lines to prepend to the delivered copy (from PREPEND results).
-    pub add_headers: Vec<String>,
+    /// The filter to run before deciding again; the plan is then empty.
+    pub filter: Option<FilterRequest>,
     /// Lines to log (WARN/INFO results, ignored results, bad folder names).
     pub log: Vec<String>,
     pub trace: Vec<Step>,
@@ -227,6 +276,10 @@ struct Proposal {
     reason: String,
     /// HOLD and virus verdicts: final although they file the message.
     hard: bool,
+    /// Maildir flag letters for a filing route.
+    flags: String,
+    /// The program of a `Pipe` route.
+    argv: Vec<String>,
 }
 
 impl Proposal {
@@ -238,6 +291,8 @@ impl Proposal {
             text: None,
             reason,
             hard: false,
+            flags: String::new(),
+            argv: Vec::new(),
         }
     }
 
@@ -250,6 +305,8 @@ impl Proposal {
             text: Some(text),
             reason,
             hard: false,
+            flags: String::new(),
+            argv: Vec::new(),
         }
     }
 
@@ -265,10 +322,30 @@ struct Ctx<'a> {
     body: OnceCell<String>,
     /// Per (layer, header group): which patterns each occurrence matches.
     header_matches: RefCell<HashMap<(Origin, usize), Vec<PatternSet>>>,
+    /// The addresses of the address headers (`ADDRESS_HEADERS`), in field
+    /// order, parsed the first time an `address` condition needs them.
+    addresses: OnceCell<Vec<(&'static str, Address)>>,
+    /// The access options of the system's settings (recipient delimiter,
+    /// parent domains), for `address` conditions.
+    access_opts: AccessOptions,
+    /// Lines to log from condition tests (a table lookup that failed):
+    /// moved into `log` after each rule.
+    cond_log: RefCell<Vec<String>>,
     trace: Vec<Step>,
     log: Vec<String>,
-    add_headers: Vec<String>,
+    /// Copies (non-terminal filing and pipes), in the order met.
+    copies: Vec<Copy>,
+    edits: Edits,
+    filter: Option<FilterRequest>,
     score: f64,
+}
+
+/// A copy a rule asked for; the junk folder is resolved at the end.
+#[derive(Debug, Clone)]
+enum Copy {
+    Folder(Option<FolderName>, String),
+    Junk(String),
+    Pipe(Vec<String>, String),
 }
 
 impl Ctx<'_> {
@@ -329,9 +406,165 @@ impl Ctx<'_> {
             Cond::SizeOver(n) => self.input.size > *n,
             Cond::SizeUnder(n) => self.input.size < *n,
             Cond::HeaderLimit(b) => self.input.limit_hit.is_some() == *b,
+            Cond::Address(a) => self.address(a),
             Cond::All(v) => v.iter().all(|c| self.eval(layer, c)),
             Cond::Any(v) => v.iter().any(|c| self.eval(layer, c)),
             Cond::Not(c) => !self.eval(layer, c),
+        }
+    }
+
+    /// The addresses of every address header, parsed once from the raw
+    /// fields (those within the header limits): display names, comments
+    /// and encoded words are never read as addresses (`input::address`).
+    fn header_addresses(&self) -> &[(&'static str, Address)] {
+        self.addresses.get_or_init(|| {
+            let block = self.input.header_block;
+            let mut out = Vec::new();
+            for f in crate::input::edit::raw_fields(block).take(self.input.headers.len()) {
+                let name = f.name(block);
+                let Some(known) = ADDRESS_HEADERS
+                    .iter()
+                    .find(|k| k.as_bytes().eq_ignore_ascii_case(name))
+                else {
+                    continue;
+                };
+                let value = String::from_utf8_lossy(f.value(block));
+                out.extend(address::parse_list(&value).into_iter().map(|a| (*known, a)));
+            }
+            out
+        })
+    }
+
+    /// Whether `test` holds for any address of `source` (Sieve's "any
+    /// address of any header"). The envelope sender and recipient are one
+    /// address each; the null sender is the empty address.
+    fn any_address(&self, source: &AddressSource, test: &mut dyn FnMut(&Address) -> bool) -> bool {
+        let envelope = |v: &str| match v.rsplit_once('@') {
+            Some((l, d)) => Address {
+                local: l.to_string(),
+                domain: d.to_string(),
+            },
+            None => Address {
+                local: v.to_string(),
+                domain: String::new(),
+            },
+        };
+        match source {
+            AddressSource::Headers(names) => self
+                .header_addresses()
+                .iter()
+                .filter(|(n, _)| names.contains(n))
+                .any(|(_, a)| test(a)),
+            AddressSource::EnvelopeSender => test(&envelope(&self.input.envelope.sender.value)),
+            AddressSource::EnvelopeRecipient => {
+                test(&envelope(&self.input.envelope.recipient.value))
+            }
+        }
+    }
+
+    /// The tested part of an address; `None` when it has no such part (no
+    /// detail, no domain).
+    fn address_part<'x>(&self, a: &'x Address, part: AddressPart) -> Option<Cow<'x, str>> {
+        let delims = &self.access_opts.recipient_delimiter;
+        match part {
+            AddressPart::All if a.domain.is_empty() => Some(Cow::Borrowed(&a.local)),
+            AddressPart::All => Some(Cow::Owned(a.full())),
+            AddressPart::LocalPart => Some(Cow::Borrowed(&a.local)),
+            AddressPart::Domain => (!a.domain.is_empty()).then_some(Cow::Borrowed(&a.domain)),
+            AddressPart::User => Some(Cow::Borrowed(
+                address::split_detail(&a.local, delims).map_or(a.local.as_str(), |d| d.0),
+            )),
+            AddressPart::Detail => {
+                address::split_detail(&a.local, delims).map(|d| Cow::Borrowed(d.1))
+            }
+        }
+    }
+
+    /// Evaluates an `address` condition.
+    fn address(&self, c: &AddressCond) -> bool {
+        match &c.test {
+            AddressTest::Is(want) => self.any_address(&c.source, &mut |a| {
+                self.address_part(a, c.part)
+                    .is_some_and(|v| v.eq_ignore_ascii_case(want))
+            }),
+            AddressTest::Match(re, _) => self.any_address(&c.source, &mut |a| {
+                self.address_part(a, c.part)
+                    .is_some_and(|v| re.is_match(&v))
+            }),
+            AddressTest::Table(tables, spec) => self.any_address(&c.source, &mut |a| {
+                let full = self.address_part(a, AddressPart::All).unwrap_or_default();
+                let mut probes = Vec::new();
+                match access::check_address(tables, &full, &self.access_opts, &mut probes) {
+                    Ok(hits) => hits.iter().any(|h| h.action != AccessAction::Dunno),
+                    Err(e) => {
+                        self.cond_log.borrow_mut().push(format!(
+                            "address table {spec}: lookup failed, the condition does not hold: {e}"
+                        ));
+                        false
+                    }
+                }
+            }),
+        }
+    }
+
+    /// The groups of the rule's own regex match: its top-level header
+    /// `match` if it has one, else its top-level `address.match`; `None`
+    /// when it has neither or it does not match. For a rule that matched
+    /// and whose actions use `${0}`..`${9}`: the rule's regex is compiled
+    /// again, with capture groups, only then (deciding builds none).
+    #[allow(dead_code)] // Called by the rule actions that use templates.
+    pub(crate) fn captures(&self, layer: &Layer, rule: &Rule) -> Option<Captures> {
+        let Cond::All(parts) = &rule.cond else {
+            return None;
+        };
+        let compile = |src: &str| {
+            regex::RegexBuilder::new(src)
+                .size_limit(crate::policy::regex_limits::RULE_NFA)
+                .dfa_size_limit(crate::policy::regex_limits::RULE_LAZY_DFA)
+                .build()
+                .ok()
+        };
+        let header = parts.iter().find_map(|p| match p {
+            Cond::Header(name, Some((g, pid))) => Some((name, *g, *pid)),
+            _ => None,
+        });
+        if let Some((name, g, pid)) = header {
+            let re = compile(layer.header_groups.get(g)?.sources.get(pid)?)?;
+            return self
+                .input
+                .headers
+                .all(name)
+                .find_map(|v| re.captures(v).map(|c| Captures::from_regex(&c)));
+        }
+        let (a, src) = parts.iter().find_map(|p| match p {
+            Cond::Address(a) => match &a.test {
+                AddressTest::Match(_, src) => Some((a, src)),
+                _ => None,
+            },
+            _ => None,
+        })?;
+        let re = compile(src)?;
+        let mut out = None;
+        self.any_address(&a.source, &mut |addr| {
+            let found = self
+                .address_part(addr, a.part)
+                .and_then(|v| re.captures(&v).map(|c| Captures::from_regex(&c)));
+            out = found;
+            out.is_some()
+        });
+        out
+    }
+
+    /// The values of the variables (`crate::policy::vars`) for this
+    /// message, with a rule's `captures`.
+    #[allow(dead_code)] // Called by the rule actions that use templates.
+    pub(crate) fn values<'c>(&'c self, captures: Option<&'c Captures>) -> Values<'c> {
+        Values {
+            envelope: self.input.envelope,
+            headers: self.input.headers,
+            header_block: self.input.header_block,
+            delimiter: &self.access_opts.recipient_delimiter,
+            captures,
         }
     }
 
@@ -386,7 +619,7 @@ impl Ctx<'_> {
                 // `access::parse_action` gives only lines that pass this
                 // test; it is repeated where a line is added to the message.
                 if crate::input::message::valid_header_line(h) {
-                    self.add_headers.push(h.clone());
+                    self.edits.add.push(h.clone());
                 } else {
                     self.log.push(format!(
                         "{lname} {what} map {}: ignoring malformed PREPEND {h:?}",
@@ -518,53 +751,57 @@ impl Ctx<'_> {
         None
     }
 
-    /// Runs one layer's rules: scores add up; the first terminal rule wins.
+    /// Runs one layer's rules: scores add up, copies and edits
+    /// accumulate; the first terminal rule (or a filter) wins.
     fn rules(&mut self, layer: &Layer) -> Option<Proposal> {
         let sl = StepLayer::from(layer.origin);
         for rule in &layer.rules {
             let matched = self.eval(layer, &rule.cond);
+            self.log.append(self.cond_log.get_mut());
             if !matched {
                 self.step(sl, StepKind::Rule, &rule.name, None, "no match", None);
                 continue;
             }
             self.score += rule.score;
-            let reason = format!("rule {}", rule.name);
-            let verdict = match &rule.action {
-                None => None,
-                Some(RuleAction::Folder(f)) => {
-                    Some(Proposal::simple(Route::Folder, Some(f.clone()), reason))
+            if let Some(argv) = &rule.filter {
+                let id = FilterId {
+                    origin: layer.origin,
+                    rule: rule.name.clone(),
+                };
+                if self.input.filters_done.contains(&id) {
+                    self.step(
+                        sl,
+                        StepKind::Rule,
+                        &rule.name,
+                        None,
+                        "match: filter already ran, skipped",
+                        Some(rule.score),
+                    );
+                    continue;
                 }
-                Some(RuleAction::Junk) => Some(Proposal::simple(Route::Junk, None, reason)),
-                Some(RuleAction::Discard) => Some(Proposal::simple(Route::Discard, None, reason)),
-                Some(RuleAction::Inbox) => Some(Proposal::simple(Route::Inbox, None, reason)),
-                Some(RuleAction::Reject { status, text }) => {
-                    let text = if text.is_empty() {
-                        "Message rejected"
-                    } else {
-                        text
-                    };
-                    Some(Proposal::reply(
-                        Route::Reject,
-                        status,
-                        text.to_string(),
-                        reason,
-                    ))
-                }
-                Some(RuleAction::Defer { status, text }) => {
-                    let text = if text.is_empty() {
-                        "Message deferred"
-                    } else {
-                        text
-                    };
-                    Some(Proposal::reply(
-                        Route::Defer,
-                        status,
-                        text.to_string(),
-                        reason,
-                    ))
-                }
-            };
+                self.step(
+                    sl,
+                    StepKind::Rule,
+                    &rule.name,
+                    None,
+                    format!("match: filter {}", argv.join(" ")),
+                    Some(rule.score),
+                );
+                self.filter = Some(FilterRequest {
+                    id,
+                    rule: rule.name.clone(),
+                    argv: argv.clone(),
+                });
+                let mut p = Proposal::simple(Route::Filter, None, format!("filter {}", rule.name));
+                p.hard = true;
+                return Some(p);
+            }
+            let verdict = rule
+                .action
+                .as_ref()
+                .map(|a| Self::proposal(rule, a, format!("rule {}", rule.name)));
             let result = match &verdict {
+                Some(v) if rule.copy => format!("match: copy, {}", v.route.as_str()),
                 Some(v) => format!("match: {}", v.route.as_str()),
                 None => "match".into(),
             };
@@ -576,11 +813,82 @@ impl Ctx<'_> {
                 result,
                 Some(rule.score),
             );
-            if verdict.is_some() {
-                return verdict;
+            self.rule_edits(sl, rule);
+            match verdict {
+                Some(v) if rule.copy => {
+                    let what = match v.route {
+                        Route::Junk => Copy::Junk(v.flags),
+                        Route::Pipe => Copy::Pipe(v.argv, rule.name.clone()),
+                        _ => Copy::Folder(v.folder, v.flags),
+                    };
+                    self.copies.push(what);
+                }
+                Some(v) => return Some(v),
+                None => {}
             }
         }
         None
+    }
+
+    /// The proposal of a rule's filing or ending action.
+    fn proposal(rule: &Rule, a: &RuleAction, reason: String) -> Proposal {
+        let mut p = match a {
+            RuleAction::Folder(f) => Proposal::simple(Route::Folder, Some(f.clone()), reason),
+            RuleAction::Junk => Proposal::simple(Route::Junk, None, reason),
+            RuleAction::Discard => Proposal::simple(Route::Discard, None, reason),
+            RuleAction::Inbox => Proposal::simple(Route::Inbox, None, reason),
+            RuleAction::Pipe(argv) => {
+                let mut p = Proposal::simple(Route::Pipe, None, reason);
+                p.argv = argv.clone();
+                p
+            }
+            RuleAction::Reject { status, text } => {
+                let text = if text.is_empty() {
+                    "Message rejected"
+                } else {
+                    text
+                };
+                Proposal::reply(Route::Reject, status, text.to_string(), reason)
+            }
+            RuleAction::Defer { status, text } => {
+                let text = if text.is_empty() {
+                    "Message deferred"
+                } else {
+                    text
+                };
+                Proposal::reply(Route::Defer, status, text.to_string(), reason)
+            }
+        };
+        p.flags = rule.flags.clone();
+        p
+    }
+
+    /// A matched rule's header edits: kept, and traced.
+    fn rule_edits(&mut self, sl: StepLayer, rule: &Rule) {
+        for e in &rule.edits {
+            let (what, text) = match e {
+                Edit::Add(h) => {
+                    self.edits.add.push(h.clone());
+                    ("add_header", h)
+                }
+                Edit::SubjectPrefix(p) => {
+                    // Applied in rule order: a later prefix goes in front.
+                    let prefix = match self.edits.subject_prefix.take() {
+                        Some(old) => format!("{p}{old}"),
+                        None => p.clone(),
+                    };
+                    self.edits.subject_prefix = Some(prefix);
+                    ("subject_prefix", p)
+                }
+                Edit::Remove(h) => {
+                    if !self.edits.remove.iter().any(|r| r.eq_ignore_ascii_case(h)) {
+                        self.edits.remove.push(h.clone());
+                    }
+                    ("remove_header", h)
+                }
+            };
+            self.step(sl, StepKind::Action, &rule.name, Some(text), what, None);
+        }
     }
 }
 
@@ -627,9 +935,17 @@ pub fn decide(input: &Input, system: &Layer, user: Option<&Layer>) -> Decision {
         input,
         body: OnceCell::new(),
         header_matches: RefCell::new(HashMap::new()),
+        addresses: OnceCell::new(),
+        access_opts: AccessOptions {
+            recipient_delimiter: system.settings.recipient_delimiter.clone(),
+            parent_domain_matches_subdomains: system.settings.parent_domain_matches_subdomains,
+        },
+        cond_log: RefCell::new(Vec::new()),
         trace: Vec::new(),
         log: Vec::new(),
-        add_headers: Vec::new(),
+        copies: Vec::new(),
+        edits: Edits::default(),
+        filter: None,
         score: 0.0,
     };
     let p = cx.steps(system, user);
@@ -862,9 +1178,10 @@ impl Ctx<'_> {
             Route::Folder => p.folder.clone(),
             _ => None,
         };
-        let what = match &folder {
-            Some(f) => format!("{} {}", p.route.as_str(), f.name),
-            None => p.route.as_str().to_string(),
+        let what = match (&folder, p.route) {
+            (Some(f), _) => format!("{} {}", p.route.as_str(), f.name),
+            (None, Route::Pipe) => format!("pipe {}", p.argv.join(" ")),
+            (None, _) => p.route.as_str().to_string(),
         };
         let score = self.score;
         self.step(
@@ -881,23 +1198,64 @@ impl Ctx<'_> {
                 p.text.clone().unwrap_or_default(),
             )
         };
-        let (actions, disposition) = match p.route {
-            Route::Inbox | Route::Junk | Route::Folder => (
-                vec![plan::Action::Deliver(Delivery {
-                    folder: folder.clone(),
-                    add_headers: self.add_headers.clone(),
-                })],
-                Disposition::Delivered,
-            ),
-            Route::Discard => (Vec::new(), Disposition::Discarded),
+        let keeps_copies = matches!(
+            p.route,
+            Route::Inbox | Route::Junk | Route::Folder | Route::Pipe | Route::Discard
+        );
+        if !keeps_copies && !self.copies.is_empty() {
+            let step = match p.route {
+                Route::Filter => "copies wait for the filter",
+                _ => "copies dropped: nothing is written",
+            };
+            self.step(StepLayer::Neither, StepKind::Action, step, None, "-", None);
+        }
+        // The common case (one delivery, no copies) allocates one action.
+        let mut actions: Vec<Action> = Vec::with_capacity(1 + self.copies.len());
+        if keeps_copies {
+            for c in std::mem::take(&mut self.copies) {
+                match c {
+                    Copy::Folder(f, flags) => add_delivery(&mut actions, f, &flags),
+                    Copy::Junk(flags) => add_delivery(&mut actions, Some(junk()), &flags),
+                    Copy::Pipe(argv, rule) => actions.push(Action::Pipe(plan::Pipe {
+                        argv,
+                        copy: true,
+                        rule,
+                    })),
+                }
+            }
+        }
+        let disposition = match p.route {
+            Route::Inbox | Route::Junk | Route::Folder => {
+                add_delivery(&mut actions, folder.clone(), &p.flags);
+                Disposition::Delivered
+            }
+            Route::Pipe => {
+                actions.push(Action::Pipe(plan::Pipe {
+                    argv: p.argv.clone(),
+                    copy: false,
+                    rule: p
+                        .reason
+                        .strip_prefix("rule ")
+                        .unwrap_or(&p.reason)
+                        .to_string(),
+                }));
+                Disposition::Delivered
+            }
+            Route::Discard => Disposition::Discarded,
+            Route::Filter => Disposition::Delivered,
             Route::Reject => {
                 let (status, text) = reply();
-                (Vec::new(), Disposition::Rejected { status, text })
+                Disposition::Rejected { status, text }
             }
             Route::Defer => {
                 let (status, text) = reply();
-                (Vec::new(), Disposition::Deferred { status, text })
+                Disposition::Deferred { status, text }
             }
+        };
+        let edits = if actions.is_empty() {
+            Edits::default()
+        } else {
+            self.edits
         };
         Decision {
             action: p.route,
@@ -906,13 +1264,146 @@ impl Ctx<'_> {
             status: p.status,
             text: p.text,
             reason: p.reason,
-            add_headers: self.add_headers,
+            filter: self.filter,
             log: self.log,
             trace: self.trace,
             plan: Plan {
+                edits,
                 actions,
                 disposition,
             },
         }
+    }
+}
+
+/// Adds a delivery into `folder`, or merges `flags` into the one already
+/// there: a plan files each folder once.
+fn add_delivery(actions: &mut Vec<Action>, folder: Option<FolderName>, flags: &str) {
+    for a in actions.iter_mut() {
+        if let Action::Deliver(d) = a {
+            if d.folder.as_ref().map(|f| &f.name) == folder.as_ref().map(|f| &f.name) {
+                if !flags.is_empty() {
+                    let mut v: Vec<char> = d.flags.chars().chain(flags.chars()).collect();
+                    v.sort_unstable();
+                    v.dedup();
+                    d.flags = v.into_iter().collect();
+                }
+                return;
+            }
+        }
+    }
+    actions.push(Action::Deliver(Delivery {
+        folder,
+        flags: flags.to_string(),
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::envelope::Flags;
+    use crate::policy::maps::OpenOptions;
+    use crate::policy::rules::load_str;
+    use crate::policy::vars::{Template, Var};
+    use std::path::Path;
+
+    /// The captures and values a rule's templates would get, for each rule.
+    fn expand_each(rules: &str, block: &str, template: &str) -> Vec<Option<String>> {
+        let layer = load_str(
+            rules,
+            Path::new("r.toml"),
+            Origin::User,
+            &OpenOptions::default(),
+        )
+        .unwrap();
+        let headers = Headers::parse(block.as_bytes());
+        let envelope = Envelope::resolve(
+            &Flags {
+                sender: Some("s@x.example".into()),
+                recipient: Some("me+box@home.example".into()),
+                ..Flags::default()
+            },
+            &|_| None,
+            None,
+            &headers,
+        );
+        let input = Input {
+            envelope: &envelope,
+            headers: &headers,
+            header_block: block.as_bytes(),
+            body_window: b"",
+            size: 0,
+            limit_hit: None,
+            filters_done: &[],
+        };
+        let system = crate::policy::rules::default_layer();
+        let cx = Ctx {
+            input: &input,
+            body: OnceCell::new(),
+            header_matches: RefCell::new(HashMap::new()),
+            addresses: OnceCell::new(),
+            access_opts: AccessOptions {
+                recipient_delimiter: system.settings.recipient_delimiter.clone(),
+                parent_domain_matches_subdomains: true,
+            },
+            cond_log: RefCell::new(Vec::new()),
+            trace: Vec::new(),
+            log: Vec::new(),
+            copies: Vec::new(),
+            edits: Edits::default(),
+            filter: None,
+            score: 0.0,
+        };
+        let t = Template::parse(template).unwrap();
+        layer
+            .rules
+            .iter()
+            .map(|r| {
+                cx.eval(&layer, &r.cond).then(|| {
+                    let caps = cx.captures(&layer, r);
+                    let values = cx.values(caps.as_ref());
+                    t.expand(&|v: Var| values.get(v))
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn captures_of_the_rules_own_match() {
+        let rules = r#"
+[[rule]]
+name = "list"
+header = "List-Id"
+match = "<([^.>]+)\\."
+score = 1
+[[rule]]
+name = "address"
+address = { header = ["To", "Cc"], part = "detail", match = "^(.+)-(.+)$" }
+score = 1
+[[rule]]
+name = "header first"
+header = "Subject"
+match = "(hello)"
+address = { header = "To", match = "(.+)" }
+score = 1
+[[rule]]
+name = "none"
+header = "Subject"
+score = 1
+"#;
+        let block = "List-Id: Rust users <rust-users.lists.example.org>\nTo: \"x+a-b@y\" <u@v>, me+news-daily@home.example\nSubject: hello world\n\n";
+        assert_eq!(
+            expand_each(
+                rules,
+                block,
+                "${0}|${1}|${2}|${user}|${detail}|${list_id}|${from}"
+            ),
+            [
+                Some("<rust-users.|rust-users||me|box|rust-users.lists.example.org|".into()),
+                Some("news-daily|news|daily|me|box|rust-users.lists.example.org|".into()),
+                Some("hello|hello||me|box|rust-users.lists.example.org|".into()),
+                Some("|||me|box|rust-users.lists.example.org|".into()),
+            ]
+        );
     }
 }

@@ -10,6 +10,7 @@
 //! - `decide`: the decision, a pure function of the message, envelope and
 //!   layers that returns a trace and a `plan::Plan`; `plan` says in what
 //!   order the plan's actions run and what a failure of each means;
+//! - `vars`: templates (`${1}`, `${sender}`) in rule texts and their values;
 //! - `check`: `deliver check`, the same loading without a message;
 //! - `vacation`, `duplicate`, `forward`: the pure parts of the verbs that
 //!   act beyond the Maildir (should a reply go, and what it says; a
@@ -28,3 +29,4 @@ pub mod regex_limits;
 pub mod rules;
 pub mod spam;
 pub mod vacation;
+pub mod vars;

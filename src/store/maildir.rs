@@ -5,14 +5,19 @@
 //! hard-linked into the target folder's `new/` (never replacing anything),
 //! the tmp name is removed and `new/` is fsynced. A crash at any point leaves
 //! either a complete message in exactly one `new/` or nothing outside `tmp/`.
+//! A message filed with flags (seen, flagged, ...) goes into `cur/` instead,
+//! named `NAME:2,FLAGS` with the flag letters in ASCII order (the Maildir
+//! specification's info), which Dovecot and Courier read as IMAP flags.
+//! Copies into several folders are links of the one tmp/ inode.
 //! Stale `tmp/` files (older than 36 hours) are removed by later deliveries,
 //! which scan `tmp/` when it has not been read for 8 hours.
 //!
 //! Every directory this module writes into is opened relative to the
 //! Maildir's directory descriptor with `O_NOFOLLOW`: a symlink planted in
 //! place of the Maildir, `tmp`, `new` or a folder is never followed. `cur`
-//! (and a folder's `tmp` and `cur`), which deliver does not write into, are
-//! checked with `AT_SYMLINK_NOFOLLOW` and refused as symlinks the same way.
+//! (and a folder's `tmp` and `cur`), when not written into, are checked
+//! with `AT_SYMLINK_NOFOLLOW` and refused as symlinks the same way; a `cur`
+//! written into is opened like `new`.
 //! Each of these directories must also be private (`crate::store::safedir`): owned
 //! by the recipient and not writable by group or others, so that no other
 //! user can add, swap or remove entries in it. The Inbox's failing that is a
@@ -354,8 +359,8 @@ impl Maildir {
             open_dir(root.as_fd(), "tmp", true).map_err(|e| sub_error("tmp", e))?;
         let (new, made_new) =
             open_dir(root.as_fd(), "new", true).map_err(|e| sub_error("new", e))?;
-        // deliver never writes into cur/, but a Maildir needs it: it is only
-        // checked (no symlink) and created when missing.
+        // cur/ is written into only for a message filed with flags (`link`):
+        // checked (no symlink) and created when missing, opened when used.
         let made_cur = ensure_dir(root.as_fd(), "cur").map_err(|e| sub_error("cur", e))?;
         if created || made_tmp || made_new || made_cur {
             fsync(&root).map_err(|e| fail(format!("fsync {}", path.display()), e))?;
@@ -451,6 +456,7 @@ impl Maildir {
     fn folder_new_dir(
         &self,
         folder: &FolderName,
+        into: &str,
     ) -> Result<(OwnedFd, OwnedFd, Option<String>), (String, DirError)> {
         let fpath = self.path.join(&folder.dir);
         let (fd, created) = open_dir(self.root.as_fd(), &folder.dir, true)
@@ -462,7 +468,7 @@ impl Maildir {
         let mut new = None;
         for sub in ["tmp", "new", "cur"] {
             let sub_error = |e| (dir_error(&fpath.join(sub), e), e);
-            if sub != "new" {
+            if sub != into {
                 // Not written into (messages are spooled in the Maildir's
                 // own tmp/): checked and created, not opened.
                 made |= ensure_dir(fd.as_fd(), sub).map_err(sub_error)?;
@@ -470,7 +476,7 @@ impl Maildir {
             }
             let (sfd, c) = open_dir(fd.as_fd(), sub, true).map_err(sub_error)?;
             made |= c;
-            // A new/ we may not write into (mode 0500, say) is a problem
+            // A new/ (or cur/) we may not write into (mode 0500, say) is a problem
             // with the folder: the Inbox, not a link that fails on every
             // retry.
             nix::unistd::faccessat(
@@ -573,24 +579,43 @@ impl Maildir {
             .map_err(|e| e.to_string())
     }
 
-    /// Moves a complete, fsynced tmp file into `new/` of the folder (the Inbox
-    /// for `None`). Returns the path of the delivered file, and the folder it
-    /// actually went to: a folder that cannot be used (a symlink, a bad
-    /// owner or mode) falls back to the Inbox, with the reason. A failure a
-    /// retry could fix (out of descriptors or memory, an I/O error, a full
-    /// disk) is a temporary failure instead, so that the retry files the
-    /// message where the rules say.
+    /// Moves a complete, fsynced tmp file into `new/` of the folder (the
+    /// Inbox for `None`): `link`, then the tmp name is removed.
     pub fn commit(
         &self,
         tmp: TmpFile,
         folder: Option<&FolderName>,
         size: u64,
     ) -> Result<Delivered, Failure> {
+        let r = self.link(&tmp, folder, "", size);
+        drop(tmp);
+        r
+    }
+
+    /// Links a complete, fsynced tmp file into the folder (the Inbox for
+    /// `None`): into `new/` without flags, into `cur/` as `NAME:2,FLAGS`
+    /// with them (`flags`: Maildir flag letters in ASCII order, as the
+    /// Maildir specification wants them). The tmp file keeps its name, so
+    /// that it can be linked into more folders (one inode for every copy).
+    /// Returns the path of the delivered file, and the folder it actually
+    /// went to: a folder that cannot be used (a symlink, a bad owner or
+    /// mode) falls back to the Inbox, with the reason. A failure a retry
+    /// could fix (out of descriptors or memory, an I/O error, a full disk)
+    /// is a temporary failure instead, so that the retry files the message
+    /// where the rules say.
+    pub fn link(
+        &self,
+        tmp: &TmpFile,
+        folder: Option<&FolderName>,
+        flags: &str,
+        size: u64,
+    ) -> Result<Delivered, Failure> {
+        let into = if flags.is_empty() { "new" } else { "cur" };
         let mut fallback = None;
         let mut note = None;
         let target = match folder {
             None => None,
-            Some(f) => match self.folder_new_dir(f) {
+            Some(f) => match self.folder_new_dir(f, into) {
                 Ok((new, _folder_fd, n)) => {
                     note = n;
                     Some((new, f))
@@ -613,20 +638,37 @@ impl Maildir {
                 folder_new = fd;
                 (
                     &folder_new,
-                    self.path.join(&f.dir).join("new"),
+                    self.path.join(&f.dir).join(into),
                     Some(f.clone()),
                 )
             }
-            None => (&self.new, self.path.join("new"), None),
+            None if into == "new" => (&self.new, self.path.join("new"), None),
+            None => {
+                // The Inbox's cur/ (checked when the Maildir was opened).
+                let (fd, _) = open_dir(self.root.as_fd(), "cur", false).map_err(|e| {
+                    let errno = match e {
+                        DirError::Sys(errno) => Some(errno),
+                        _ => None,
+                    };
+                    Failure::mailbox(errno, dir_error(&self.path.join("cur"), e))
+                })?;
+                folder_new = fd;
+                (&folder_new, self.path.join("cur"), None)
+            }
         };
-        let result = match self.link_into(&tmp, new_fd, &dir_path, size) {
+        let info = if flags.is_empty() {
+            String::new()
+        } else {
+            format!(":2,{flags}")
+        };
+        let result = match self.link_into(tmp, new_fd, &dir_path, size, &info) {
             // The written file lost its name in tmp/ (removed, or another
             // file renamed over it): it cannot be linked any more. Its
             // content is still this descriptor's: copied into a new tmp
             // file, fsynced, and that is linked, once.
-            Ok(None) => match self.copy_tmp(&tmp) {
+            Ok(None) => match self.copy_tmp(tmp) {
                 Ok(copy) => {
-                    let r = self.link_into(&copy, new_fd, &dir_path, size);
+                    let r = self.link_into(&copy, new_fd, &dir_path, size, &info);
                     drop(copy);
                     r
                 }
@@ -634,7 +676,6 @@ impl Maildir {
             },
             r => r,
         };
-        drop(tmp);
         let path = result?.ok_or_else(|| {
             Failure::mailbox(
                 None,
@@ -682,10 +723,11 @@ impl Maildir {
         new_fd: &OwnedFd,
         dir_path: &Path,
         size: u64,
+        info: &str,
     ) -> Result<Option<PathBuf>, Failure> {
         let by_fd = format!("/proc/self/fd/{}", tmp.file.as_raw_fd());
         let mut by_name = false;
-        let mut name = format!("{},S={}", tmp.name, size);
+        let mut name = format!("{},S={}{info}", tmp.name, size);
         let mut attempt = 0;
         while attempt < 16 {
             let r = if by_name {
@@ -747,7 +789,7 @@ impl Maildir {
                     return Ok(Some(dir_path.join(name)));
                 }
                 Err(Errno::EEXIST) => {
-                    name = format!("{}.{}", unique_name(), attempt) + &format!(",S={size}");
+                    name = format!("{}.{}", unique_name(), attempt) + &format!(",S={size}{info}");
                     attempt += 1;
                 }
                 Err(e) => return Err(fail(format!("cannot link into {}", dir_path.display()), e)),

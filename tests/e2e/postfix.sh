@@ -29,6 +29,8 @@
 #   E2E_WAIT=N      per-delivery wait deadline in seconds (default 30)
 #   E2E_USER=NAME   name of the throw-away local user (default deliver-e2e)
 #   E2E_PORT=N      smtpd port (default: a free port in 20000-32767)
+#   E2E_IN_PLACE=1  run DELIVER_BIN where it is (an installed /usr/bin/deliver:
+#                   tests/install/deb.sh) instead of a copy in the temp dir
 #
 # Output: one "ok - ..." / "not ok - ..." line per check (diagnostics prefixed
 # with "# "), then exactly "e2e: N passed, M failed"; exit status 1 if M > 0.
@@ -362,7 +364,14 @@ chmod 0755 "$T"
 CONF=$T/conf QDIR=$T/queue DDIR=$T/data MAILLOG=$T/maillog MSGS=$T/msgs
 mkdir -m 0755 "$CONF" "$QDIR" "$T/bin" "$T/home"
 mkdir -m 0700 "$MSGS"
-install -m 0755 -o root -g root -- "$DELIVER_BIN" "$T/bin/deliver"
+# The binary local(8) runs: a copy the test user can reach, or, with
+# E2E_IN_PLACE=1, the file under test itself.
+if [[ ${E2E_IN_PLACE:-} == 1 ]]; then
+    DELIVER_RUN=$(readlink -f -- "$DELIVER_BIN")
+else
+    DELIVER_RUN=$T/bin/deliver
+    install -m 0755 -o root -g root -- "$DELIVER_BIN" "$DELIVER_RUN"
+fi
 
 # ---------------------------------------------------------------------------
 # Test user (idempotent: a stale user of ours from an aborted run is replaced)
@@ -391,8 +400,8 @@ TEST_GID=$(id -g "$E2E_USER")
 MD=$HOME_DIR/Maildir
 install -d -o "$TEST_UID" -g "$TEST_GID" -m 0700 "$HOME_DIR" "$MD" "$MD/tmp" "$MD/new" "$MD/cur"
 
-runuser -u "$E2E_USER" -- test -x "$T/bin/deliver" ||
-    bail "setup: user $E2E_USER cannot execute $T/bin/deliver" \
+runuser -u "$E2E_USER" -- test -x "$DELIVER_RUN" ||
+    bail "setup: user $E2E_USER cannot execute $DELIVER_RUN" \
         "mount of $T: $(findmnt -no TARGET,OPTIONS -T "$T" 2>/dev/null)
 a noexec mount, or a parent directory the user cannot search?  Set TMPDIR (default /tmp)."
 
@@ -465,7 +474,7 @@ relay_transport = error:outbound mail disabled in the deliver e2e test
 alias_maps =
 alias_database =
 local_recipient_maps = hash:$CONF/local_recipients
-mailbox_command = $T/bin/deliver --rules $CONF/deliver-rules.toml -f "\$SENDER" -a "\$RECIPIENT"
+mailbox_command = $DELIVER_RUN --rules $CONF/deliver-rules.toml -f "\$SENDER" -a "\$RECIPIENT"
 mailbox_size_limit = 0
 command_time_limit = 30s
 biff = no

@@ -3,6 +3,9 @@
 //! `nobody` (deliver refuses to deliver as root), in a home owned by nobody.
 #![allow(dead_code)]
 
+pub mod dovecot;
+pub mod spamd;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -344,4 +347,43 @@ pub fn run_cmd_within(
     drop(done_tx);
     writer.join().unwrap();
     (!killed).then(|| out.into())
+}
+
+/// Runs `c` as `run_cmd` does, and returns also the largest resident set
+/// of the process, or of any process it waited for, in KiB (wait4(2)'s
+/// `ru_maxrss`).
+pub fn run_measured(c: Command, input: &[u8]) -> (Run, u64) {
+    use std::io::Read;
+    let (mut child, writer) = start(c, input, None);
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        out.read_to_end(&mut v).unwrap();
+        v
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        err.read_to_end(&mut v).unwrap();
+        v
+    });
+    let mut status = 0;
+    // SAFETY: plain structs filled by the kernel; the pid is our child,
+    // which std's `Child` will not wait for again (it is dropped unused).
+    let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as i32;
+    let r = unsafe { nix::libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
+    writer.join().unwrap();
+    let run = Run {
+        code: if nix::libc::WIFEXITED(status) {
+            nix::libc::WEXITSTATUS(status)
+        } else {
+            -1
+        },
+        stdout: String::from_utf8_lossy(&out.join().unwrap()).into_owned(),
+        stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
+    };
+    drop(child);
+    (run, usage.ru_maxrss as u64)
 }

@@ -86,6 +86,10 @@ pub struct OpenOptions {
     /// (root's, another user's): read by everyone, written only by root
     /// (`deliver check`), who creates it with mode 0755.
     pub system_cache_dir: Option<PathBuf>,
+    /// The home directory that `~/` stands for at the start of a table
+    /// path in a user's rules file (`crate::policy::rules`); `None`: such a
+    /// path is refused.
+    pub home: Option<PathBuf>,
 }
 
 /// Fold a fixed-table key the way Postfix does with `smtputf8_enable = yes`:

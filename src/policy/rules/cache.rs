@@ -117,6 +117,7 @@ fn header_pattern_only(r: &RuleSpec) -> bool {
         && r.size_over.is_none()
         && r.size_under.is_none()
         && r.header_limit.is_none()
+        && r.address.is_none()
         && r.all.is_none()
         && r.any.is_none()
         && r.not.is_none()
@@ -423,11 +424,18 @@ pub struct Deferred {
     /// The indexed headers, lowercase.
     headers: Vec<String>,
     always: Vec<u32>,
+    /// How the rules' own tables (`address.table`) are opened.
+    opts: OpenOptions,
 }
 
 /// Opens the cache of `path` and parses its settings, spam and access part.
 /// `None` when there is no usable cache.
-pub fn open(dir: &Path, path: &Path, meta: &Metadata) -> Option<(Deferred, String)> {
+pub fn open(
+    dir: &Path,
+    path: &Path,
+    meta: &Metadata,
+    opts: &OpenOptions,
+) -> Option<(Deferred, String)> {
     let (cdb, _) = index::open_index(KIND, dir, path, meta).ok()??;
     let head = String::from_utf8(cdb.get(HEAD).ok()??.to_vec()).ok()?;
     let headers = std::str::from_utf8(cdb.get(HEADERS).ok()??)
@@ -442,6 +450,7 @@ pub fn open(dir: &Path, path: &Path, meta: &Metadata) -> Option<(Deferred, Strin
             cdb,
             headers,
             always,
+            opts: opts.clone(),
         },
         head,
     ))
@@ -510,8 +519,8 @@ impl Deferred {
             text.push('\n');
         }
         let spec = parse_spec(&text, &file).map_err(|d| diag_text(&d))?;
-        let (rules, groups) =
-            compile_rules(&spec.rule, &text, &file, layer.origin).map_err(|d| diag_text(&d))?;
+        let (rules, groups) = compile_rules(&spec.rule, &text, &file, layer.origin, &self.opts)
+            .map_err(|d| diag_text(&d))?;
         let n = rules.len();
         layer.rules = rules;
         layer.header_groups = groups;
@@ -555,7 +564,7 @@ pub fn load(
     )
     .filter(|_| meta.is_file());
     if let (true, Some(dir)) = (defer, dir) {
-        if let Some((deferred, head)) = open(dir, path, meta) {
+        if let Some((deferred, head)) = open(dir, path, meta, opts) {
             // The head is a valid file's head: an error here means the
             // cache is not what it should be, and the full load decides.
             if let Ok(mut layer) = super::load_str(&head, path, origin, opts) {

@@ -16,8 +16,9 @@ use crate::output::diag::Diag;
 use crate::output::exit::{split_status, DEFER_STATUS, REJECT_STATUS};
 use crate::policy::maps::{self, OpenOptions, Table};
 use crate::policy::pattern::{Haystack, Pattern, PatternGroup};
+use crate::policy::vars::Template;
 use crate::store::maildir::FolderName;
-use model::{CondRef, CondSpec, FileSpec, RuleSpec};
+use model::{AddressSpec, CondRef, CondSpec, FileSpec, RuleSpec};
 use regex::{Regex, RegexBuilder};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -72,7 +73,20 @@ pub struct Settings {
     pub system_cache_dir: Option<PathBuf>,
     /// How long a delivery may take before it defers (`crate::engine::inflight`).
     pub time_limit: Duration,
+    /// How long a filter or pipe program may run.
+    pub program_time_limit: Duration,
+    /// Messages larger than this skip filters, in bytes.
+    pub filter_size_limit: u64,
+    /// The most a filter may write, in bytes.
+    pub filter_output_limit: u64,
 }
+
+/// The default `program_time_limit`.
+pub const DEFAULT_PROGRAM_TIME_LIMIT: Duration = Duration::from_secs(60);
+/// The default `filter_size_limit`: spamc's `-s` default (500 KB).
+pub const DEFAULT_FILTER_SIZE_LIMIT: u64 = 512_000;
+/// The default `filter_output_limit`: 64 MiB.
+pub const DEFAULT_FILTER_OUTPUT_LIMIT: u64 = 64 << 20;
 
 /// The default `time_limit`: well under Postfix's `command_time_limit`
 /// (1000 s), after which local(8) kills the command and the tmp/ file
@@ -92,6 +106,9 @@ impl Default for Settings {
             map_cache_dir: None,
             system_cache_dir: None,
             time_limit: DEFAULT_TIME_LIMIT,
+            program_time_limit: DEFAULT_PROGRAM_TIME_LIMIT,
+            filter_size_limit: DEFAULT_FILTER_SIZE_LIMIT,
+            filter_output_limit: DEFAULT_FILTER_OUTPUT_LIMIT,
         }
     }
 }
@@ -185,6 +202,8 @@ pub enum Cond {
     SizeUnder(u64),
     /// Whether a header limit was reached (`true`) or not (`false`).
     HeaderLimit(bool),
+    /// A test of parsed addresses (`address = { ... }`).
+    Address(Box<AddressCond>),
     All(Vec<Cond>),
     Any(Vec<Cond>),
     Not(Box<Cond>),
@@ -201,15 +220,104 @@ impl Cond {
     }
 }
 
-/// A rule's terminal action.
+/// The headers an `address` condition may name: those that hold address
+/// lists (RFC 5322 sections 3.6.2, 3.6.3, 3.6.6), and Delivered-To and
+/// Return-Path, which hold one address.
+pub const ADDRESS_HEADERS: [&str; 12] = [
+    "From",
+    "Sender",
+    "Reply-To",
+    "To",
+    "Cc",
+    "Bcc",
+    "Resent-From",
+    "Resent-Sender",
+    "Resent-To",
+    "Resent-Cc",
+    "Delivered-To",
+    "Return-Path",
+];
+
+/// Whose addresses an `address` condition tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressSource {
+    /// Every address of every occurrence of these headers (canonical case,
+    /// from [`ADDRESS_HEADERS`]).
+    Headers(Vec<&'static str>),
+    EnvelopeSender,
+    EnvelopeRecipient,
+}
+
+/// Which part of an address is tested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressPart {
+    /// `local@domain`.
+    All,
+    LocalPart,
+    Domain,
+    /// The local part without its `+detail`.
+    User,
+    /// The `+detail`; an address without one has none.
+    Detail,
+}
+
+impl AddressPart {
+    pub const NAMES: [(&'static str, AddressPart); 5] = [
+        ("all", AddressPart::All),
+        ("localpart", AddressPart::LocalPart),
+        ("domain", AddressPart::Domain),
+        ("user", AddressPart::User),
+        ("detail", AddressPart::Detail),
+    ];
+}
+
+/// The test an `address` condition applies to each address's part.
+#[derive(Debug, Clone)]
+pub enum AddressTest {
+    /// Equal, ASCII case-insensitively (Sieve's i;ascii-casemap).
+    Is(String),
+    /// The regex (its source kept for the captures, `decide::Ctx::captures`).
+    Match(Pattern, String),
+    /// The table, searched with access(5)'s address keys; its spec as written.
+    Table(std::sync::Arc<Vec<Box<dyn Table>>>, String),
+}
+
+/// `address = { header|envelope, part, is|match|table }`.
+#[derive(Debug, Clone)]
+pub struct AddressCond {
+    pub source: AddressSource,
+    pub part: AddressPart,
+    pub test: AddressTest,
+}
+
+/// A rule's filing or ending action: terminal, or a copy with `copy`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RuleAction {
     Folder(FolderName),
     Junk,
     Discard,
     Inbox,
-    Reject { status: String, text: String },
-    Defer { status: String, text: String },
+    Reject {
+        status: String,
+        text: String,
+    },
+    Defer {
+        status: String,
+        text: String,
+    },
+    /// Deliver to a program: argv, no shell (`~/` in argv[0] is the home).
+    Pipe(Vec<String>),
+}
+
+/// A header edit: applied to every copy filed or piped, never to the body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Edit {
+    /// A `Name: value` line added at the top.
+    Add(String),
+    /// Text put before the Subject's.
+    SubjectPrefix(String),
+    /// Every field of this name removed.
+    Remove(String),
 }
 
 #[derive(Debug, Clone)]
@@ -218,6 +326,28 @@ pub struct Rule {
     pub cond: Cond,
     pub score: f64,
     pub action: Option<RuleAction>,
+    /// The filing action (folder, inbox, junk, pipe) is a copy: the rules go on.
+    pub copy: bool,
+    /// Maildir flag letters for the filing action, sorted (e.g. `"FS"`).
+    pub flags: String,
+    /// Header edits, in the order written (add, subject prefix, remove).
+    pub edits: Vec<Edit>,
+    /// A program the message passes through (argv); the rules then run
+    /// again from the top on its output.
+    pub filter: Option<Vec<String>>,
+}
+
+/// The Maildir flag letter of a flag name (Sieve imap4flags's names
+/// without the backslash), or `None`.
+pub fn flag_letter(name: &str) -> Option<char> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "seen" => 'S',
+        "answered" => 'R',
+        "flagged" => 'F',
+        "deleted" => 'T',
+        "draft" => 'D',
+        _ => return None,
+    })
 }
 
 /// The patterns of all of a layer's rules on one header, compiled together.
@@ -225,6 +355,9 @@ pub struct Rule {
 pub struct HeaderGroup {
     pub name: String,
     pub patterns: PatternGroup,
+    /// The patterns as written, in the group's order (for the captures of
+    /// a rule whose actions use them, `decide::Ctx::captures`).
+    pub sources: Vec<String>,
 }
 
 /// One loaded layer: the system file (or the embedded default) or a user's.
@@ -272,16 +405,19 @@ struct Loader<'a> {
     origin: Origin,
     diags: Vec<Diag>,
     groups: Vec<PendingGroup>,
+    /// How tables are opened: `[access]`'s and `address.table`'s.
+    opts: OpenOptions,
 }
 
 impl<'a> Loader<'a> {
-    fn new(file: &'a Path, text: &'a str, origin: Origin) -> Loader<'a> {
+    fn new(file: &'a Path, text: &'a str, origin: Origin, opts: &OpenOptions) -> Loader<'a> {
         Loader {
             file,
             text,
             origin,
             diags: Vec::new(),
             groups: Vec::new(),
+            opts: opts.clone(),
         }
     }
 
@@ -355,6 +491,7 @@ impl<'a> Loader<'a> {
                 Ok(patterns) => out.push(HeaderGroup {
                     name: g.name,
                     patterns,
+                    sources: g.patterns.into_iter().map(|p| p.0).collect(),
                 }),
                 Err((None, e)) => {
                     let at = g.patterns.first().map_or(0, |p| p.1);
@@ -443,6 +580,12 @@ impl<'a> Loader<'a> {
         if let Some(b) = c.header_limit {
             parts.push(Cond::HeaderLimit(b));
         }
+        if let Some(a) = c.address {
+            match self.address(a) {
+                Some(a) => parts.push(Cond::Address(Box::new(a))),
+                None => parts.push(Cond::Any(vec![])),
+            }
+        }
         if let Some(v) = c.all {
             if v.is_empty() {
                 self.diag_at(at, "'all' is empty: it would always match");
@@ -485,7 +628,17 @@ impl<'a> Loader<'a> {
             .as_ref()
             .map_or_else(|| format!("rule#{}", index + 1), |n| n.get_ref().clone());
         let parts = self.cond_parts(r.cond(), at);
-        if parts.is_empty() {
+        // A rule without a condition matches every message (procmail's
+        // `:0` without conditions, a Sieve action outside `if`): allowed
+        // for the verbs that act on every message; a score or a filing
+        // action alone for every message is more likely a mistake.
+        let every_message_verb = r.filter.is_some()
+            || r.pipe.is_some()
+            || r.copy.is_some()
+            || r.add_header.is_some()
+            || r.subject_prefix.is_some()
+            || r.remove_header.is_some();
+        if parts.is_empty() && !every_message_verb {
             self.diag_at(at, format!("rule {name:?} has no condition"));
         }
         let mut actions = Vec::new();
@@ -533,6 +686,11 @@ impl<'a> Loader<'a> {
             let (status, text) = split_status(t.get_ref(), '4', DEFER_STATUS);
             actions.push(RuleAction::Defer { status, text });
         }
+        if let Some(p) = &r.pipe {
+            if let Some(argv) = self.argv(p, "pipe") {
+                actions.push(RuleAction::Pipe(argv));
+            }
+        }
         if actions.len() > 1 {
             self.diag_at(
                 at,
@@ -546,12 +704,16 @@ impl<'a> Loader<'a> {
         if !score.is_finite() {
             self.diag_at(at, format!("rule {name:?}: score must be a finite number"));
         }
+        let (copy, flags, edits, filter) = self.verbs(r, &name, actions.first());
         let action_written = r.folder.is_some()
             || r.junk.is_some()
             || r.discard.is_some()
             || r.inbox.is_some()
             || r.reject.is_some()
-            || r.defer.is_some();
+            || r.defer.is_some()
+            || r.pipe.is_some()
+            || r.filter.is_some()
+            || !edits.is_empty();
         if r.score.is_none() && !action_written {
             self.diag_at(
                 at,
@@ -563,7 +725,143 @@ impl<'a> Loader<'a> {
             cond: Cond::All(parts),
             score,
             action: actions.into_iter().next(),
+            copy,
+            flags,
+            edits,
+            filter,
         })
+    }
+
+    /// An argv array: not empty, argv[0] not empty, no NUL anywhere.
+    fn argv(&mut self, v: &Spanned<Vec<Spanned<String>>>, key: &str) -> Option<Vec<String>> {
+        let Some(first) = v.get_ref().first() else {
+            self.diag_at(
+                v.span().start,
+                format!("{key}: the program is missing (an empty list)"),
+            );
+            return None;
+        };
+        if first.get_ref().is_empty() {
+            self.diag_at(first.span().start, format!("{key}: empty program name"));
+            return None;
+        }
+        let mut ok = true;
+        for a in v.get_ref() {
+            if a.get_ref().contains('\0') {
+                self.diag_at(a.span().start, format!("{key}: NUL in an argument"));
+                ok = false;
+            }
+        }
+        ok.then(|| v.get_ref().iter().map(|a| a.get_ref().clone()).collect())
+    }
+
+    /// The non-terminal verbs of a rule: `copy`, `flags`, the header
+    /// edits and `filter`, checked against the rule's filing action.
+    fn verbs(
+        &mut self,
+        r: &RuleSpec,
+        name: &str,
+        action: Option<&RuleAction>,
+    ) -> (bool, String, Vec<Edit>, Option<Vec<String>>) {
+        let files = matches!(
+            action,
+            Some(RuleAction::Folder(_) | RuleAction::Inbox | RuleAction::Junk)
+        );
+        let mut copy = false;
+        if let Some(c) = &r.copy {
+            if !*c.get_ref() {
+                self.diag_at(c.span().start, "'copy = false' means nothing; remove it");
+            } else if files || matches!(action, Some(RuleAction::Pipe(_))) {
+                copy = true;
+            } else {
+                self.diag_at(
+                    c.span().start,
+                    "'copy' needs a filing action: folder, inbox, junk or pipe",
+                );
+            }
+        }
+        let mut flags = String::new();
+        if let Some(f) = &r.flags {
+            if !files {
+                self.diag_at(
+                    f.span().start,
+                    "'flags' needs a filing action: folder, inbox or junk",
+                );
+            }
+            for n in f.get_ref() {
+                match flag_letter(n.get_ref()) {
+                    Some(c) if !flags.contains(c) => flags.push(c),
+                    Some(_) => {}
+                    None => self.diag_at(
+                        n.span().start,
+                        format!(
+                            "unknown flag {:?} (known: seen, answered, flagged, deleted, draft)",
+                            n.get_ref()
+                        ),
+                    ),
+                }
+            }
+            // The Maildir spec: the info's flags in ASCII order.
+            let mut v: Vec<char> = flags.chars().collect();
+            v.sort_unstable();
+            flags = v.into_iter().collect();
+        }
+        let mut edits = Vec::new();
+        if let Some(a) = &r.add_header {
+            for line in a.get_ref().items() {
+                if crate::input::message::valid_header_line(line)
+                    && !line.split_once(':').is_some_and(|(n, _)| n.is_empty())
+                {
+                    edits.push(Edit::Add(line.clone()));
+                } else {
+                    self.diag_at(
+                        a.span().start,
+                        format!(
+                            "add_header: {line:?} is not a header line (Name: value, one line)"
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(p) = &r.subject_prefix {
+            if p.get_ref().is_empty() {
+                self.diag_at(p.span().start, "subject_prefix is empty");
+            } else if p.get_ref().chars().any(|c| c.is_control() && c != '\t') {
+                self.diag_at(p.span().start, "subject_prefix: control character");
+            } else {
+                edits.push(Edit::SubjectPrefix(p.get_ref().clone()));
+            }
+        }
+        if let Some(rm) = &r.remove_header {
+            for h in rm.get_ref().items() {
+                if h.is_empty() || !h.bytes().all(|b| (33..=126).contains(&b) && b != b':') {
+                    self.diag_at(
+                        rm.span().start,
+                        format!("remove_header: bad header name {h:?}"),
+                    );
+                } else if crate::input::edit::is_protected(h) {
+                    self.diag_at(
+                        rm.span().start,
+                        format!("remove_header: {h} is a trace header and is never removed"),
+                    );
+                } else {
+                    edits.push(Edit::Remove(h.clone()));
+                }
+            }
+        }
+        let filter = r.filter.as_ref().and_then(|f| {
+            if action.is_some() || !edits.is_empty() || r.flags.is_some() {
+                self.diag_at(
+                    f.span().start,
+                    format!(
+                        "rule {name:?}: 'filter' cannot be combined with another action \
+                         (the rules run again on its output; give those in other rules)"
+                    ),
+                );
+            }
+            self.argv(f, "filter")
+        });
+        (copy, flags, edits, filter)
     }
 
     /// Compiles the `[[rule]]` tables and their header groups.
@@ -577,47 +875,173 @@ impl<'a> Loader<'a> {
         (rules, self.build_groups())
     }
 
-    /// A relative table path is relative to the rules file's directory.
-    fn resolve_spec(&self, spec: &str) -> String {
+    /// A table path that starts with `~/` is in the user's home (a user's
+    /// file only); a relative one is relative to the rules file's directory.
+    fn resolve_spec(&self, spec: &str) -> Result<String, String> {
         match spec.split_once(':') {
+            Some((kind, path)) if path.starts_with("~/") => match (self.origin, &self.opts.home) {
+                (Origin::User, Some(home)) => Ok(format!("{kind}:{}", home.join(&path[2..]).display())),
+                (Origin::User, None) => Err(format!("{spec}: no home directory is known for '~/'")),
+                (Origin::System, _) => Err(format!(
+                    "{spec}: '~/' is for a user's rules file; the system file names tables by absolute path"
+                )),
+            },
             Some((kind, path))
                 if !path.is_empty() && !path.starts_with('/') && !path.contains(':') =>
             {
                 let dir = self.file.parent().unwrap_or(Path::new(""));
-                format!("{kind}:{}", dir.join(path).display())
+                Ok(format!("{kind}:{}", dir.join(path).display()))
             }
-            _ => spec.to_string(),
+            _ => Ok(spec.to_string()),
         }
     }
 
     fn maps(&mut self, specs: &[Spanned<String>], opts: &OpenOptions) -> Vec<Box<dyn Table>> {
-        let mut out = Vec::new();
-        for s in specs {
-            match maps::open(&self.resolve_spec(s.get_ref()), opts) {
-                Ok(t) => out.push(t),
-                Err(e) => {
-                    // A missing file is reported where the rules file names it;
-                    // a problem inside the map at the map's own line and column.
-                    if e.line == 0 {
-                        let (line, col) = line_col(self.text, s.span().start);
-                        self.push(Diag {
-                            file: self.file.to_path_buf(),
-                            cause: e.cause,
-                            line,
-                            col,
-                            msg: format!("{}: {}", s.get_ref(), e.msg),
-                        });
-                    } else {
-                        // Rules-file problems always show a column.
-                        self.push(Diag {
-                            col: e.col.max(1),
-                            ..e
-                        });
-                    }
+        specs.iter().filter_map(|s| self.map(s, opts)).collect()
+    }
+
+    /// Opens one table, or reports why not where the rules file names it
+    /// (a problem inside the table: at the table's own line and column).
+    fn map(&mut self, s: &Spanned<String>, opts: &OpenOptions) -> Option<Box<dyn Table>> {
+        let spec = match self.resolve_spec(s.get_ref()) {
+            Ok(spec) => spec,
+            Err(e) => {
+                self.diag_at(s.span().start, e);
+                return None;
+            }
+        };
+        match maps::open(&spec, opts) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                if e.line == 0 {
+                    let (line, col) = line_col(self.text, s.span().start);
+                    self.push(Diag {
+                        file: self.file.to_path_buf(),
+                        cause: e.cause,
+                        line,
+                        col,
+                        msg: format!("{}: {}", s.get_ref(), e.msg),
+                    });
+                } else {
+                    // Rules-file problems always show a column.
+                    self.push(Diag {
+                        col: e.col.max(1),
+                        ..e
+                    });
                 }
+                None
             }
         }
-        out
+    }
+
+    /// Compiles `address = { header|envelope, part, is|match|table }`.
+    fn address(&mut self, a: &Spanned<AddressSpec>) -> Option<AddressCond> {
+        let at = a.span().start;
+        let spec = a.get_ref();
+        let source = match (&spec.header, &spec.envelope) {
+            (Some(h), None) => {
+                let mut names = Vec::new();
+                for n in h.get_ref().list() {
+                    match ADDRESS_HEADERS
+                        .iter()
+                        .find(|k| k.eq_ignore_ascii_case(n.trim()))
+                    {
+                        Some(k) => names.push(*k),
+                        None => self.diag_at(
+                            h.span().start,
+                            format!(
+                                "address: header {n:?} does not hold addresses (one of: {})",
+                                ADDRESS_HEADERS.join(", ")
+                            ),
+                        ),
+                    }
+                }
+                if names.is_empty() {
+                    self.diag_at(h.span().start, "address: 'header' names no header");
+                    return None;
+                }
+                AddressSource::Headers(names)
+            }
+            (None, Some(e)) => match e.get_ref().as_str() {
+                "sender" => AddressSource::EnvelopeSender,
+                "recipient" => AddressSource::EnvelopeRecipient,
+                other => {
+                    self.diag_at(
+                        e.span().start,
+                        format!("address: envelope = {other:?}; give \"sender\" or \"recipient\""),
+                    );
+                    return None;
+                }
+            },
+            _ => {
+                self.diag_at(at, "address: give exactly one of 'header' and 'envelope'");
+                return None;
+            }
+        };
+        let part = match &spec.part {
+            None => AddressPart::All,
+            Some(p) => match AddressPart::NAMES.iter().find(|(n, _)| n == p.get_ref()) {
+                Some((_, part)) => *part,
+                None => {
+                    let names: Vec<&str> = AddressPart::NAMES.iter().map(|(n, _)| *n).collect();
+                    self.diag_at(
+                        p.span().start,
+                        format!(
+                            "address: part = {:?}; one of: {}",
+                            p.get_ref(),
+                            names.join(", ")
+                        ),
+                    );
+                    return None;
+                }
+            },
+        };
+        let test = match (&spec.is, &spec.pattern, &spec.table) {
+            (Some(v), None, None) => AddressTest::Is(v.get_ref().clone()),
+            (None, Some(p), None) => {
+                let pat = self.pattern(p, "address match")?;
+                AddressTest::Match(pat, p.get_ref().clone())
+            }
+            (None, None, Some(t)) => {
+                if part != AddressPart::All {
+                    self.diag_at(
+                        spec.part.as_ref().map_or(at, |p| p.span().start),
+                        "address: a table is looked up with whole addresses (access(5) forms); remove 'part'",
+                    );
+                    return None;
+                }
+                let opts = self.opts.clone();
+                let table = self.map(t, &opts)?;
+                AddressTest::Table(std::sync::Arc::new(vec![table]), t.get_ref().clone())
+            }
+            _ => {
+                self.diag_at(at, "address: give exactly one of 'is', 'match' and 'table'");
+                return None;
+            }
+        };
+        Some(AddressCond { source, part, test })
+    }
+
+    /// Parses a template (`crate::policy::vars`), reporting a problem at
+    /// its position in the file (`what`: the key, for the message).
+    #[allow(dead_code)] // The actions use it.
+    pub(crate) fn template(&mut self, s: &Spanned<String>, what: &str) -> Option<Template> {
+        match Template::parse(s.get_ref()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                // The position inside the string, when it is written
+                // without escapes (`"..."` or `'...'`); else its start.
+                let span = s.span();
+                let raw = self.text.get(span.start + 1..span.end.saturating_sub(1));
+                let at = if raw == Some(s.get_ref().as_str()) {
+                    span.start + 1 + e.offset
+                } else {
+                    span.start
+                };
+                self.diag_at(at, format!("{what}: {}", e.msg));
+                None
+            }
+        }
     }
 }
 
@@ -690,8 +1114,9 @@ pub(crate) fn compile_rules(
     text: &str,
     file: &Path,
     origin: Origin,
+    opts: &OpenOptions,
 ) -> Result<(Vec<Rule>, Vec<HeaderGroup>), Vec<Diag>> {
-    let mut l = Loader::new(file, text, origin);
+    let mut l = Loader::new(file, text, origin, opts);
     let out = l.rules(specs);
     if l.diags.is_empty() {
         Ok(out)
@@ -708,7 +1133,13 @@ pub(crate) fn load_spec(
     opts: &OpenOptions,
 ) -> Result<(Layer, FileSpec), Vec<Diag>> {
     let spec = parse_spec(text, file)?;
-    let mut l = Loader::new(file, text, origin);
+    // A system file that sets nothing (only comments, as the Debian package
+    // ships /etc/deliver/rules.toml) means the embedded default, as a
+    // missing one does: not a layer without spam routing.
+    if origin == Origin::System && spec.is_empty() {
+        return Ok((default_layer(), spec));
+    }
+    let mut l = Loader::new(file, text, origin, opts);
     // What parsing built counts against the user's budget (crate::policy::budget).
     if let Err(msg) = crate::policy::budget::check() {
         return Err(vec![Diag::file(file, msg)]);
@@ -762,6 +1193,39 @@ pub(crate) fn load_spec(
                     t.span().start,
                     format!("time_limit must be 1 to {MAX_TIME_LIMIT} seconds, not {n}"),
                 ),
+            }
+        }
+        if let Some(t) = &s.program_time_limit {
+            match *t.get_ref() {
+                n @ 1..=MAX_TIME_LIMIT => {
+                    settings.program_time_limit = Duration::from_secs(n as u64)
+                }
+                n => l.diag_at(
+                    t.span().start,
+                    format!("program_time_limit must be 1 to {MAX_TIME_LIMIT} seconds, not {n}"),
+                ),
+            }
+        }
+        for (v, key, dst) in [
+            (
+                &s.filter_size_limit,
+                "filter_size_limit",
+                &mut settings.filter_size_limit,
+            ),
+            (
+                &s.filter_output_limit,
+                "filter_output_limit",
+                &mut settings.filter_output_limit,
+            ),
+        ] {
+            if let Some(v) = v {
+                match u64::try_from(*v.get_ref()) {
+                    Ok(n) if n > 0 => *dst = n,
+                    _ => l.diag_at(
+                        v.span().start,
+                        format!("{key} must be a positive number of bytes"),
+                    ),
+                }
             }
         }
     }
@@ -873,7 +1337,9 @@ pub(crate) fn load_spec(
             .system_cache_dir
             .clone()
             .or_else(|| opts.system_cache_dir.clone()),
+        home: opts.home.clone(),
     };
+    l.opts = opts.clone();
     let mut access = Access::default();
     if let Some(a) = &spec.access {
         access.client = l.maps(&a.client, &opts);
@@ -935,6 +1401,23 @@ mod tests {
         let l = default_layer();
         assert_eq!(l.spam.virus, VirusAction::Discard);
         assert_eq!(l.spam.junk_folder.as_ref().unwrap().name, "Junk");
+    }
+
+    #[test]
+    fn a_system_file_that_sets_nothing_is_the_default() {
+        for text in ["", "\n", "# only\n  # comments\n\n#[spam]\n"] {
+            let l = load(text, Origin::System).unwrap();
+            assert_eq!(l.describe(), "embedded default rules", "{text:?}");
+            assert_eq!(l.spam.junk_folder.as_ref().unwrap().name, "Junk");
+        }
+        // A table, even empty, is a file that says something.
+        let l = load("[settings]\n", Origin::System).unwrap();
+        assert_eq!(l.describe(), "r.toml");
+        assert!(l.spam.junk_folder.is_none());
+        // A user's empty file adds nothing to the system layer.
+        let u = load("# nothing\n", Origin::User).unwrap();
+        assert_eq!(u.describe(), "r.toml");
+        assert!(u.spam.junk_folder.is_none());
     }
 
     #[test]

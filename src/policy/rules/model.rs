@@ -28,6 +28,8 @@ macro_rules! condition_struct {
             pub size_under: Option<u64>,
             /// Whether a header limit was reached.
             pub header_limit: Option<bool>,
+            /// The parsed addresses of headers or of the envelope.
+            pub address: Option<Spanned<AddressSpec>>,
             pub all: Option<Vec<CondSpec>>,
             pub any: Option<Vec<CondSpec>>,
             pub not: Option<Box<CondSpec>>,
@@ -51,6 +53,7 @@ macro_rules! condition_struct {
                     size_over: self.size_over,
                     size_under: self.size_under,
                     header_limit: self.header_limit,
+                    address: &self.address,
                     all: &self.all,
                     any: &self.any,
                     not: &self.not,
@@ -69,9 +72,43 @@ pub struct CondRef<'a> {
     pub size_over: Option<u64>,
     pub size_under: Option<u64>,
     pub header_limit: Option<bool>,
+    pub address: &'a Option<Spanned<AddressSpec>>,
     pub all: &'a Option<Vec<CondSpec>>,
     pub any: &'a Option<Vec<CondSpec>>,
     pub not: &'a Option<Box<CondSpec>>,
+}
+
+/// One header name or several.
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(untagged)]
+pub enum Names {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Names {
+    pub fn list(&self) -> &[String] {
+        match self {
+            Names::One(n) => std::slice::from_ref(n),
+            Names::Many(v) => v,
+        }
+    }
+}
+
+/// `address = { header|envelope, part, is|match|table }`.
+#[derive(Debug, Deserialize, Serialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AddressSpec {
+    pub header: Option<Spanned<Names>>,
+    /// "sender" or "recipient".
+    pub envelope: Option<Spanned<String>>,
+    /// "all" (default), "localpart", "domain", "user", "detail".
+    pub part: Option<Spanned<String>>,
+    pub is: Option<Spanned<String>>,
+    #[serde(rename = "match")]
+    pub pattern: Option<Spanned<String>>,
+    /// A table spec, looked up with access(5)'s address forms.
+    pub table: Option<Spanned<String>>,
 }
 
 condition_struct! {
@@ -90,6 +127,38 @@ condition_struct! {
         pub inbox: Option<Spanned<bool>>,
         pub reject: Option<Spanned<String>>,
         pub defer: Option<Spanned<String>>,
+        /// Maildir flags for the filing action: seen, answered, flagged,
+        /// deleted, draft.
+        pub flags: Option<Spanned<Vec<Spanned<String>>>>,
+        /// With folder / inbox / junk / pipe: a copy; the rules go on.
+        pub copy: Option<Spanned<bool>>,
+        /// One `Name: value` line or a list of them (an edit).
+        pub add_header: Option<Spanned<OneOrMany>>,
+        /// Text put before the Subject (an edit).
+        pub subject_prefix: Option<Spanned<String>>,
+        /// Header names whose fields are removed (an edit).
+        pub remove_header: Option<Spanned<OneOrMany>>,
+        /// A program (argv, no shell) the message passes through.
+        pub filter: Option<Spanned<Vec<Spanned<String>>>>,
+        /// A program (argv, no shell) the message is delivered to.
+        pub pipe: Option<Spanned<Vec<Spanned<String>>>>,
+    }
+}
+
+/// A string or a list of strings (`add_header`, `remove_header`).
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn items(&self) -> &[String] {
+        match self {
+            OneOrMany::One(s) => std::slice::from_ref(s),
+            OneOrMany::Many(v) => v,
+        }
     }
 }
 
@@ -151,6 +220,12 @@ pub struct SettingsSpec {
     pub system_cache_dir: Option<Spanned<String>>,
     /// Seconds a delivery may take before it defers (default 300).
     pub time_limit: Option<Spanned<i64>>,
+    /// Seconds a filter or pipe program may run (default 60).
+    pub program_time_limit: Option<Spanned<i64>>,
+    /// Messages larger than this many bytes skip filters (default 512000).
+    pub filter_size_limit: Option<Spanned<i64>>,
+    /// The most a filter may write, in bytes (default 64 MiB).
+    pub filter_output_limit: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize, Serialize, Default, Clone)]
@@ -161,4 +236,14 @@ pub struct FileSpec {
     pub access: Option<AccessSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rule: Vec<RuleSpec>,
+}
+
+impl FileSpec {
+    /// Nothing set: no table, no key (a file of comments and blank lines).
+    pub fn is_empty(&self) -> bool {
+        self.settings.is_none()
+            && self.spam.is_none()
+            && self.access.is_none()
+            && self.rule.is_empty()
+    }
 }
