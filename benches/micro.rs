@@ -130,6 +130,8 @@ fn bench_rules(c: &mut Criterion) {
             size: msg.len() as u64,
             limit_hit: None,
             filters_done: &[],
+            duplicate: None,
+            today: 20270101,
         };
         c.bench_function(&format!("decide/w1/{name}"), |b| {
             b.iter(|| decide(black_box(&input), &layer, None))

@@ -21,6 +21,9 @@
 //! | `linked`       | linked into new/, new/ not fsynced, tmp/ name still there   |
 //! | `new-synced`   | new/ fsynced, tmp/ name still there                         |
 //! | `delivered`    | tmp/ name removed; the stale-file sweep and log line remain |
+//! | `forwarded`    | a forward sent through sendmail and journaled               |
+//! | `reply-claimed`| the vacation's `replied` entry made, the reply not sent     |
+//! | `replied`      | the reply sent                                              |
 
 use std::io::{self, Write};
 

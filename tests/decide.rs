@@ -39,6 +39,8 @@ fn run_with(headers: &str, system: &str, user: Option<&str>, body: &str) -> Deci
         size: (block.len() + body.len()) as u64,
         limit_hit: None,
         filters_done: &[],
+        duplicate: None,
+        today: 20270101,
     };
     decide(&input, &sys, usr.as_ref())
 }

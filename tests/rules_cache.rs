@@ -60,6 +60,8 @@ fn decide_with(headers: &Headers, block: &str, layer: &Layer) -> Decision {
         size: block.len() as u64,
         limit_hit: None,
         filters_done: &[],
+        duplicate: None,
+        today: 20270101,
     };
     let system = deliver::policy::rules::load_str(
         "[spam]\ndialects = []\n",

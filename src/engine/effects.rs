@@ -9,17 +9,20 @@
 //! `forward a@x.example,b@y.example`. The executor asks `done` before each
 //! effect and calls `record` right after it:
 //!
-//! - a copy filed: recorded after its link into the folder is fsynced;
+//! - a copy filed: recorded before its link, with the unique name the
+//!   file gets (the tmp/ name); a retry that finds the entry looks for that
+//!   name in the folder's `new/` and `cur/`, and files again only when it
+//!   is not there (the attempt died before the link). Filing is so done
+//!   exactly once, whatever the point of the kill;
 //! - a forward: recorded after sendmail exits 0 (sendmail has queued it);
 //! - a reply: its own record is the `Replied` entry, claimed before the
 //!   reply is sent (exactly one of concurrent deliveries wins it), so a
 //!   retry finds it claimed and sends nothing.
 //!
-//! The one window left is a kill between an effect and its record (the
-//! few microseconds between sendmail's exit, or the directory fsync, and
-//! one link(2)): the retry then does that effect again. A forward or a
-//! copy is repeated rather than lost; a reply is lost rather than repeated
-//! (claimed first). A journal that cannot be used (see `state`) is logged
+//! The one window left is a kill between sendmail's exit and the forward's
+//! record (one file creation): the retry then forwards again. A forward is
+//! repeated rather than lost; a reply is lost rather than repeated (claimed
+//! first). A journal that cannot be used (see `state`) is logged
 //! and the delivery goes on: effects may then repeat on a retry, replies
 //! never go (no state, no reply).
 
@@ -132,6 +135,33 @@ impl Effects {
         .map_err(|e| format!("journal: {e}"))
     }
 
+    /// The content of the journal entry of `effect`, if an earlier attempt
+    /// of this delivery made one.
+    pub fn journal_get(&self, effect: &str) -> Option<Vec<u8>> {
+        let st = self.state.as_ref().ok()?;
+        st.get(Kind::Journal, &self.journal_key(effect), self.now)
+            .ok()
+            .flatten()
+            .map(|e| e.content)
+    }
+
+    /// Sets the journal entry of `effect` to `content` (replacing one an
+    /// earlier attempt made).
+    pub fn journal_set(&self, effect: &str, content: &[u8]) -> Result<(), String> {
+        let st = self.state.as_ref().map_err(Clone::clone)?;
+        let k = self.journal_key(effect);
+        st.remove(Kind::Journal, &k).map_err(|e| format!("journal: {e}"))?;
+        st.claim(
+            Kind::Journal,
+            &k,
+            self.now + state::JOURNAL_KEEP,
+            content,
+            self.now,
+        )
+        .map(|_| ())
+        .map_err(|e| format!("journal: {e}"))
+    }
+
     fn seen_key(key: &str) -> String {
         state::key(&[b"seen", key.as_bytes()])
     }
@@ -189,11 +219,12 @@ impl Effects {
             w.write_all(eol.as_bytes())?;
             io::copy(message, w).map(|_| ())
         })?;
-        crate::testhook::pause("forwarded");
-        Ok(match self.record(&effect) {
+        let recorded = match self.record(&effect) {
             Ok(()) => Forwarded::Sent,
             Err(e) => Forwarded::SentUnrecorded(e),
-        })
+        };
+        crate::testhook::pause("forwarded");
+        Ok(recorded)
     }
 
     /// Sends the vacation reply `reply` for the message with `headers`,

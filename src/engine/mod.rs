@@ -148,6 +148,17 @@ impl Engine {
             sp.head.envelope_from_line(),
             &sp.head.headers,
         );
+        // The per-user state, opened when a duplicate rule, a forward or a
+        // reply needs it, for this delivery as Postfix hands it over.
+        let fx = LazyEffects {
+            md: &md,
+            recipient: env.recipient.value.clone(),
+            block: sp.head.bytes[..sp.head.header_len].to_vec(),
+            now: std::time::SystemTime::now(),
+            cell: std::cell::OnceCell::new(),
+            log: &self.log,
+        };
+        let mut dup: Option<(String, effects::Dup)> = None;
         // The decision, again after each filter on its output: only the
         // last one is executed (`crate::policy::decide`).
         let mut ran: Vec<FilterId> = Vec::new();
@@ -166,7 +177,21 @@ impl Engine {
                     self.log.warn(&format!("ignoring user rules: {why}"));
                 }
             }
-            let d = decide_for(&sp, &env, &self.system, user.layer.as_ref(), &ran);
+            if dup.is_none() {
+                if let Some(w) = duplicate_window(&self.system, user.layer.as_ref()) {
+                    let key = crate::policy::duplicate::key(&sp.head.headers, &sp.window)
+                        .unwrap_or_else(|digest| digest);
+                    let answer = fx.get().duplicate(&key, w);
+                    if let effects::Dup::Unusable(why) = &answer {
+                        self.log.warn(&format!(
+                            "duplicate check of {key} not possible, treated as new: {why}"
+                        ));
+                    }
+                    dup = Some((key, answer));
+                }
+            }
+            let is_dup = dup.as_ref().map(|(_, a)| *a == effects::Dup::Duplicate);
+            let d = decide_for(&sp, &env, &self.system, user.layer.as_ref(), &ran, is_dup);
             load::restore_system(&mut self.system, cached);
             load::restore_user(&mut user);
             let Some(req) = d.filter else { break d };
@@ -200,14 +225,23 @@ impl Engine {
         for l in &d.log {
             self.log.info(l);
         }
-        let done = self.execute(&md, tmp, &sp, &d, &env, who, flight)?;
-        self.log
-            .info(&log_line(&env, &sp, &d, &done, &filtered, start));
-        md.clean_tmp(std::time::SystemTime::now());
-        match crate::output::exit::failure_of(&d.plan.disposition) {
-            Some(f) => Err(f),
-            None => Ok(()),
+        let result = self
+            .execute(&md, tmp, &sp, &d, &env, who, flight, &fx)
+            .and_then(|done| {
+                self.log
+                    .info(&log_line(&env, &sp, &d, &done, &filtered, start));
+                md.clean_tmp(std::time::SystemTime::now());
+                match crate::output::exit::failure_of(&d.plan.disposition) {
+                    Some(f) => Err(f),
+                    None => Ok(()),
+                }
+            });
+        // RFC 7352: a message is recorded as seen only when its delivery
+        // succeeds; the claim of one that did not is given back.
+        if let (Err(_), Some((key, effects::Dup::New))) = (&result, &dup) {
+            fx.get().release_duplicate(key);
         }
+        result
     }
 
     /// Executes a plan in the order `crate::policy::plan` documents, with
@@ -224,12 +258,15 @@ impl Engine {
         env: &Envelope,
         who: &Recipient,
         flight: &Flight,
+        fx: &LazyEffects<'_>,
     ) -> Result<Executed, Failure> {
         let plan = &d.plan;
         let mut done = Executed {
             size: sp.size,
             folders: Vec::new(),
             pipes: Vec::new(),
+            forwards: Vec::new(),
+            reply: None,
         };
         if plan.actions.is_empty() {
             return Ok(done);
@@ -282,40 +319,165 @@ impl Engine {
             }
         }
         // 3. One fsync, then a link into each folder (the same inode).
+        // With forwards in the plan, a deferral can follow the filing: each
+        // folder filed is journaled, and a retry skips it.
         let inbox = Delivery {
             folder: None,
             flags: String::new(),
         };
+        let journaled = plan.forwards().next().is_some();
+        let effect = |d: &Delivery| {
+            format!(
+                "file {}",
+                d.folder.as_ref().map_or("INBOX", |f| f.name.as_str())
+            )
+        };
         let extra = inbox_instead && !plan.deliveries().any(|d| d.folder.is_none());
-        let deliveries: Vec<&Delivery> = plan.deliveries().chain(extra.then_some(&inbox)).collect();
-        if deliveries.is_empty() {
-            return Ok(done);
+        let mut deliveries: Vec<&Delivery> =
+            plan.deliveries().chain(extra.then_some(&inbox)).collect();
+        let mut kept = false;
+        if journaled {
+            let name = tmp.tmp().name.clone();
+            deliveries.retain(|d| {
+                let effect = effect(d);
+                let before = fx
+                    .get()
+                    .journal_get(&effect)
+                    .and_then(|n| String::from_utf8(n).ok())
+                    .is_some_and(|n| filed_as(md, d.folder.as_ref(), &n));
+                if before {
+                    kept = true;
+                    self.log.info(&format!(
+                        "{effect}: done by an earlier attempt of this delivery, skipped"
+                    ));
+                } else if let Err(e) = fx.get().journal_set(&effect, name.as_bytes()) {
+                    self.log.warn(&format!("{effect}: {e}"));
+                }
+                !before
+            });
         }
-        if let Err(e) = tmp.file().sync_all() {
-            let what = format!("fsync {}", md.path().join("tmp").display());
-            return Err(Failure::from_io(what, &e));
+        // The message as filed, for the forwards (the tmp/ name goes with
+        // the commit; the descriptor stays).
+        let message = if journaled {
+            Some(
+                tmp.file()
+                    .try_clone()
+                    .map_err(|e| Failure::from_io("the message for a forward", &e))?,
+            )
+        } else {
+            None
+        };
+        if !deliveries.is_empty() {
+            if let Err(e) = tmp.file().sync_all() {
+                let what = format!("fsync {}", md.path().join("tmp").display());
+                return Err(Failure::from_io(what, &e));
+            }
+            testhook::pause("tmp-synced");
+            let size = done.size;
+            let linked = tmp.commit_all(md, &deliveries, size)?;
+            testhook::pause("delivered");
+            kept = true;
+            for (delivery, delivered) in deliveries.iter().zip(&linked) {
+                if let Some(why) = &delivered.fallback {
+                    self.log.warn(&format!(
+                        "folder {} unusable, delivered to the Inbox: {why}",
+                        delivery.folder.as_ref().map_or("", |f| f.name.as_str())
+                    ));
+                }
+                if let Some(note) = &delivered.note {
+                    self.log.warn(note);
+                }
+                let name = delivered
+                    .folder
+                    .as_ref()
+                    .map_or("INBOX", |f| f.name.as_str());
+                if !done.folders.iter().any(|f| f == name) {
+                    done.folders.push(name.to_string());
+                }
+            }
+        } else {
+            drop(tmp);
         }
-        testhook::pause("tmp-synced");
-        let size = done.size;
-        let linked = tmp.commit_all(md, &deliveries, size)?;
-        testhook::pause("delivered");
-        for (delivery, delivered) in deliveries.iter().zip(&linked) {
-            if let Some(why) = &delivered.fallback {
-                self.log.warn(&format!(
-                    "folder {} unusable, delivered to the Inbox: {why}",
-                    delivery.folder.as_ref().map_or("", |f| f.name.as_str())
-                ));
+        // 4. The forwards.
+        let sendmail = crate::engine::sendmail::Sendmail {
+            argv: self.system.settings.sendmail.clone(),
+            time_limit: self.system.settings.program_time_limit,
+        };
+        if let Some(file) = &message {
+            let marker = crate::policy::forward::marker_line(&env.recipient.value);
+            for f in plan.forwards() {
+                let mut reader = ReadAt { file, pos: 0 };
+                match fx.get().forward(
+                    &sendmail,
+                    &env.sender.value,
+                    &f.to,
+                    &marker,
+                    eol(&sp.head),
+                    &mut reader,
+                ) {
+                    Ok(effects::Forwarded::Sent) => {
+                        done.forwards.push(format!("{}:ok", f.to.join(",")))
+                    }
+                    Ok(effects::Forwarded::SentUnrecorded(e)) => {
+                        self.log.warn(&format!(
+                            "forward to {} sent, not journaled (a retry sends it again): {e}",
+                            f.to.join(",")
+                        ));
+                        done.forwards.push(format!("{}:ok", f.to.join(",")))
+                    }
+                    Ok(effects::Forwarded::AlreadyDone) => {
+                        self.log.info(&format!(
+                            "forward to {}: done by an earlier attempt of this delivery, skipped",
+                            f.to.join(",")
+                        ));
+                        done.forwards.push(format!("{}:done", f.to.join(",")))
+                    }
+                    Err(e) if kept => {
+                        self.log.warn(&format!(
+                            "forward to {} (rule {}) failed, a copy is kept: {}",
+                            f.to.join(","),
+                            f.rule,
+                            e.text
+                        ));
+                        done.forwards.push(format!("{}:failed", f.to.join(",")))
+                    }
+                    Err(e) => {
+                        return Err(Failure::system(
+                            None,
+                            format!(
+                                "forward to {} (rule {}) failed: {}",
+                                f.to.join(","),
+                                f.rule,
+                                e.text
+                            ),
+                        ));
+                    }
+                }
             }
-            if let Some(note) = &delivered.note {
-                self.log.warn(note);
-            }
-            let name = delivered
-                .folder
-                .as_ref()
-                .map_or("INBOX", |f| f.name.as_str());
-            if !done.folders.iter().any(|f| f == name) {
-                done.folders.push(name.to_string());
-            }
+        }
+        // 5. The reply.
+        if let Some(r) = plan.reply() {
+            let host = nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "localhost".into());
+            let got = fx
+                .get()
+                .reply(&sendmail, &r.vacation, &r_reply(r), &sp.head.headers, &host);
+            let what = match &got {
+                effects::Replied::Sent => "sent".to_string(),
+                effects::Replied::Already => "already".to_string(),
+                effects::Replied::Unusable(why) => {
+                    self.log
+                        .warn(&format!("vacation reply to {} not sent: state unusable: {why}", r.to));
+                    "unusable".to_string()
+                }
+                effects::Replied::Failed(e) => {
+                    self.log
+                        .warn(&format!("vacation reply to {} failed: {}", r.to, e.text));
+                    "failed".to_string()
+                }
+            };
+            done.reply = Some(format!("{}:{what}", r.to));
         }
         Ok(done)
     }
@@ -353,7 +515,14 @@ impl Engine {
         let mut ran: Vec<FilterId> = Vec::new();
         let mut trace = Vec::new();
         let decision = loop {
-            let mut d = decide_for(&spooled, &envelope, &self.system, user.layer.as_ref(), &ran);
+            let mut d = decide_for(
+                &spooled,
+                &envelope,
+                &self.system,
+                user.layer.as_ref(),
+                &ran,
+                None,
+            );
             trace.append(&mut d.trace);
             let Some(req) = d.filter.take() else {
                 d.trace = trace;
@@ -452,6 +621,81 @@ struct Executed {
     folders: Vec<String>,
     /// Each pipe's rule and result (`RULE:ok`, `RULE:failed`).
     pipes: Vec<String>,
+    /// Each forward's addresses and result (`ADDRS:ok`, `:failed`, `:done`).
+    forwards: Vec<String>,
+    /// The reply's address and result (`ADDR:sent`, `:already`, ...).
+    reply: Option<String>,
+}
+
+/// Whether a file of the unique name `name` (a tmp/ name, filed as
+/// `NAME,S=SIZE` in `new/` or `NAME,S=SIZE:2,FLAGS` in `cur/`) is in the
+/// folder.
+fn filed_as(md: &Maildir, folder: Option<&crate::store::maildir::FolderName>, name: &str) -> bool {
+    let new = crate::store::maildir::new_dir_path(md.path(), folder);
+    let prefix = format!("{name},");
+    [new.clone(), new.with_file_name("cur")].iter().any(|dir| {
+        std::fs::read_dir(dir).is_ok_and(|rd| {
+            rd.filter_map(Result::ok)
+                .any(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)))
+        })
+    })
+}
+
+/// The line end of the message's header block (for the line a forward
+/// puts in front).
+fn eol(head: &message::Head) -> &'static str {
+    let block = &head.bytes[..head.header_len];
+    match block.iter().position(|&b| b == b'\n') {
+        Some(i) if i > 0 && block[i - 1] == b'\r' => "\r\n",
+        _ => "\n",
+    }
+}
+
+/// The vacation reply of a plan's `Reply`.
+fn r_reply(r: &crate::policy::plan::Reply) -> crate::policy::vacation::Reply {
+    crate::policy::vacation::Reply {
+        to: r.to.clone(),
+        from: r.from.clone(),
+    }
+}
+
+/// Reads a file from its start with pread(2), leaving the descriptor's
+/// offset alone.
+struct ReadAt<'f> {
+    file: &'f std::fs::File,
+    pos: u64,
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// The per-user state of one delivery (`crate::engine::effects`), opened
+/// the first time it is needed: an ordinary delivery never touches it.
+struct LazyEffects<'a> {
+    md: &'a Maildir,
+    recipient: String,
+    /// The header block as Postfix handed it over (the delivery's identity).
+    block: Vec<u8>,
+    now: std::time::SystemTime,
+    cell: std::cell::OnceCell<effects::Effects>,
+    log: &'a Logger,
+}
+
+impl LazyEffects<'_> {
+    fn get(&self) -> &effects::Effects {
+        self.cell.get_or_init(|| {
+            let fx = effects::Effects::open(self.md, &self.recipient, &self.block, self.now);
+            for n in &fx.notes {
+                self.log.warn(n);
+            }
+            fx
+        })
+    }
 }
 
 /// What a filter's outcome means: its output, when it is a message (a
@@ -545,6 +789,7 @@ pub fn decide_for(
     system: &Layer,
     user: Option<&Layer>,
     filters_done: &[FilterId],
+    duplicate: Option<bool>,
 ) -> Decision {
     let input = Input {
         envelope,
@@ -554,8 +799,34 @@ pub fn decide_for(
         size: sp.size,
         limit_hit: sp.head.limit_hit,
         filters_done,
+        duplicate,
+        today: today(),
     };
     decide(&input, system, user)
+}
+
+/// Today's date as `YYYYMMDD` in the local time zone (vacation's start
+/// and end dates are the user's days).
+pub fn today() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as nix::libc::time_t;
+    // SAFETY: `tm` is plain data; localtime_r reads `t` and writes only
+    // into `tm`.
+    let mut tm: nix::libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !nix::libc::localtime_r(&t, &mut tm).is_null() };
+    if !ok {
+        return 0;
+    }
+    (tm.tm_year + 1900) as u32 * 10000 + (tm.tm_mon + 1) as u32 * 100 + tm.tm_mday as u32
+}
+
+/// The window of the first `duplicate` rule of the layers, if any.
+fn duplicate_window(system: &Layer, user: Option<&Layer>) -> Option<std::time::Duration> {
+    std::iter::once(system)
+        .chain(user)
+        .flat_map(|l| l.rules.iter())
+        .find_map(|r| r.duplicate.as_ref().map(|d| d.window))
 }
 
 /// A tmp/ file of the delivery `flight`, tracked by it until the file is
@@ -663,6 +934,12 @@ fn log_line(
     }
     if !done.pipes.is_empty() {
         l = l.kv("pipe", done.pipes.join(","));
+    }
+    if !done.forwards.is_empty() {
+        l = l.kv("forward", done.forwards.join(" "));
+    }
+    if let Some(r) = &done.reply {
+        l = l.kv("reply", r);
     }
     if !filters.is_empty() {
         l = l.kv("filter", filters.join(","));

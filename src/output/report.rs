@@ -68,7 +68,47 @@ fn describe_action(a: &Action, edits: &Edits) -> String {
                 "files into INBOX"
             }
         ),
+        Action::Forward(f) => format!(
+            "forward {}to {} through sendmail, the envelope sender kept (rule {}; \
+             a failure {})",
+            if f.copy { "a copy " } else { "" },
+            crate::output::text::for_status(&f.to.join(", ")),
+            f.rule,
+            if f.copy {
+                "is logged: the copy is kept"
+            } else {
+                "defers unless a copy is kept"
+            }
+        ),
+        Action::Reply(r) => format!(
+            "send the vacation reply to {} from {}, subject \"{}\", null envelope sender \
+             (rule {}; once per {} days per sender; nothing is sent by --test)",
+            crate::output::text::for_status(&r.to),
+            crate::output::text::for_status(&r.from),
+            crate::output::text::for_status(&r.subject),
+            r.rule,
+            r.vacation.days
+        ),
     }
+}
+
+/// The reply a plan would send, as it would go to sendmail (with a Date of
+/// now and a Message-ID left to be made).
+fn reply_text(dr: &DryRun<'_>, r: &crate::policy::plan::Reply) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let bytes = crate::policy::vacation::compose(
+        &r.vacation,
+        &crate::policy::vacation::Reply {
+            to: r.to.clone(),
+            from: r.from.clone(),
+        },
+        &dr.spooled.head.headers,
+        now,
+        "made.when.sent@localhost",
+    );
+    String::from_utf8_lossy(&bytes).replace("\r\n", "\n")
 }
 
 /// The edits step of the plan, when there are any beyond added lines.
@@ -198,6 +238,12 @@ pub fn text(dr: &DryRun<'_>) -> String {
         item(&mut out, describe_action(a, &d.plan.edits));
     }
     item(&mut out, describe_disposition(&d.plan.disposition));
+    if let Some(r) = d.plan.reply() {
+        out.push_str("\nReply (not sent)\n");
+        for line in reply_text(dr, r).lines() {
+            let _ = writeln!(out, "  | {line}");
+        }
+    }
 
     let path = target_path(dr);
     out.push_str("\nDecision\n");
@@ -243,6 +289,7 @@ pub fn json(dr: &DryRun<'_>) -> String {
         },
         "trace": d.trace,
         "plan": d.plan,
+        "reply": d.plan.reply().map(|r| reply_text(dr, r)),
     });
     serde_json::to_string_pretty(&v).expect("JSON values serialize")
 }

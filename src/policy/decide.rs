@@ -70,6 +70,12 @@ pub struct Input<'a> {
     pub limit_hit: Option<HeaderLimit>,
     /// The filters that already ran on this message (skipped).
     pub filters_done: &'a [FilterId],
+    /// Whether the message is a duplicate (`crate::engine::effects`), for
+    /// a rule with `duplicate`; `None` when not known (`--test` does not
+    /// read the state): then it is not one.
+    pub duplicate: Option<bool>,
+    /// Today's date (`YYYYMMDD`, local time) for vacation's start and end.
+    pub today: u32,
 }
 
 /// A filter rule: its layer and its name (not its position: with the
@@ -102,6 +108,8 @@ pub enum Route {
     Reject,
     Defer,
     Pipe,
+    /// Forward (without keeping a copy).
+    Forward,
     /// A filter is to run first (the decision is not final).
     Filter,
 }
@@ -116,6 +124,7 @@ impl Route {
             Route::Reject => "reject",
             Route::Defer => "defer",
             Route::Pipe => "pipe",
+            Route::Forward => "forward",
             Route::Filter => "filter",
         }
     }
@@ -338,6 +347,11 @@ struct Ctx<'a> {
     edits: Edits,
     filter: Option<FilterRequest>,
     score: f64,
+    /// The first vacation of a matched rule, with the rule's name.
+    vacation: Option<(crate::policy::vacation::Vacation, String)>,
+    /// The upstream filter flagged the message as spam, or a virus.
+    spam: bool,
+    virus: bool,
 }
 
 /// A copy a rule asked for; the junk folder is resolved at the end.
@@ -346,6 +360,7 @@ enum Copy {
     Folder(Option<FolderName>, String),
     Junk(String),
     Pipe(Vec<String>, String),
+    Forward(Vec<String>, String),
 }
 
 impl Ctx<'_> {
@@ -762,6 +777,41 @@ impl Ctx<'_> {
                 self.step(sl, StepKind::Rule, &rule.name, None, "no match", None);
                 continue;
             }
+            if let Some(dup) = &rule.duplicate {
+                let why = match self.input.duplicate {
+                    Some(true) => None,
+                    Some(false) => Some("match: not a duplicate"),
+                    None => Some("match: duplicate not known (the state is not read here): not one"),
+                };
+                if let Some(why) = why {
+                    self.step(sl, StepKind::Rule, &rule.name, None, why, None);
+                    continue;
+                }
+                self.score += rule.score;
+                let reason = format!("rule {} (duplicate)", rule.name);
+                let p = match &dup.folder {
+                    Some(f) => Proposal::simple(Route::Folder, Some(f.clone()), reason),
+                    None => Proposal::simple(Route::Discard, None, reason),
+                };
+                self.step(
+                    sl,
+                    StepKind::Rule,
+                    &rule.name,
+                    None,
+                    format!(
+                        "match: a duplicate (seen within {} days): {}",
+                        dup.window.as_secs() / 86400,
+                        p.route.as_str()
+                    ),
+                    Some(rule.score),
+                );
+                self.log.push(format!(
+                    "duplicate of a message seen within {} days: {}",
+                    dup.window.as_secs() / 86400,
+                    dup.folder.as_ref().map_or("discarded".to_string(), |f| format!("filed into {}", f.name))
+                ));
+                return Some(p);
+            }
             self.score += rule.score;
             if let Some(argv) = &rule.filter {
                 let id = FilterId {
@@ -814,11 +864,27 @@ impl Ctx<'_> {
                 Some(rule.score),
             );
             self.rule_edits(sl, rule);
+            if let Some(v) = &rule.vacation {
+                if self.vacation.is_none() {
+                    self.vacation = Some((v.clone(), rule.name.clone()));
+                    self.step(sl, StepKind::Action, &rule.name, None, "vacation", None);
+                } else {
+                    self.step(
+                        sl,
+                        StepKind::Action,
+                        &rule.name,
+                        None,
+                        "vacation ignored: one reply per message (the first rule's)",
+                        None,
+                    );
+                }
+            }
             match verdict {
                 Some(v) if rule.copy => {
                     let what = match v.route {
                         Route::Junk => Copy::Junk(v.flags),
                         Route::Pipe => Copy::Pipe(v.argv, rule.name.clone()),
+                        Route::Forward => Copy::Forward(v.argv, rule.name.clone()),
                         _ => Copy::Folder(v.folder, v.flags),
                     };
                     self.copies.push(what);
@@ -840,6 +906,11 @@ impl Ctx<'_> {
             RuleAction::Pipe(argv) => {
                 let mut p = Proposal::simple(Route::Pipe, None, reason);
                 p.argv = argv.clone();
+                p
+            }
+            RuleAction::Forward(to) => {
+                let mut p = Proposal::simple(Route::Forward, None, reason);
+                p.argv = to.clone();
                 p
             }
             RuleAction::Reject { status, text } => {
@@ -947,6 +1018,9 @@ pub fn decide(input: &Input, system: &Layer, user: Option<&Layer>) -> Decision {
         edits: Edits::default(),
         filter: None,
         score: 0.0,
+        vacation: None,
+        spam: false,
+        virus: false,
     };
     let p = cx.steps(system, user);
     cx.finish(p, system, user)
@@ -1005,6 +1079,8 @@ impl Ctx<'_> {
     /// 2. System access maps, then the virus verdict, then system rules.
     fn step2_system(&mut self, system: &Layer) -> SystemResult {
         let findings = spam::read(self.input.headers, &system.spam);
+        self.spam = findings.flagged_by.is_some();
+        self.virus = findings.virus.is_some();
         let provisional = self.access(system, &system.settings);
         if let Some(p) = provisional.as_ref().filter(|p| p.is_hard()) {
             return SystemResult::Final(p.clone());
@@ -1181,6 +1257,7 @@ impl Ctx<'_> {
         let what = match (&folder, p.route) {
             (Some(f), _) => format!("{} {}", p.route.as_str(), f.name),
             (None, Route::Pipe) => format!("pipe {}", p.argv.join(" ")),
+            (None, Route::Forward) => format!("forward {}", p.argv.join(", ")),
             (None, _) => p.route.as_str().to_string(),
         };
         let score = self.score;
@@ -1200,7 +1277,7 @@ impl Ctx<'_> {
         };
         let keeps_copies = matches!(
             p.route,
-            Route::Inbox | Route::Junk | Route::Folder | Route::Pipe | Route::Discard
+            Route::Inbox | Route::Junk | Route::Folder | Route::Pipe | Route::Forward | Route::Discard
         );
         if !keeps_copies && !self.copies.is_empty() {
             let step = match p.route {
@@ -1211,6 +1288,7 @@ impl Ctx<'_> {
         }
         // The common case (one delivery, no copies) allocates one action.
         let mut actions: Vec<Action> = Vec::with_capacity(1 + self.copies.len());
+        let mut forwards: Vec<plan::Forward> = Vec::new();
         if keeps_copies {
             for c in std::mem::take(&mut self.copies) {
                 match c {
@@ -1221,9 +1299,67 @@ impl Ctx<'_> {
                         copy: true,
                         rule,
                     })),
+                    Copy::Forward(to, rule) => forwards.push(plan::Forward {
+                        to,
+                        copy: true,
+                        rule,
+                    }),
                 }
             }
         }
+        let rule_of = |reason: &str| reason.strip_prefix("rule ").unwrap_or(reason).to_string();
+        if p.route == Route::Forward {
+            forwards.push(plan::Forward {
+                to: p.argv.clone(),
+                copy: false,
+                rule: rule_of(&p.reason),
+            });
+        }
+        // The loop marker: a message this recipient forwarded before is
+        // not forwarded again; without a copy kept, it is filed instead.
+        let recipient = self.input.envelope.recipient.value.clone();
+        if !forwards.is_empty()
+            && crate::policy::forward::already_forwarded(self.input.headers, &recipient)
+        {
+            let filed = forwards.iter().any(|f| !f.copy);
+            self.step(
+                StepLayer::Neither,
+                StepKind::Action,
+                "forward",
+                Some(&format!("{}: {recipient}", crate::policy::forward::MARKER)),
+                if filed {
+                    "not forwarded: this recipient forwarded it before (a loop); filed into INBOX"
+                } else {
+                    "not forwarded: this recipient forwarded it before (a loop)"
+                },
+                None,
+            );
+            self.log.push(format!(
+                "forward loop: the message already carries {}: {recipient}; not forwarded{}",
+                crate::policy::forward::MARKER,
+                if filed { ", filed into INBOX" } else { "" }
+            ));
+            if filed {
+                add_delivery(&mut actions, None, "");
+            }
+            forwards.clear();
+        }
+        // The limit per message, over all rules.
+        let mut room = crate::policy::forward::MAX_PER_MESSAGE;
+        for f in &mut forwards {
+            if f.to.len() > room {
+                self.log.push(format!(
+                    "forward limit: {} recipients per message; rule {} forwards to {} of {}",
+                    crate::policy::forward::MAX_PER_MESSAGE,
+                    f.rule,
+                    room,
+                    f.to.len()
+                ));
+                f.to.truncate(room);
+            }
+            room -= f.to.len();
+        }
+        forwards.retain(|f| !f.to.is_empty());
         let disposition = match p.route {
             Route::Inbox | Route::Junk | Route::Folder => {
                 add_delivery(&mut actions, folder.clone(), &p.flags);
@@ -1241,6 +1377,7 @@ impl Ctx<'_> {
                 }));
                 Disposition::Delivered
             }
+            Route::Forward => Disposition::Delivered,
             Route::Discard => Disposition::Discarded,
             Route::Filter => Disposition::Delivered,
             Route::Reject => {
@@ -1252,6 +1389,53 @@ impl Ctx<'_> {
                 Disposition::Deferred { status, text }
             }
         };
+        actions.extend(forwards.into_iter().map(Action::Forward));
+        if let Some((v, rule)) = self.vacation.take().filter(|_| keeps_copies) {
+            let spam = self.spam
+                || p.route == Route::Junk
+                || p.reason.starts_with("score ");
+            let headers = self.input.headers;
+            let m = crate::policy::vacation::Message {
+                sender: &self.input.envelope.sender.value,
+                recipient: &recipient,
+                delimiter: self.access_opts.recipient_delimiter.chars().next(),
+                headers,
+                header_block: self.input.header_block,
+                spam,
+                virus: self.virus,
+                today: self.input.today,
+            };
+            match crate::policy::vacation::should_reply(&v, &m) {
+                Ok(r) => {
+                    self.step(
+                        StepLayer::Neither,
+                        StepKind::Action,
+                        &rule,
+                        None,
+                        format!(
+                            "vacation: reply to {} (unless replied to within {} days)",
+                            r.to, v.days
+                        ),
+                        None,
+                    );
+                    actions.push(Action::Reply(plan::Reply {
+                        rule,
+                        subject: crate::policy::vacation::subject(&v, headers),
+                        to: r.to,
+                        from: r.from,
+                        vacation: v,
+                    }));
+                }
+                Err(why) => self.step(
+                    StepLayer::Neither,
+                    StepKind::Action,
+                    &rule,
+                    None,
+                    format!("vacation: no reply: {why}"),
+                    None,
+                ),
+            }
+        }
         let edits = if actions.is_empty() {
             Edits::default()
         } else {
@@ -1335,6 +1519,8 @@ mod tests {
             size: 0,
             limit_hit: None,
             filters_done: &[],
+            duplicate: None,
+            today: 20270101,
         };
         let system = crate::policy::rules::default_layer();
         let cx = Ctx {
@@ -1353,6 +1539,9 @@ mod tests {
             edits: Edits::default(),
             filter: None,
             score: 0.0,
+            vacation: None,
+            spam: false,
+            virus: false,
         };
         let t = Template::parse(template).unwrap();
         layer

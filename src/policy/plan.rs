@@ -27,7 +27,19 @@
 //!    and nothing is left in `tmp/`. The copies already linked stay (they
 //!    are on disk; a retry files them again: filing is not atomic across
 //!    folders);
-//! 4. the disposition: `Delivered` (exit 0, after every action is done),
+//! 4. the `Forward` actions, after every copy is filed: each sends the
+//!    message (edited, as filed) through sendmail with the envelope sender
+//!    kept and the loop marker line in front (`crate::policy::forward`).
+//!    A forward an earlier attempt of this delivery sent is skipped (the
+//!    journal, `crate::engine::effects`); one that sendmail refuses or that
+//!    cannot start defers the whole delivery (75 / 4.3.0) unless a copy of
+//!    the message was kept (filed now or by an earlier attempt), in which
+//!    case it is a log line;
+//! 5. the `Reply` action (vacation): sent with a null envelope sender,
+//!    once per sender per period (the `replied` state, claimed first). It
+//!    never fails the delivery: a reply that cannot be sent, or a state
+//!    that cannot be used, is a log line, and no reply;
+//! 6. the disposition: `Delivered` (exit 0, after every action is done),
 //!    `Discarded` (exit 0: nothing written but the copies), `Rejected`
 //!    (77 / 5xx with the status) or `Deferred` (75 / 4xx with the status);
 //!    a rejected or deferred plan has no actions.
@@ -46,6 +58,29 @@ pub enum Action {
     Deliver(Delivery),
     /// Give the message to a program on its stdin.
     Pipe(Pipe),
+    /// Forward the message through sendmail.
+    Forward(Forward),
+    /// Send the vacation auto-reply.
+    Reply(Reply),
+}
+
+/// Forwarding the message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Forward {
+    pub to: Vec<String>,
+    /// A copy: the message is filed too (by this plan's deliveries).
+    pub copy: bool,
+    pub rule: String,
+}
+
+/// The vacation reply.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reply {
+    pub rule: String,
+    pub to: String,
+    pub from: String,
+    pub subject: String,
+    pub vacation: crate::policy::vacation::Vacation,
 }
 
 /// Filing one copy of the message.
@@ -120,7 +155,23 @@ impl Plan {
     pub fn deliveries(&self) -> impl Iterator<Item = &Delivery> {
         self.actions.iter().filter_map(|a| match a {
             Action::Deliver(d) => Some(d),
-            Action::Pipe(_) => None,
+            _ => None,
+        })
+    }
+
+    /// The forwards, in order.
+    pub fn forwards(&self) -> impl Iterator<Item = &Forward> {
+        self.actions.iter().filter_map(|a| match a {
+            Action::Forward(f) => Some(f),
+            _ => None,
+        })
+    }
+
+    /// The reply, if any.
+    pub fn reply(&self) -> Option<&Reply> {
+        self.actions.iter().find_map(|a| match a {
+            Action::Reply(r) => Some(r),
+            _ => None,
         })
     }
 
@@ -128,7 +179,7 @@ impl Plan {
     pub fn pipes(&self) -> impl Iterator<Item = &Pipe> {
         self.actions.iter().filter_map(|a| match a {
             Action::Pipe(p) => Some(p),
-            Action::Deliver(_) => None,
+            _ => None,
         })
     }
 }
@@ -149,6 +200,8 @@ impl Serialize for Plan {
                 add_headers: &'a [String],
             },
             Pipe(&'a Pipe),
+            Forward(&'a Forward),
+            Reply(&'a Reply),
         }
         #[derive(Serialize)]
         struct P<'a> {
@@ -168,6 +221,8 @@ impl Serialize for Plan {
                     add_headers: &self.edits.add,
                 },
                 Action::Pipe(p) => A::Pipe(p),
+                Action::Forward(f) => A::Forward(f),
+                Action::Reply(r) => A::Reply(r),
             })
             .collect();
         P {

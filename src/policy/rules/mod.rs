@@ -79,6 +79,8 @@ pub struct Settings {
     pub filter_size_limit: u64,
     /// The most a filter may write, in bytes.
     pub filter_output_limit: u64,
+    /// The sendmail command (argv) forwards and replies go through.
+    pub sendmail: Vec<String>,
 }
 
 /// The default `program_time_limit`.
@@ -109,6 +111,7 @@ impl Default for Settings {
             program_time_limit: DEFAULT_PROGRAM_TIME_LIMIT,
             filter_size_limit: DEFAULT_FILTER_SIZE_LIMIT,
             filter_output_limit: DEFAULT_FILTER_OUTPUT_LIMIT,
+            sendmail: vec![crate::engine::sendmail::DEFAULT.to_string()],
         }
     }
 }
@@ -307,7 +310,22 @@ pub enum RuleAction {
     },
     /// Deliver to a program: argv, no shell (`~/` in argv[0] is the home).
     Pipe(Vec<String>),
+    /// Forward to these addresses through sendmail.
+    Forward(Vec<String>),
 }
+
+/// A rule's `duplicate`: what to do with a message seen within `window`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DuplicateRule {
+    pub window: Duration,
+    /// `None`: discard; else file into this folder.
+    pub folder: Option<FolderName>,
+}
+
+/// The default `duplicate` window (RFC 7352 leaves it to the
+/// implementation; Pigeonhole's default is 12 hours, formail's cache is
+/// by size): 7 days.
+pub const DEFAULT_DUPLICATE_DAYS: i64 = 7;
 
 /// A header edit: applied to every copy filed or piped, never to the body.
 #[derive(Debug, Clone, PartialEq)]
@@ -335,6 +353,10 @@ pub struct Rule {
     /// A program the message passes through (argv); the rules then run
     /// again from the top on its output.
     pub filter: Option<Vec<String>>,
+    /// An auto-reply; the rules go on.
+    pub vacation: Option<crate::policy::vacation::Vacation>,
+    /// Duplicate suppression: the rule matches only a duplicate.
+    pub duplicate: Option<DuplicateRule>,
 }
 
 /// The Maildir flag letter of a flag name (Sieve imap4flags's names
@@ -634,6 +656,9 @@ impl<'a> Loader<'a> {
         // action alone for every message is more likely a mistake.
         let every_message_verb = r.filter.is_some()
             || r.pipe.is_some()
+            || r.forward.is_some()
+            || r.vacation.is_some()
+            || r.duplicate.is_some()
             || r.copy.is_some()
             || r.add_header.is_some()
             || r.subject_prefix.is_some()
@@ -691,6 +716,21 @@ impl<'a> Loader<'a> {
                 actions.push(RuleAction::Pipe(argv));
             }
         }
+        if let Some(f) = &r.forward {
+            if let Some(to) = self.forward(f) {
+                actions.push(RuleAction::Forward(to));
+            }
+        }
+        let duplicate = r.duplicate.as_ref().and_then(|d| self.duplicate(d));
+        if r.duplicate.is_some() && !actions.is_empty() {
+            self.diag_at(
+                at,
+                format!(
+                    "rule {name:?}: 'duplicate' has its own action (action = \"discard\" or folder = ...); give no other"
+                ),
+            );
+        }
+        let vacation = r.vacation.as_ref().and_then(|v| self.vacation(v));
         if actions.len() > 1 {
             self.diag_at(
                 at,
@@ -712,6 +752,9 @@ impl<'a> Loader<'a> {
             || r.reject.is_some()
             || r.defer.is_some()
             || r.pipe.is_some()
+            || r.forward.is_some()
+            || r.vacation.is_some()
+            || r.duplicate.is_some()
             || r.filter.is_some()
             || !edits.is_empty();
         if r.score.is_none() && !action_written {
@@ -729,6 +772,150 @@ impl<'a> Loader<'a> {
             flags,
             edits,
             filter,
+            vacation,
+            duplicate,
+        })
+    }
+
+    /// `forward = [addresses]`: plain addresses, at most
+    /// `forward::MAX_PER_RULE`.
+    fn forward(&mut self, f: &Spanned<Vec<Spanned<String>>>) -> Option<Vec<String>> {
+        use crate::policy::forward::{check_address, MAX_PER_RULE};
+        let list = f.get_ref();
+        if list.is_empty() {
+            self.diag_at(f.span().start, "forward: no address (an empty list)");
+            return None;
+        }
+        if list.len() > MAX_PER_RULE {
+            self.diag_at(
+                f.span().start,
+                format!("forward: {} addresses; at most {MAX_PER_RULE} per rule", list.len()),
+            );
+            return None;
+        }
+        let mut ok = true;
+        for a in list {
+            if let Err(e) = check_address(a.get_ref()) {
+                self.diag_at(a.span().start, e);
+                ok = false;
+            }
+        }
+        ok.then(|| list.iter().map(|a| a.get_ref().clone()).collect())
+    }
+
+    /// `vacation = { ... }`, checked.
+    fn vacation(
+        &mut self,
+        v: &Spanned<crate::policy::rules::model::VacationSpec>,
+    ) -> Option<crate::policy::vacation::Vacation> {
+        use crate::policy::vacation::{parse_date, Vacation, DEFAULT_DAYS, MAX_DAYS, MIN_DAYS};
+        let spec = v.get_ref();
+        let mut ok = true;
+        let days = match &spec.days {
+            None => DEFAULT_DAYS,
+            Some(d) => match u32::try_from(*d.get_ref()) {
+                Ok(n) if (MIN_DAYS..=MAX_DAYS).contains(&n) => n,
+                _ => {
+                    self.diag_at(
+                        d.span().start,
+                        format!("vacation: days must be {MIN_DAYS} to {MAX_DAYS}, not {}", d.get_ref()),
+                    );
+                    ok = false;
+                    DEFAULT_DAYS
+                }
+            },
+        };
+        let text_ok = |t: &str, multiline: bool| {
+            !t.chars()
+                .any(|c| c.is_control() && c != '\t' && !(multiline && (c == '\n' || c == '\r')))
+        };
+        if let Some(s) = &spec.subject {
+            if s.get_ref().trim().is_empty() || !text_ok(s.get_ref(), false) {
+                self.diag_at(s.span().start, "vacation: subject must be one line of text");
+                ok = false;
+            }
+        }
+        if spec.body.get_ref().trim().is_empty() || !text_ok(spec.body.get_ref(), true) {
+            self.diag_at(spec.body.span().start, "vacation: body must be text, not empty");
+            ok = false;
+        }
+        let mut addresses = Vec::new();
+        for a in spec.addresses.iter().flatten().chain(spec.from.iter()) {
+            if let Err(e) = crate::policy::forward::check_address(a.get_ref()) {
+                self.diag_at(a.span().start, format!("vacation: {}", e.replacen("forward address", "address", 1)));
+                ok = false;
+            }
+        }
+        for a in spec.addresses.iter().flatten() {
+            addresses.push(a.get_ref().clone());
+        }
+        let mut date = |d: &Option<Spanned<String>>| -> Option<u32> {
+            let d = d.as_ref()?;
+            match parse_date(d.get_ref()) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    self.diag_at(d.span().start, format!("vacation: {e}"));
+                    ok = false;
+                    None
+                }
+            }
+        };
+        let start = date(&spec.start);
+        let end = date(&spec.end);
+        if let (Some(s), Some(e)) = (start, end) {
+            if e < s {
+                self.diag_at(v.span().start, "vacation: end is before start");
+                ok = false;
+            }
+        }
+        ok.then(|| Vacation {
+            days,
+            subject: spec.subject.as_ref().map(|s| s.get_ref().clone()),
+            body: spec.body.get_ref().clone(),
+            addresses,
+            from: spec.from.as_ref().map(|s| s.get_ref().clone()),
+            start,
+            end,
+        })
+    }
+
+    /// `duplicate = { window_days, action = "discard" | folder = ... }`.
+    fn duplicate(
+        &mut self,
+        d: &Spanned<crate::policy::rules::model::DuplicateSpec>,
+    ) -> Option<DuplicateRule> {
+        let spec = d.get_ref();
+        let days = match &spec.window_days {
+            None => DEFAULT_DUPLICATE_DAYS,
+            Some(w) => match *w.get_ref() {
+                n @ 1..=365 => n,
+                n => {
+                    self.diag_at(w.span().start, format!("duplicate: window_days must be 1 to 365, not {n}"));
+                    return None;
+                }
+            },
+        };
+        let folder = match (&spec.action, &spec.folder) {
+            (Some(a), None) if a.get_ref() == "discard" => None,
+            (Some(a), None) => {
+                self.diag_at(a.span().start, format!("duplicate: action {:?}: only \"discard\" (or give a folder)", a.get_ref()));
+                return None;
+            }
+            (None, Some(f)) => match self.folder(f)? {
+                Some(f) => Some(f),
+                None => {
+                    self.diag_at(f.span().start, "duplicate: the folder cannot be the Inbox (that is what happens without the rule)");
+                    return None;
+                }
+            },
+            _ => {
+                self.diag_at(d.span().start, "duplicate: give one of action = \"discard\" and folder = \"NAME\"");
+                return None;
+            }
+        };
+        Some(DuplicateRule {
+            window: Duration::from_secs(days as u64 * 86400),
+            folder,
         })
     }
 
@@ -771,12 +958,12 @@ impl<'a> Loader<'a> {
         if let Some(c) = &r.copy {
             if !*c.get_ref() {
                 self.diag_at(c.span().start, "'copy = false' means nothing; remove it");
-            } else if files || matches!(action, Some(RuleAction::Pipe(_))) {
+            } else if files || matches!(action, Some(RuleAction::Pipe(_) | RuleAction::Forward(_))) {
                 copy = true;
             } else {
                 self.diag_at(
                     c.span().start,
-                    "'copy' needs a filing action: folder, inbox, junk or pipe",
+                    "'copy' needs a filing action: folder, inbox, junk, pipe or forward",
                 );
             }
         }
@@ -867,6 +1054,13 @@ impl<'a> Loader<'a> {
     /// Compiles the `[[rule]]` tables and their header groups.
     fn rules(&mut self, specs: &[RuleSpec]) -> (Vec<Rule>, Vec<HeaderGroup>) {
         let mut rules = Vec::new();
+        let mut dups = specs.iter().filter_map(|r| r.duplicate.as_ref()).skip(1);
+        if let Some(d) = dups.next() {
+            self.diag_at(
+                d.span().start,
+                "a second 'duplicate' rule: one per file (one window per message)",
+            );
+        }
         for (i, r) in specs.iter().enumerate() {
             if let Some(rule) = self.rule(i, r) {
                 rules.push(rule);
@@ -1227,6 +1421,19 @@ pub(crate) fn load_spec(
                     ),
                 }
             }
+        }
+    }
+
+    if let Some(sm) = spec.settings.as_ref().and_then(|s| s.sendmail.as_ref()) {
+        let argv = sm.get_ref().items();
+        match argv.first() {
+            Some(p) if Path::new(p).is_absolute() && !argv.iter().any(|a| a.contains('\0')) => {
+                settings.sendmail = argv.to_vec()
+            }
+            _ => l.diag_at(
+                sm.span().start,
+                "sendmail must be an absolute path, or a list starting with one",
+            ),
         }
     }
 

@@ -142,7 +142,40 @@ condition_struct! {
         pub filter: Option<Spanned<Vec<Spanned<String>>>>,
         /// A program (argv, no shell) the message is delivered to.
         pub pipe: Option<Spanned<Vec<Spanned<String>>>>,
+        /// Addresses the message is forwarded to (through sendmail); with
+        /// `copy = true` a copy, and the rules go on.
+        pub forward: Option<Spanned<Vec<Spanned<String>>>>,
+        /// An auto-reply (RFC 5230); the rules go on.
+        pub vacation: Option<Spanned<VacationSpec>>,
+        /// A message seen within the window (RFC 7352) is discarded or
+        /// filed into a folder; otherwise the rule does not match.
+        pub duplicate: Option<Spanned<DuplicateSpec>>,
     }
+}
+
+/// `vacation = { days, subject, body, addresses, from, start, end }`.
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct VacationSpec {
+    pub days: Option<Spanned<i64>>,
+    pub subject: Option<Spanned<String>>,
+    pub body: Spanned<String>,
+    pub addresses: Option<Vec<Spanned<String>>>,
+    pub from: Option<Spanned<String>>,
+    /// `YYYY-MM-DD`, the first day replies go.
+    pub start: Option<Spanned<String>>,
+    /// `YYYY-MM-DD`, the last day replies go.
+    pub end: Option<Spanned<String>>,
+}
+
+/// `duplicate = { window_days, action = "discard" }` or
+/// `duplicate = { window_days, folder = "Dups" }`.
+#[derive(Debug, Deserialize, Serialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DuplicateSpec {
+    pub window_days: Option<Spanned<i64>>,
+    pub action: Option<Spanned<String>>,
+    pub folder: Option<Spanned<String>>,
 }
 
 /// A string or a list of strings (`add_header`, `remove_header`).
@@ -226,6 +259,9 @@ pub struct SettingsSpec {
     pub filter_size_limit: Option<Spanned<i64>>,
     /// The most a filter may write, in bytes (default 64 MiB).
     pub filter_output_limit: Option<Spanned<i64>>,
+    /// The sendmail command forwards and replies go through: a path, or
+    /// an argv list (default `/usr/sbin/sendmail`).
+    pub sendmail: Option<Spanned<OneOrMany>>,
 }
 
 #[derive(Debug, Deserialize, Serialize, Default, Clone)]
