@@ -257,16 +257,12 @@ impl Engine {
         flags: &Flags,
         who: &Recipient,
     ) -> Result<DryRun<'_>, Failure> {
-        let user = load::load_user_rules(&self.opts, &self.system, who, false)?;
-        let limits = self.system.settings.limits;
-        let spooled = message::read(input, &limits, &mut io::sink())?;
-        let envelope = Envelope::resolve(
-            flags,
-            &load::read_env,
-            spooled.head.envelope_from_line(),
-            &spooled.head.headers,
-        );
-        let decision = decide_for(&spooled, &envelope, &self.system, user.layer.as_ref());
+        let user = self.dry_user_rules(who)?;
+        let Dry {
+            envelope,
+            spooled,
+            decision,
+        } = self.dry_decide(input, flags, &load::read_env, &user)?;
         let maildir = load::maildir_path(&self.opts, who).ok();
         Ok(DryRun {
             system: &self.system,
@@ -277,6 +273,53 @@ impl Engine {
             maildir,
         })
     }
+
+    /// The recipient's rules as a dry run loads them: in full, so that
+    /// every rule can show. `dry_run` loads them per message; `replay`
+    /// (`crate::replay`) once for all its messages.
+    pub fn dry_user_rules(&self, who: &Recipient) -> Result<UserRules, Failure> {
+        load::load_user_rules(&self.opts, &self.system, who, false)
+    }
+
+    /// One message's decision in a dry run: read (into no file) and
+    /// decided as a delivery would, with the user's layer `user`
+    /// (`dry_user_rules`). `env` reads the environment's envelope
+    /// variables (`load::read_env`, or none). Writes nothing and runs no
+    /// program: a plan's side effects are only described.
+    pub fn dry_decide(
+        &self,
+        input: impl Read,
+        flags: &Flags,
+        env: &dyn Fn(&str) -> Option<String>,
+        user: &UserRules,
+    ) -> Result<Dry, Failure> {
+        let limits = self.system.settings.limits;
+        let spooled = message::read(input, &limits, &mut io::sink())?;
+        let envelope = Envelope::resolve(
+            flags,
+            env,
+            spooled.head.envelope_from_line(),
+            &spooled.head.headers,
+        );
+        let decision = decide_for(&spooled, &envelope, &self.system, user.layer.as_ref());
+        Ok(Dry {
+            envelope,
+            spooled,
+            decision,
+        })
+    }
+
+    /// The system layer, as loaded.
+    pub fn system(&self) -> &Layer {
+        &self.system
+    }
+}
+
+/// One message's dry-run decision (`Engine::dry_decide`).
+pub struct Dry {
+    pub envelope: Envelope,
+    pub spooled: Spooled,
+    pub decision: Decision,
 }
 
 /// What the execution of a plan wrote.
