@@ -141,7 +141,7 @@ enum Command {
         /// Evaluate as USER (requires running as root).
         #[arg(short = 'd', value_name = "USER")]
         user: Option<String>,
-        /// The Maildir (default: ~/Maildir).
+        /// The Maildir replayed without PATH (default: ~/Maildir).
         #[arg(long, value_name = "DIR")]
         maildir: Option<PathBuf>,
         /// Also show the folder each message is in now, and what would move.
@@ -153,8 +153,9 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t)]
         format: Format,
-        /// Maildir folders, mbox files or message files.
-        #[arg(value_name = "PATH", required = true)]
+        /// Maildir folders, mbox files or message files (default: the
+        /// Maildir, with its subfolders).
+        #[arg(value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
 }

@@ -17,7 +17,8 @@
 //! A plan's side effects (a filter, a pipe) are described, never run: the
 //! dry run's decision is the plan, and the replay prints where it files.
 //!
-//! Sources (each PATH):
+//! Sources (each PATH; without one, the recipient's Maildir with its
+//! subfolders):
 //! - a Maildir folder (a directory with `cur/` or `new/`): the messages of
 //!   both, in the order of their names (which start with the time of
 //!   delivery); with `recursive`, also each Maildir++ subfolder (`.NAME`
@@ -59,6 +60,8 @@ pub const EXIT_TROUBLE: u8 = 2;
 pub struct Options {
     /// The rules files, `-d` and `--maildir`, as for a delivery.
     pub load: load::Options,
+    /// What to replay; none is the Maildir (`--maildir` or `~/Maildir`)
+    /// with its subfolders.
     pub paths: Vec<PathBuf>,
     /// Also show the folder each message is in now, and the moves.
     pub compare: bool,
@@ -210,7 +213,11 @@ impl<W: Write> Printer<W> {
             return writeln!(self.out, "{source}: {dest}: {reason}");
         }
         let now = e.folder_now.as_deref().map_or("-".into(), for_status);
-        let mark = if e.moves == Some(true) { " (moves)" } else { "" };
+        let mark = if e.moves == Some(true) {
+            " (moves)"
+        } else {
+            ""
+        };
         writeln!(self.out, "{source}: {now} -> {dest}{mark}: {reason}")
     }
 
@@ -244,10 +251,8 @@ impl<W: Write> Printer<W> {
             t.messages - t.unreadable,
             t.unreadable
         )?;
-        let mut rows: Vec<(String, usize)> = dests
-            .iter()
-            .map(|(d, n)| (for_status(d), *n))
-            .collect();
+        let mut rows: Vec<(String, usize)> =
+            dests.iter().map(|(d, n)| (for_status(d), *n)).collect();
         if t.unreadable > 0 {
             rows.push(("(unreadable)".into(), t.unreadable));
         }
@@ -355,17 +360,31 @@ pub fn run(opts: Options, out: impl Write, err: &mut impl Write) -> u8 {
         compare: opts.compare,
         first: true,
     };
+    // Without a path, the recipient's Maildir, every folder of it.
+    let (paths, recursive) = if opts.paths.is_empty() {
+        match load::maildir_path(&opts.load, &who) {
+            Ok(md) => (vec![md], true),
+            Err(f) => return trouble(err, &f),
+        }
+    } else {
+        (opts.paths.clone(), opts.recursive)
+    };
     let mut tally = Tally::default();
     let res = (|| -> io::Result<()> {
         p.start()?;
-        for path in &opts.paths {
-            for_each_message(path, opts.recursive, &mut |origin, read| {
+        for path in &paths {
+            for_each_message(path, recursive, &mut |origin, read| {
                 let decided = read.and_then(|r| {
                     engine
                         .dry_decide(r, &flags, &no_env, &user)
                         .map_err(|f| f.to_string())
                 });
-                let e = entry(origin, decided.map(|d| d.decision), opts.compare, &mut tally);
+                let e = entry(
+                    origin,
+                    decided.map(|d| d.decision),
+                    opts.compare,
+                    &mut tally,
+                );
                 p.entry(&e)
             })?;
         }
@@ -385,12 +404,7 @@ pub fn run(opts: Options, out: impl Write, err: &mut impl Write) -> u8 {
 }
 
 /// One message's entry, counted into `t`.
-fn entry(
-    o: Origin,
-    decided: Result<Decision, String>,
-    compare: bool,
-    t: &mut Tally,
-) -> Entry {
+fn entry(o: Origin, decided: Result<Decision, String>, compare: bool, t: &mut Tally) -> Entry {
     let file = o.file.to_string_lossy().into_owned();
     let source = match o.mbox_index {
         Some(n) => format!("{file}#{n}"),
@@ -433,7 +447,11 @@ fn entry(
                     && folders.iter().any(|(fdir, _)| fdir == dir);
                 e.moves = Some(!stays);
                 if !stays {
-                    bump(&mut t.moves, &mut t.move_index, (name.clone(), dest.clone()));
+                    bump(
+                        &mut t.moves,
+                        &mut t.move_index,
+                        (name.clone(), dest.clone()),
+                    );
                 }
             }
             None => t.unknown_now += 1,
@@ -579,8 +597,7 @@ fn subfolders(root: &Path) -> Vec<(PathBuf, String)> {
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .filter_map(|e| {
             let name = e.file_name().to_str()?.to_string();
-            (name.len() > 1 && name.starts_with('.') && name != "..")
-                .then(|| (e.path(), name))
+            (name.len() > 1 && name.starts_with('.') && name != "..").then(|| (e.path(), name))
         })
         .filter(|(p, _)| is_maildir(p))
         .collect();

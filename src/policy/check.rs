@@ -41,7 +41,8 @@ impl Report {
     /// rules, 4 tables, 0 warnings`. Every finding of `check` is a
     /// problem (exit 1), so a clean check has no warnings.
     pub fn summary(&self) -> String {
-        let n = |k: usize, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
+        let n =
+            |k: usize, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
         format!(
             "ok: {}, {}, {}, {}",
             n(self.files, "file", "files"),
