@@ -16,7 +16,8 @@
 //!   RFC 3463 statuses, the log line, the `--test` report;
 //! - `engine`: the delivery engine that runs the stages for one message
 //!   after another (`Engine::deliver`), with the loading of the rules, the
-//!   recipient's identity and the time limit of a delivery.
+//!   recipient's identity and the time limit of a delivery;
+//! - `replay`: `deliver replay`, the engine's dry run over stored mail.
 //!
 //! `main.rs` is the command-line front end over the engine.
 
@@ -24,5 +25,6 @@ pub mod engine;
 pub mod input;
 pub mod output;
 pub mod policy;
+pub mod replay;
 pub mod store;
 pub mod testhook;

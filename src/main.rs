@@ -139,6 +139,34 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Run the rules over stored mail (Maildir folders, mboxes, message
+    /// files) as --test does, and show where each message would go.
+    /// Writes nothing.
+    Replay {
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+        #[arg(long = "user-rules", value_name = "FILE")]
+        user_rules: Option<PathBuf>,
+        /// Evaluate as USER (requires running as root).
+        #[arg(short = 'd', value_name = "USER")]
+        user: Option<String>,
+        /// The Maildir replayed without PATH (default: ~/Maildir).
+        #[arg(long, value_name = "DIR")]
+        maildir: Option<PathBuf>,
+        /// Also show the folder each message is in now, and what would move.
+        #[arg(long)]
+        compare: bool,
+        /// With a Maildir, also its subfolders (.NAME).
+        #[arg(long, short)]
+        recursive: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        /// Maildir folders, mbox files or message files (default: the
+        /// Maildir, with its subfolders).
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
 }
 
 /// The plain command lines that Postfix and scripts give, parsed without
@@ -294,7 +322,7 @@ fn real_main(log_stderr_hint: bool) -> u8 {
     let args: Vec<OsString> = std::env::args_os().collect();
     let parsed = match parse_plain(&args) {
         Some(c) => Ok(c),
-        None => Cli::try_parse_from(args),
+        None => Cli::try_parse_from(&args),
     };
     let cli = match parsed {
         Ok(c) => c,
@@ -306,6 +334,12 @@ fn real_main(log_stderr_hint: bool) -> u8 {
         {
             let _ = e.print();
             return 0;
+        }
+        // `replay` is a person's command, never Postfix's: clap's usage
+        // message, and exit 2.
+        Err(e) if args.get(1).is_some_and(|a| a == "replay") => {
+            let _ = e.print();
+            return deliver::replay::EXIT_TROUBLE;
         }
         Err(e) => {
             // A usage error is the admin's to fix: defer, never bounce.
@@ -342,8 +376,39 @@ fn real_main(log_stderr_hint: bool) -> u8 {
             for n in &report.notes {
                 println!("{n}");
             }
+            // On stderr, as `nginx -t` does: stdout stays empty when all
+            // is well, for scripts that read it for problems.
+            if report.problems.is_empty() {
+                eprintln!("{}", report.summary());
+            }
         }
         return if report.problems.is_empty() { 0 } else { 1 };
+    }
+    if let Some(Command::Replay {
+        rules,
+        user_rules,
+        user,
+        maildir,
+        compare,
+        recursive,
+        format,
+        paths,
+    }) = cli.command
+    {
+        let opts = deliver::replay::Options {
+            load: load::Options {
+                user,
+                maildir,
+                rules,
+                user_rules,
+                ..load::Options::default()
+            },
+            paths,
+            compare,
+            recursive,
+            json: format == Format::Json,
+        };
+        return deliver::replay::run(opts, std::io::stdout().lock(), &mut std::io::stderr());
     }
     let opts = options(&cli);
     if cli.test {

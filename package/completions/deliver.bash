@@ -25,6 +25,9 @@ _deliver() {
             deliver,help)
                 cmd="deliver__subcmd__help"
                 ;;
+            deliver,replay)
+                cmd="deliver__subcmd__replay"
+                ;;
             deliver__subcmd__help,check)
                 cmd="deliver__subcmd__help__subcmd__check"
                 ;;
@@ -34,6 +37,9 @@ _deliver() {
             deliver__subcmd__help,help)
                 cmd="deliver__subcmd__help__subcmd__help"
                 ;;
+            deliver__subcmd__help,replay)
+                cmd="deliver__subcmd__help__subcmd__replay"
+                ;;
             *)
                 ;;
         esac
@@ -41,7 +47,7 @@ _deliver() {
 
     case "${cmd}" in
         deliver)
-            opts="-f -a -d -h -V --maildir --rules --user-rules --test --format --run-filters --client-address --client-hostname --helo --log-stderr --help --version check completions help"
+            opts="-f -a -d -h -V --maildir --rules --user-rules --test --format --run-filters --client-address --client-hostname --helo --log-stderr --help --version check completions replay help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -131,7 +137,7 @@ _deliver() {
             return 0
             ;;
         deliver__subcmd__help)
-            opts="check completions help"
+            opts="check completions replay help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -179,6 +185,54 @@ _deliver() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        deliver__subcmd__help__subcmd__replay)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        deliver__subcmd__replay)
+            opts="-d -r -h --rules --user-rules --maildir --compare --recursive --format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --rules)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user-rules)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --maildir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -42,12 +42,23 @@ complete -c deliver -n "__fish_deliver_needs_command" -s h -l help -d 'Print hel
 complete -c deliver -n "__fish_deliver_needs_command" -s V -l version -d 'Print version'
 complete -c deliver -n "__fish_deliver_needs_command" -f -a "check" -d 'Validate rules files and the maps they name, without reading a message'
 complete -c deliver -n "__fish_deliver_needs_command" -f -a "completions" -d 'Print the shell completion script for SHELL (the package installs this output for bash, zsh and fish)'
+complete -c deliver -n "__fish_deliver_needs_command" -f -a "replay" -d 'Run the rules over stored mail (Maildir folders, mboxes, message files) as --test does, and show where each message would go. Writes nothing'
 complete -c deliver -n "__fish_deliver_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c deliver -n "__fish_deliver_using_subcommand check" -l rules -r -F
 complete -c deliver -n "__fish_deliver_using_subcommand check" -l user-rules -r -F
 complete -c deliver -n "__fish_deliver_using_subcommand check" -s q -l quiet -d 'Print nothing; the exit status tells'
 complete -c deliver -n "__fish_deliver_using_subcommand check" -s h -l help -d 'Print help'
 complete -c deliver -n "__fish_deliver_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions help" -f -a "check" -d 'Validate rules files and the maps they name, without reading a message'
-complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions help" -f -a "completions" -d 'Print the shell completion script for SHELL (the package installs this output for bash, zsh and fish)'
-complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c deliver -n "__fish_deliver_using_subcommand replay" -l rules -r -F
+complete -c deliver -n "__fish_deliver_using_subcommand replay" -l user-rules -r -F
+complete -c deliver -n "__fish_deliver_using_subcommand replay" -s d -d 'Evaluate as USER (requires running as root)' -r
+complete -c deliver -n "__fish_deliver_using_subcommand replay" -l maildir -d 'The Maildir replayed without PATH (default: ~/Maildir)' -r -F
+complete -c deliver -n "__fish_deliver_using_subcommand replay" -l format -d 'Output format' -r -f -a "text\t''
+json\t''"
+complete -c deliver -n "__fish_deliver_using_subcommand replay" -l compare -d 'Also show the folder each message is in now, and what would move'
+complete -c deliver -n "__fish_deliver_using_subcommand replay" -s r -l recursive -d 'With a Maildir, also its subfolders (.NAME)'
+complete -c deliver -n "__fish_deliver_using_subcommand replay" -s h -l help -d 'Print help'
+complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions replay help" -f -a "check" -d 'Validate rules files and the maps they name, without reading a message'
+complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions replay help" -f -a "completions" -d 'Print the shell completion script for SHELL (the package installs this output for bash, zsh and fish)'
+complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions replay help" -f -a "replay" -d 'Run the rules over stored mail (Maildir folders, mboxes, message files) as --test does, and show where each message would go. Writes nothing'
+complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions replay help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

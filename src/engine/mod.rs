@@ -491,9 +491,47 @@ impl Engine {
         who: &Recipient,
         run_filters: bool,
     ) -> Result<DryRun<'_>, Failure> {
-        let user = load::load_user_rules(&self.opts, &self.system, who, false)?;
-        let limits = self.system.settings.limits;
+        let user = self.dry_user_rules(who)?;
+        let Dry {
+            envelope,
+            spooled,
+            decision,
+        } = self.dry_decide(input, flags, &load::read_env, &user, who, run_filters)?;
         let maildir = load::maildir_path(&self.opts, who).ok();
+        Ok(DryRun {
+            system: &self.system,
+            user,
+            envelope,
+            spooled,
+            decision,
+            maildir,
+        })
+    }
+
+    /// The recipient's rules as a dry run loads them: in full, so that
+    /// every rule can show. `dry_run` loads them per message; `replay`
+    /// (`crate::replay`) once for all its messages.
+    pub fn dry_user_rules(&self, who: &Recipient) -> Result<UserRules, Failure> {
+        load::load_user_rules(&self.opts, &self.system, who, false)
+    }
+
+    /// One message's decision in a dry run: read (into no file) and
+    /// decided as a delivery would, with the user's layer `user`
+    /// (`dry_user_rules`). `env` reads the environment's envelope
+    /// variables (`load::read_env`, or none). Writes nothing; runs the
+    /// filters only with `run_filters` (`--test --run-filters`, never
+    /// `replay`), on an unnamed temporary file. Pipes never run: a plan's
+    /// side effects are only described.
+    pub fn dry_decide(
+        &self,
+        input: impl Read,
+        flags: &Flags,
+        env: &dyn Fn(&str) -> Option<String>,
+        user: &UserRules,
+        who: &Recipient,
+        run_filters: bool,
+    ) -> Result<Dry, Failure> {
+        let limits = self.system.settings.limits;
         // With --run-filters the message is spooled into an unnamed
         // temporary file for the filters to read; otherwise nothing is
         // written.
@@ -508,7 +546,7 @@ impl Engine {
         };
         let envelope = Envelope::resolve(
             flags,
-            &load::read_env,
+            env,
             spooled.head.envelope_from_line(),
             &spooled.head.headers,
         );
@@ -572,15 +610,24 @@ impl Engine {
                 score: None,
             });
         };
-        Ok(DryRun {
-            system: &self.system,
-            user,
+        Ok(Dry {
             envelope,
             spooled,
             decision,
-            maildir,
         })
     }
+
+    /// The system layer, as loaded.
+    pub fn system(&self) -> &Layer {
+        &self.system
+    }
+}
+
+/// One message's dry-run decision (`Engine::dry_decide`).
+pub struct Dry {
+    pub envelope: Envelope,
+    pub spooled: Spooled,
+    pub decision: Decision,
 }
 
 /// An unnamed temporary file for `--test --run-filters` (O_TMPFILE where
