@@ -14,7 +14,8 @@
 //! a mail reader that compares an mbox's access and modification times
 //! still sees its new mail as new.
 //!
-//! A plan's side effects (a filter, a pipe) are described, never run: the
+//! A plan's side effects (a filter, a pipe, a forward, a vacation reply)
+//! are described, never run (nothing is sent): the
 //! dry run's decision is the plan, and the replay prints where it files.
 //!
 //! Sources (each PATH; without one, the recipient's Maildir with its
@@ -166,6 +167,8 @@ fn destination(d: &Decision) -> (String, Vec<(String, String)>) {
                 ));
             }
             Action::Pipe(p) => labels.push(format!("| {}", p.argv.join(" "))),
+            Action::Forward(f) => labels.push(format!("> {}", f.to.join(" "))),
+            Action::Reply(r) => labels.push(format!("reply to {}", r.to)),
         }
     }
     let dest = match &d.plan.disposition {

@@ -92,8 +92,9 @@ fn describe_action(a: &Action, edits: &Edits) -> String {
     }
 }
 
-/// The reply a plan would send, as it would go to sendmail (with a Date of
-/// now and a Message-ID left to be made).
+/// The reply a plan would send: its header as it would go to sendmail
+/// (with a Date of now and a Message-ID made when sent), then its text as
+/// written (sent encoded, as the Content-Transfer-Encoding says).
 fn reply_text(dr: &DryRun<'_>, r: &crate::policy::plan::Reply) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -108,7 +109,9 @@ fn reply_text(dr: &DryRun<'_>, r: &crate::policy::plan::Reply) -> String {
         now,
         "made.when.sent@localhost",
     );
-    String::from_utf8_lossy(&bytes).replace("\r\n", "\n")
+    let text = String::from_utf8_lossy(&bytes).replace("\r\n", "\n");
+    let head = text.split_once("\n\n").map_or(text.as_str(), |(h, _)| h);
+    format!("{head}\n\n{}", r.vacation.body)
 }
 
 /// The edits step of the plan, when there are any beyond added lines.
