@@ -150,7 +150,8 @@ impl Effects {
     pub fn journal_set(&self, effect: &str, content: &[u8]) -> Result<(), String> {
         let st = self.state.as_ref().map_err(Clone::clone)?;
         let k = self.journal_key(effect);
-        st.remove(Kind::Journal, &k).map_err(|e| format!("journal: {e}"))?;
+        st.remove(Kind::Journal, &k)
+            .map_err(|e| format!("journal: {e}"))?;
         st.claim(
             Kind::Journal,
             &k,

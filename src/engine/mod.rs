@@ -467,8 +467,10 @@ impl Engine {
                 effects::Replied::Sent => "sent".to_string(),
                 effects::Replied::Already => "already".to_string(),
                 effects::Replied::Unusable(why) => {
-                    self.log
-                        .warn(&format!("vacation reply to {} not sent: state unusable: {why}", r.to));
+                    self.log.warn(&format!(
+                        "vacation reply to {} not sent: state unusable: {why}",
+                        r.to
+                    ));
                     "unusable".to_string()
                 }
                 effects::Replied::Failed(e) => {
@@ -682,8 +684,11 @@ fn filed_as(md: &Maildir, folder: Option<&crate::store::maildir::FolderName>, na
     let prefix = format!("{name},");
     [new.clone(), new.with_file_name("cur")].iter().any(|dir| {
         std::fs::read_dir(dir).is_ok_and(|rd| {
-            rd.filter_map(Result::ok)
-                .any(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)))
+            rd.filter_map(Result::ok).any(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(&prefix))
+            })
         })
     })
 }
@@ -983,7 +988,7 @@ fn log_line(
         l = l.kv("pipe", done.pipes.join(","));
     }
     if !done.forwards.is_empty() {
-        l = l.kv("forward", done.forwards.join(" "));
+        l = l.kv("forward", done.forwards.join(","));
     }
     if let Some(r) = &done.reply {
         l = l.kv("reply", r);

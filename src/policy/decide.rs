@@ -781,7 +781,9 @@ impl Ctx<'_> {
                 let why = match self.input.duplicate {
                     Some(true) => None,
                     Some(false) => Some("match: not a duplicate"),
-                    None => Some("match: duplicate not known (the state is not read here): not one"),
+                    None => {
+                        Some("match: duplicate not known (the state is not read here): not one")
+                    }
                 };
                 if let Some(why) = why {
                     self.step(sl, StepKind::Rule, &rule.name, None, why, None);
@@ -808,7 +810,12 @@ impl Ctx<'_> {
                 self.log.push(format!(
                     "duplicate of a message seen within {} days: {}",
                     dup.window.as_secs() / 86400,
-                    dup.folder.as_ref().map_or("discarded".to_string(), |f| format!("filed into {}", f.name))
+                    dup.folder
+                        .as_ref()
+                        .map_or("discarded".to_string(), |f| format!(
+                            "filed into {}",
+                            f.name
+                        ))
                 ));
                 return Some(p);
             }
@@ -1277,7 +1284,12 @@ impl Ctx<'_> {
         };
         let keeps_copies = matches!(
             p.route,
-            Route::Inbox | Route::Junk | Route::Folder | Route::Pipe | Route::Forward | Route::Discard
+            Route::Inbox
+                | Route::Junk
+                | Route::Folder
+                | Route::Pipe
+                | Route::Forward
+                | Route::Discard
         );
         if !keeps_copies && !self.copies.is_empty() {
             let step = match p.route {
@@ -1391,9 +1403,7 @@ impl Ctx<'_> {
         };
         actions.extend(forwards.into_iter().map(Action::Forward));
         if let Some((v, rule)) = self.vacation.take().filter(|_| keeps_copies) {
-            let spam = self.spam
-                || p.route == Route::Junk
-                || p.reason.starts_with("score ");
+            let spam = self.spam || p.route == Route::Junk || p.reason.starts_with("score ");
             let headers = self.input.headers;
             let m = crate::policy::vacation::Message {
                 sender: &self.input.envelope.sender.value,

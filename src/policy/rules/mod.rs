@@ -789,7 +789,10 @@ impl<'a> Loader<'a> {
         if list.len() > MAX_PER_RULE {
             self.diag_at(
                 f.span().start,
-                format!("forward: {} addresses; at most {MAX_PER_RULE} per rule", list.len()),
+                format!(
+                    "forward: {} addresses; at most {MAX_PER_RULE} per rule",
+                    list.len()
+                ),
             );
             return None;
         }
@@ -818,7 +821,10 @@ impl<'a> Loader<'a> {
                 _ => {
                     self.diag_at(
                         d.span().start,
-                        format!("vacation: days must be {MIN_DAYS} to {MAX_DAYS}, not {}", d.get_ref()),
+                        format!(
+                            "vacation: days must be {MIN_DAYS} to {MAX_DAYS}, not {}",
+                            d.get_ref()
+                        ),
                     );
                     ok = false;
                     DEFAULT_DAYS
@@ -836,13 +842,19 @@ impl<'a> Loader<'a> {
             }
         }
         if spec.body.get_ref().trim().is_empty() || !text_ok(spec.body.get_ref(), true) {
-            self.diag_at(spec.body.span().start, "vacation: body must be text, not empty");
+            self.diag_at(
+                spec.body.span().start,
+                "vacation: body must be text, not empty",
+            );
             ok = false;
         }
         let mut addresses = Vec::new();
         for a in spec.addresses.iter().flatten().chain(spec.from.iter()) {
             if let Err(e) = crate::policy::forward::check_address(a.get_ref()) {
-                self.diag_at(a.span().start, format!("vacation: {}", e.replacen("forward address", "address", 1)));
+                self.diag_at(
+                    a.span().start,
+                    format!("vacation: {}", e.replacen("forward address", "address", 1)),
+                );
                 ok = false;
             }
         }
@@ -890,7 +902,10 @@ impl<'a> Loader<'a> {
             Some(w) => match *w.get_ref() {
                 n @ 1..=365 => n,
                 n => {
-                    self.diag_at(w.span().start, format!("duplicate: window_days must be 1 to 365, not {n}"));
+                    self.diag_at(
+                        w.span().start,
+                        format!("duplicate: window_days must be 1 to 365, not {n}"),
+                    );
                     return None;
                 }
             },
@@ -898,7 +913,13 @@ impl<'a> Loader<'a> {
         let folder = match (&spec.action, &spec.folder) {
             (Some(a), None) if a.get_ref() == "discard" => None,
             (Some(a), None) => {
-                self.diag_at(a.span().start, format!("duplicate: action {:?}: only \"discard\" (or give a folder)", a.get_ref()));
+                self.diag_at(
+                    a.span().start,
+                    format!(
+                        "duplicate: action {:?}: only \"discard\" (or give a folder)",
+                        a.get_ref()
+                    ),
+                );
                 return None;
             }
             (None, Some(f)) => match self.folder(f)? {
@@ -909,7 +930,10 @@ impl<'a> Loader<'a> {
                 }
             },
             _ => {
-                self.diag_at(d.span().start, "duplicate: give one of action = \"discard\" and folder = \"NAME\"");
+                self.diag_at(
+                    d.span().start,
+                    "duplicate: give one of action = \"discard\" and folder = \"NAME\"",
+                );
                 return None;
             }
         };
@@ -958,7 +982,8 @@ impl<'a> Loader<'a> {
         if let Some(c) = &r.copy {
             if !*c.get_ref() {
                 self.diag_at(c.span().start, "'copy = false' means nothing; remove it");
-            } else if files || matches!(action, Some(RuleAction::Pipe(_) | RuleAction::Forward(_))) {
+            } else if files || matches!(action, Some(RuleAction::Pipe(_) | RuleAction::Forward(_)))
+            {
                 copy = true;
             } else {
                 self.diag_at(
