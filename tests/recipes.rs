@@ -122,6 +122,35 @@ impl Recipe {
     }
 }
 
+/// Installs the recipe `name` with a sendmail of the test's own: a script
+/// that keeps each message it is given (its arguments first) in `outbox`.
+fn install_sending(name: &str) -> (Recipe, PathBuf) {
+    let mut r = install(name);
+    let outbox = r.home.home.join("outbox");
+    fs::create_dir(&outbox).unwrap();
+    chown_tree(&outbox, r.home.uid, r.home.gid);
+    let script = r.home.file(
+        "sendmail",
+        &format!(
+            "#!/bin/sh\nn={}/$(date +%s%N).$$\n{{ echo \"$*\"; cat; }} > $n\n",
+            outbox.display()
+        ),
+    );
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    r.home.system(&format!(
+        "{SYSTEM}\n[settings]\nsendmail = \"{}\"\n",
+        script.display()
+    ));
+    (r, outbox)
+}
+
+/// What the recipe's sendmail was given, oldest first.
+fn outbox(dir: &Path) -> Vec<String> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    v.sort();
+    v.iter().map(|p| fs::read_to_string(p).unwrap()).collect()
+}
+
 fn names(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
@@ -331,6 +360,69 @@ fn pipe_copy() {
         !r.home.home.join("alert.eml").exists(),
         "only alerts are piped"
     );
+}
+
+#[test]
+fn forward_copy() {
+    let (r, out) = install_sending("forward-copy");
+    let input = msg("From: Boss <boss@corp.example>\nSubject: now\n", "call me\n");
+    r.deliver_as("boss@corp.example", "user@example.com", &input);
+    let want = without_from(&input).to_vec();
+    assert_eq!(r.folders(), vec![(String::new(), vec![want.clone()])]);
+    let sent = outbox(&out);
+    assert_eq!(sent.len(), 1);
+    let mut expect = b"-i -f boss@corp.example -- phone@mobile.example\nX-Deliver-Forwarded: user@example.com\n".to_vec();
+    expect.extend_from_slice(&want);
+    assert_eq!(sent[0].as_bytes(), &expect[..]);
+    r.deliver(&msg("From: other@corp.example\nSubject: s\n", "b\n"));
+    assert_eq!(outbox(&out).len(), 1, "only the boss's mail");
+}
+
+#[test]
+fn forward() {
+    let (r, out) = install_sending("forward");
+    r.deliver(&msg("From: x@example.net\nSubject: s\n", "b\n"));
+    assert!(r.folders().is_empty(), "nothing kept");
+    let sent = outbox(&out);
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].starts_with("-i -f sender@example.org -- new-address@elsewhere.example\n"));
+}
+
+#[test]
+fn vacation() {
+    let (r, out) = install_sending("vacation");
+    for i in 0..2 {
+        r.deliver(&msg(
+            &format!("From: sender@example.org\nTo: user@example.com\nSubject: q{i}\n"),
+            "b\n",
+        ));
+    }
+    r.deliver(&msg(
+        "From: list@example.org\nTo: user@example.com\nList-Id: <l.example.org>\nSubject: l\n",
+        "b\n",
+    ));
+    assert_eq!(r.folders()[0].1.len(), 3, "every message filed");
+    let sent = outbox(&out);
+    assert_eq!(sent.len(), 1, "one reply: {sent:?}");
+    assert!(sent[0].starts_with("-i -f  -- sender@example.org\n"), "{}", sent[0]);
+    assert!(sent[0].contains("Subject: Away\r\n"));
+    assert!(sent[0].contains("Auto-Submitted: auto-replied\r\n"));
+    assert!(sent[0].contains("I am away until 4 January"));
+}
+
+#[test]
+fn duplicates() {
+    let r = install("duplicates");
+    for n in 1..=2 {
+        r.deliver(&msg(
+            &format!("Received: by mx id {n}\nFrom: x@example.net\nMessage-ID: <one@example.net>\nSubject: s\n"),
+            "b\n",
+        ));
+    }
+    assert_eq!(r.folders()[0].1.len(), 1, "filed once");
+    let run = r.deliver(&msg("From: x@example.net\nMessage-ID: <two@example.net>\nSubject: s\n", "b\n"));
+    assert!(run.stderr.contains("action=inbox"), "{}", run.stderr);
+    assert_eq!(r.folders()[0].1.len(), 2);
 }
 
 #[test]
