@@ -22,6 +22,7 @@
 
 pub mod engine;
 pub mod input;
+pub mod lmtp;
 pub mod output;
 pub mod policy;
 pub mod store;

@@ -116,6 +116,10 @@ struct Cli {
     /// Also write log lines to stderr.
     #[arg(long = "log-stderr")]
     log_stderr: bool,
+    /// The LMTP session a delivery belongs to (given by `deliver lmtp` to
+    /// the process that delivers as a system user; logged as `session=`).
+    #[arg(long, value_name = "ID", hide = true)]
+    session: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq, Subcommand)]
@@ -129,6 +133,18 @@ enum Command {
         /// Print nothing; the exit status tells.
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Run the LMTP service (RFC 2033) for Postfix's lmtp(8) client.
+    Lmtp {
+        /// unix:PATH or inet:HOST:PORT (default: the socket systemd passes).
+        #[arg(long, value_name = "ADDRESS")]
+        listen: Option<String>,
+        /// System rules file (default: /etc/deliver/rules.toml).
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+        /// Also write log lines to stderr.
+        #[arg(long = "log-stderr")]
+        log_stderr: bool,
     },
 }
 
@@ -160,6 +176,7 @@ fn parse_plain(args: &[OsString]) -> Option<Cli> {
         client_hostname: None,
         helo: None,
         log_stderr: false,
+        session: None,
     };
     let mut format_seen = false;
     let mut it = args.iter().skip(1);
@@ -238,6 +255,7 @@ fn options(cli: &Cli) -> load::Options {
         maildir: cli.maildir.clone(),
         rules: cli.rules.clone(),
         user_rules: cli.user_rules.clone(),
+        session: cli.session.clone(),
     }
 }
 
@@ -299,6 +317,26 @@ fn real_main(log_stderr_hint: bool) -> u8 {
             }
         }
         return if report.problems.is_empty() { 0 } else { 1 };
+    }
+    if let Some(Command::Lmtp {
+        listen,
+        rules,
+        log_stderr,
+    }) = &cli.command
+    {
+        let opts = deliver::lmtp::ServeOptions {
+            listen: listen.clone(),
+            rules: rules.clone(),
+            log_stderr: *log_stderr,
+        };
+        return match deliver::lmtp::serve(opts) {
+            Ok(()) => 0,
+            Err(f) => {
+                let _ = writeln!(std::io::stderr(), "{f}");
+                Logger::new(false).warn(&f.to_string());
+                1
+            }
+        };
     }
     let opts = options(&cli);
     if cli.test {
