@@ -258,7 +258,7 @@ mod tests {
         assert_eq!(data(b".\r\n"), b"");
         // Bare LF ends a line; a dot line after it does not end the data.
         assert_eq!(data(b"a\n.\r\nb\r\n.\r\n"), b"a\n\nb\n");
-        assert_eq!(data(b"a\r\n.\n.\r\n"), b"a\n\n");
+        assert_eq!(data(b"a\r\n.\nb\r\n.\r\n"), b"a\n\nb\n");
         // A bare CR and NUL are kept.
         assert_eq!(data(b"a\rb\0c\r\n.\r\n"), b"a\rb\0c\n");
         // A CRLF split across pieces.
