@@ -154,6 +154,11 @@ impl<'s> Session<'s> {
                 Ok(Some(l)) => l,
                 Ok(None) => {
                     self.abandon("the client closed the connection");
+                    if self.shared.stopping() {
+                        // The stop closed our reading side (`serve`).
+                        self.reply(&format!("421 4.3.2 {host} shutting down"))?;
+                        return self.w.flush();
+                    }
                     return Ok(());
                 }
                 Err(e) if timed_out(&e) => {
