@@ -94,7 +94,15 @@ impl Service {
     }
 
     fn start_with(site: &Site, env: &[(&str, &str)], setup: impl FnOnce(&mut Command)) -> Service {
-        let sock = site.socket();
+        Service::start_on(site, site.socket(), env, setup)
+    }
+
+    fn start_on(
+        site: &Site,
+        sock: PathBuf,
+        env: &[(&str, &str)],
+        setup: impl FnOnce(&mut Command),
+    ) -> Service {
         let _ = fs::remove_file(&sock);
         let log = site.path(&format!("service-{}.log", rand_suffix()));
         let mut c = Command::new(BIN);
@@ -175,7 +183,11 @@ struct Client {
 
 impl Client {
     fn connect(site: &Site) -> Client {
-        let s = UnixStream::connect(site.socket()).unwrap();
+        Client::connect_to(&site.socket())
+    }
+
+    fn connect_to(sock: &Path) -> Client {
+        let s = UnixStream::connect(sock).unwrap();
         s.set_read_timeout(Some(PATIENCE)).unwrap();
         let mut c = Client {
             r: BufReader::new(s.try_clone().unwrap()),
@@ -466,6 +478,57 @@ fn thirty_two_concurrent_sessions_with_several_recipients() {
         }
     }
     assert_eq!(total, sessions * per_session * 4);
+}
+
+/// docs/SCALING.md: two instances (two sockets, as two hosts would be)
+/// deliver concurrently into one Maildir tree; nothing is lost or
+/// duplicated, and no name is taken twice.
+#[test]
+fn two_instances_share_one_maildir_tree() {
+    let site = Site::new();
+    site.template_rules();
+    let socks = [site.path("a.sock"), site.path("b.sock")];
+    let _a = Service::start_on(&site, socks[0].clone(), &[], |_| {});
+    let _b = Service::start_on(&site, socks[1].clone(), &[], |_| {});
+    let (clients, per) = (8, 10);
+    std::thread::scope(|s| {
+        for i in 0..clients {
+            let sock = &socks[i % 2];
+            s.spawn(move || {
+                let mut c = Client::connect_to(sock);
+                for t in 0..per {
+                    let (_, after) = c.transaction(
+                        &["shared@scale.test", "other@scale.test"],
+                        &message(&format!("c{i}m{t}")),
+                    );
+                    assert!(
+                        after.iter().all(|r| r.starts_with("250 2.0.0")),
+                        "{after:?}"
+                    );
+                    assert!(c.cmd("RSET").starts_with("250"));
+                }
+            });
+        }
+    });
+    for u in ["shared", "other"] {
+        let mut subjects: Vec<String> = site
+            .new_files(&site.maildir("scale.test", u))
+            .iter()
+            .map(|m| {
+                let t = String::from_utf8_lossy(m);
+                t.lines()
+                    .find(|l| l.starts_with("Subject: "))
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        subjects.sort();
+        let mut want: Vec<String> = (0..clients)
+            .flat_map(|i| (0..per).map(move |t| format!("Subject: c{i}m{t}")))
+            .collect();
+        want.sort();
+        assert_eq!(subjects, want, "{u}");
+    }
 }
 
 #[test]
