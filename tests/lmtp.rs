@@ -97,6 +97,11 @@ impl Service {
         Service::start_on(site, site.socket(), env, setup)
     }
 
+    /// As root (system users), without switching to the site's user.
+    fn start_as_root(site: &Site) -> Service {
+        Service::start_on(site, site.socket(), &[("AS_ROOT", "1")], |_| {})
+    }
+
     fn start_on(
         site: &Site,
         sock: PathBuf,
@@ -119,7 +124,7 @@ impl Service {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap());
-        if is_root() {
+        if is_root() && !env.iter().any(|(k, _)| *k == "AS_ROOT") {
             c.uid(site.uid).gid(site.gid);
         }
         setup(&mut c);
@@ -716,6 +721,65 @@ impl Service {
     fn terminate_wait(mut self) -> std::process::ExitStatus {
         self.child.take().unwrap().wait().unwrap()
     }
+}
+
+/// A throw-away system user, removed on drop.
+struct TempUser(String);
+
+impl Drop for TempUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.0).output();
+    }
+}
+
+#[test]
+fn system_users_are_delivered_in_a_child_as_themselves() {
+    if !is_root() || !have("useradd") {
+        return;
+    }
+    let site = Site::new();
+    site.rules("# no [lmtp] mapping: system users\n");
+    let name = format!("dlmtp{}", std::process::id() % 100_000);
+    let home = site.path("home-sys");
+    let ok = Command::new("useradd")
+        .args(["-M", "-s", "/usr/sbin/nologin", "-d"])
+        .arg(&home)
+        .arg(&name)
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let _user = TempUser(name.clone());
+    let pw = nix::unistd::User::from_name(&name).unwrap().unwrap();
+    fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(pw.uid.as_raw()), Some(pw.gid.as_raw())).unwrap();
+    let svc = Service::start_as_root(&site);
+    let mut c = Client::connect(&site);
+    let (rr, after) = c.transaction(
+        &[
+            &format!("{name}+x@host.test"),
+            "root@host.test",
+            "no-such-user-here@host.test",
+        ],
+        &message("sys"),
+    );
+    assert!(rr[0].starts_with("250"), "{rr:?}");
+    assert!(rr[1].starts_with("550 5.1.1"), "{rr:?}");
+    assert!(rr[2].starts_with("550 5.1.1"), "{rr:?}");
+    assert!(
+        after[0].starts_with("250 2.0.0"),
+        "{after:?} {}",
+        svc.log_text()
+    );
+    let new = home.join("Maildir/new");
+    let files: Vec<_> = fs::read_dir(&new)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(fs::metadata(&files[0]).unwrap().uid(), pw.uid.as_raw());
+    assert!(svc.log_text().contains(" session="), "{}", svc.log_text());
 }
 
 #[test]

@@ -364,7 +364,12 @@ impl Config {
                 if !safe_part(&user) {
                     return Resolved::Bad(format!("{user:?} cannot be a user name"));
                 }
-                Resolved::User(user)
+                // root is never delivered to (exec mode refuses it too).
+                match nix::unistd::User::from_name(&user) {
+                    Ok(Some(u)) if !u.uid.is_root() => Resolved::User(user),
+                    Ok(_) => Resolved::Unknown,
+                    Err(e) => Resolved::Failed(format!("looking up user {user}: {e}")),
+                }
             }
         }
     }
