@@ -160,6 +160,10 @@ pub fn check_report(system: Option<&Path>, user: Option<&Path>, uid: u32) -> Rep
                 diags.extend(map_results(&layer));
                 notes = cache_notes(&layer);
                 notes.extend(system_rules_cache(&sys_path, &text, &spec));
+                // The [lmtp] section's own checks (its template, tables, limits).
+                if spec.lmtp.is_some() {
+                    diags.extend(crate::lmtp::config::check(&sys_path));
+                }
             }
             Err(d) => diags.extend(d),
         },

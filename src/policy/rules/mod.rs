@@ -1053,6 +1053,9 @@ fn user_forbidden(spec: &FileSpec, text: &str) -> Vec<(usize, String)> {
     if spec.settings.is_some() {
         found.push((table_at("[settings]"), "[settings]".into()));
     }
+    if spec.lmtp.is_some() {
+        found.push((table_at("[lmtp]"), "[lmtp]".into()));
+    }
     if let Some(s) = &spec.spam {
         let keys = [
             (
