@@ -848,7 +848,12 @@ impl<'a> Loader<'a> {
     ) -> (bool, String, Vec<Edit>, Option<Vec<Text>>) {
         let files = matches!(
             action,
-            Some(RuleAction::Folder(_) | RuleAction::Inbox | RuleAction::Junk)
+            Some(
+                RuleAction::Folder(_)
+                    | RuleAction::FolderTemplate(_)
+                    | RuleAction::Inbox
+                    | RuleAction::Junk
+            )
         );
         let mut copy = false;
         if let Some(c) = &r.copy {
@@ -1658,6 +1663,34 @@ folder = "Lists.rust"
                 text: "later".into()
             })
         );
+    }
+
+    #[test]
+    fn literal_texts_stay_literal() {
+        let l = load(
+            "[[rule]]\nheader = \"S\"\nmatch = \"(x)\"\nfolder = \"Cost$$\"\nadd_header = \"X-A: $$1\"\n\
+             [[rule]]\nheader = \"S\"\nmatch = \"(x)\"\npipe = [\"p\", \"${sender}\", \"a$$b\"]\n\
+             [[rule]]\nheader = \"S\"\nmatch = \"(x)\"\nfolder = \"L.${1}\"\n",
+            Origin::System,
+        )
+        .unwrap();
+        let [a, b, c] = &l.rules[..] else { panic!() };
+        assert_eq!(
+            a.action,
+            Some(RuleAction::Folder(
+                FolderName::parse("Cost$").unwrap().unwrap()
+            ))
+        );
+        assert_eq!(a.edits, [Edit::Add(Text::Literal("X-A: $1".into()))]);
+        assert!(!a.uses_groups);
+        let Some(RuleAction::Pipe(argv)) = &b.action else {
+            panic!()
+        };
+        assert!(matches!(argv[1], Text::Template(_)));
+        assert_eq!(argv[2], Text::Literal("a$b".into()));
+        assert!(!b.uses_groups, "named values need no captures");
+        assert!(matches!(c.action, Some(RuleAction::FolderTemplate(_))));
+        assert!(c.uses_groups);
     }
 
     #[test]
