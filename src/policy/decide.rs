@@ -30,6 +30,15 @@
 //! once) and the edits apply to every copy; a discard keeps the copies;
 //! a reject or a deferral drops them all (nothing is written).
 //!
+//! A matched rule's texts with variables (`crate::policy::vars`: a folder
+//! name, added lines, the subject prefix, program arguments) are expanded
+//! then, with the groups of the rule's own match computed only for a rule
+//! whose texts use them. A result that is refused never does harm: a
+//! folder name `FolderName::parse` refuses gives the Inbox, an edit that
+//! is not one valid header line is skipped, a program argument with a NUL
+//! stops the pipe (the Inbox) or the filter (the message goes on); each
+//! with a trace step and a log line naming the value, escaped.
+//!
 //! A matching `filter` rule ends the decision with a `FilterRequest`: the
 //! engine runs the program and decides again from the top on its output
 //! (or on the original, when the filter failed), with every filter that
