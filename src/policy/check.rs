@@ -58,6 +58,11 @@ impl Report {
         self.rules += layer.rules.len();
         self.tables
             .extend(layer.access.tables().map(|t| t.spec().to_string()));
+        let mut specs = Vec::new();
+        for r in &layer.rules {
+            r.cond.table_specs(&mut specs);
+        }
+        self.tables.extend(specs.into_iter().map(str::to_string));
     }
 }
 

@@ -210,6 +210,20 @@ pub enum Cond {
 }
 
 impl Cond {
+    /// The specs of the tables this condition looks addresses up in.
+    pub fn table_specs<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            Cond::Address(a) => {
+                if let AddressTest::Table(_, spec) = &a.test {
+                    out.push(spec);
+                }
+            }
+            Cond::All(v) | Cond::Any(v) => v.iter().for_each(|c| c.table_specs(out)),
+            Cond::Not(c) => c.table_specs(out),
+            _ => {}
+        }
+    }
+
     pub fn uses_body(&self) -> bool {
         match self {
             Cond::Body(_) => true,
