@@ -23,6 +23,7 @@
 
 pub mod engine;
 pub mod input;
+pub mod lmtp;
 pub mod output;
 pub mod policy;
 pub mod replay;

@@ -119,6 +119,10 @@ struct Cli {
     /// Also write log lines to stderr.
     #[arg(long = "log-stderr")]
     log_stderr: bool,
+    /// The LMTP session a delivery belongs to (given by `deliver lmtp` to
+    /// the process that delivers as a system user; logged as `session=`).
+    #[arg(long, value_name = "ID", hide = true)]
+    session: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq, Subcommand)]
@@ -167,6 +171,18 @@ enum Command {
         #[arg(value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
+    /// Run the LMTP service (RFC 2033) for Postfix's lmtp(8) client.
+    Lmtp {
+        /// unix:PATH or inet:HOST:PORT (default: the socket systemd passes).
+        #[arg(long, value_name = "ADDRESS")]
+        listen: Option<String>,
+        /// System rules file (default: /etc/deliver/rules.toml).
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+        /// Also write log lines to stderr.
+        #[arg(long = "log-stderr")]
+        log_stderr: bool,
+    },
 }
 
 /// The plain command lines that Postfix and scripts give, parsed without
@@ -198,6 +214,7 @@ fn parse_plain(args: &[OsString]) -> Option<Cli> {
         helo: None,
         log_stderr: false,
         run_filters: false,
+        session: None,
     };
     let mut format_seen = false;
     let mut it = args.iter().skip(1);
@@ -276,6 +293,7 @@ fn options(cli: &Cli) -> load::Options {
         maildir: cli.maildir.clone(),
         rules: cli.rules.clone(),
         user_rules: cli.user_rules.clone(),
+        session: cli.session.clone(),
     }
 }
 
@@ -383,6 +401,26 @@ fn real_main(log_stderr_hint: bool) -> u8 {
             }
         }
         return if report.problems.is_empty() { 0 } else { 1 };
+    }
+    if let Some(Command::Lmtp {
+        listen,
+        rules,
+        log_stderr,
+    }) = &cli.command
+    {
+        let opts = deliver::lmtp::ServeOptions {
+            listen: listen.clone(),
+            rules: rules.clone(),
+            log_stderr: *log_stderr,
+        };
+        return match deliver::lmtp::serve(opts) {
+            Ok(()) => 0,
+            Err(f) => {
+                let _ = writeln!(std::io::stderr(), "{f}");
+                Logger::new(false).warn(&f.to_string());
+                1
+            }
+        };
     }
     if let Some(Command::Replay {
         rules,

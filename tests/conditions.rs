@@ -318,10 +318,8 @@ fn load_errors_name_the_place() {
     );
 }
 
-/// Captures in a folder name: needs template folders (`folder =
-/// "Lists.${1}"`), which the actions branch (verbs-actions) adds.
+/// Captures in a folder name (`folder = "Lists.${1}"`).
 #[test]
-#[ignore = "needs template folders from the verbs-actions branch"]
 fn list_id_capture_names_the_folder() {
     let h = Home::new();
     h.user(
@@ -344,9 +342,8 @@ folder = "Lists.${1}"
 }
 
 /// A capture that makes a bad folder name files into the Inbox, with a
-/// log line: needs template folders (verbs-actions).
+/// log line.
 #[test]
-#[ignore = "needs template folders from the verbs-actions branch"]
 fn a_bad_captured_folder_name_files_into_the_inbox() {
     let h = Home::new();
     h.user(

@@ -181,7 +181,9 @@ fn a_filter_that_hangs_is_killed_at_the_time_limit() {
 fn a_filter_that_crashes_fails_open() {
     misbehaving(
         "",
-        &["sh", "-c", "head -c 20; kill -SEGV $$"],
+        // `$$$$`: program arguments are templates (deliver.rules(5)), where
+        // `$$` is a `$`; the shell gets `$$`, its own process id.
+        &["sh", "-c", "head -c 20; kill -SEGV $$$$"],
         "killed by signal SIGSEGV",
     );
 }

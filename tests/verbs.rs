@@ -459,3 +459,264 @@ flags = ["seen"]
     assert!(h.home.join("filter-ran").exists());
     assert!(!h.home.join("pipe-ran").exists());
 }
+
+/// The header block of a filed message, as text.
+fn header_block(m: &[u8]) -> String {
+    let s = String::from_utf8_lossy(m);
+    s[..s.find("\n\n").expect("a header block")].to_string()
+}
+
+#[test]
+fn header_edits_with_variables() {
+    let h = Home::new();
+    h.user(
+        r#"
+[[rule]]
+name = "list"
+header = "List-Id"
+match = '<([^.>]+)\.'
+add_header = ["X-List: ${1}", "X-Envelope: ${sender} for ${user} ($$)"]
+subject_prefix = "[${1}] "
+folder = "Lists.${1}"
+"#,
+    );
+    let input = msg(
+        "List-Id: Rust users <rust-users.lists.example.org>\nSubject: hi\n",
+        "body\n",
+    );
+    let r = run(&h, &ARGS, &input);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let d = h.delivered();
+    assert_eq!(d.keys().collect::<Vec<_>>(), ["Lists.rust-users"], "{d:?}");
+    let head = header_block(&d["Lists.rust-users"][0]);
+    assert!(
+        head.contains("\nX-List: rust-users\n") || head.starts_with("X-List: rust-users\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains("X-Envelope: sender@example.org for user ($)\n"),
+        "{head}"
+    );
+    assert!(head.contains("\nSubject: [rust-users] hi"), "{head}");
+    tmp_is_empty(&h);
+}
+
+/// A decoded header value can hold a line break (`=0D=0A` in an encoded
+/// word). Put into an added line or the subject prefix through a capture,
+/// it would add a header of the sender's choice: the edit is refused,
+/// logged with the value escaped, and the message still filed.
+#[test]
+fn a_captured_line_break_never_adds_a_header() {
+    let h = Home::new();
+    h.user(
+        r#"
+[[rule]]
+name = "copy-subject"
+header = "Subject"
+match = '(?s)^(.+)$'
+add_header = "X-Was: ${1}"
+subject_prefix = "${1} "
+folder = "Tagged"
+"#,
+    );
+    let input = msg(
+        "Subject: =?UTF-8?Q?a=0D=0ABcc:_victim@example.net?=\n",
+        "body\n",
+    );
+    let r = run(&h, &ARGS, &input);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let d = h.delivered();
+    assert_eq!(d.keys().collect::<Vec<_>>(), ["Tagged"], "{d:?}");
+    assert_eq!(
+        d["Tagged"][0],
+        without_from(&input),
+        "the message is unedited"
+    );
+    for what in ["add_header", "subject_prefix"] {
+        assert!(
+            r.stderr.contains(&format!("rule copy-subject: {what} ")),
+            "{what}: {}",
+            r.stderr
+        );
+    }
+    assert!(
+        r.stderr
+            .contains(r#"add_header "X-Was: a\r\nBcc: victim@example.net" refused"#),
+        "the log names the value, escaped: {}",
+        r.stderr
+    );
+    tmp_is_empty(&h);
+}
+
+#[test]
+fn pipe_arguments_with_variables() {
+    let h = Home::new();
+    let prog = script(
+        &h,
+        "p.sh",
+        "cat > /dev/null; printf '%s|' \"$@\" > \"$HOME/args\"",
+    );
+    h.user(&format!(
+        r#"
+[[rule]]
+name = "alert"
+header = "Subject"
+match = '^ALERT (\w+)'
+pipe = ["{prog}", "${{sender}}", "--host=${{1}}", "${{from}}", "$${{1}}"]
+"#
+    ));
+    let input = msg(
+        "From: Monitor <alerts@monitor.example>\nSubject: ALERT db1 down\n",
+        "b\n",
+    );
+    let r = run(&h, &ARGS, &input);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        fs::read_to_string(h.home.join("args")).unwrap(),
+        "sender@example.org|--host=db1|alerts@monitor.example|${1}|"
+    );
+    assert_eq!(h.count(), 0, "the pipe was the delivery");
+    assert!(log_line(&r).contains(" pipe=alert:ok "), "{}", r.stderr);
+}
+
+/// A NUL cannot be passed to a program: a pipe whose expanded argument
+/// holds one (a decoded `=00`) does not run; the message is filed into
+/// the Inbox, as when a pipe fails, and the log says why.
+#[test]
+fn a_pipe_argument_with_a_nul_files_into_the_inbox() {
+    let h = Home::new();
+    let prog = script(&h, "p.sh", "cat > \"$HOME/piped\"");
+    h.user(&format!(
+        r#"
+[[rule]]
+name = "alert"
+header = "Subject"
+match = '^ALERT (.+)$'
+pipe = ["{prog}", "${{1}}"]
+"#
+    ));
+    let input = msg("Subject: ALERT =?UTF-8?Q?a=00b?=\n", "b\n");
+    let r = run(&h, &ARGS, &input);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!h.home.join("piped").exists(), "the pipe ran");
+    assert_eq!(h.delivered()[""], vec![without_from(&input).to_vec()]);
+    assert!(
+        r.stderr
+            .contains(r#"rule alert: pipe argument "a\0b" refused"#),
+        "{}",
+        r.stderr
+    );
+    tmp_is_empty(&h);
+}
+
+#[test]
+fn test_mode_shows_the_expanded_values() {
+    let h = Home::new();
+    h.user(
+        r#"
+[[rule]]
+name = "backup"
+header = "List-Id"
+match = '<([^.>]+)\.'
+folder = "Archive.${1}"
+copy = true
+
+[[rule]]
+name = "list"
+header = "List-Id"
+match = '<([^.>]*)\.'
+add_header = "X-Tag: ${sender} ${1}"
+folder = "Lists.${1}"
+"#,
+    );
+    let mut args = vec!["--test"];
+    args.extend_from_slice(&ARGS[..4]);
+    let r = run(
+        &h,
+        &args,
+        &msg(
+            "List-Id: <rust-users.lists.example.org>\nSubject: s\n",
+            "b\n",
+        ),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let o = &r.stdout;
+    let plan = &o[o.find("\nPlan\n").unwrap()..o.find("\nDecision\n").unwrap()];
+    assert_eq!(
+        plan,
+        "\nPlan\n  1. deliver into Archive.rust-users, adding \"X-Tag: sender@example.org rust-users\"\n  2. deliver into Lists.rust-users, adding \"X-Tag: sender@example.org rust-users\"\n  3. delivered (exit 0)\n",
+        "{o}"
+    );
+    // A capture that makes a bad name: the Inbox, and the trace says why.
+    let r = run(
+        &h,
+        &args,
+        &msg("List-Id: <.lists.example.org>\nSubject: s\n", "b\n"),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let o = &r.stdout;
+    assert!(o.contains("folder name refused: the Inbox"), "{o}");
+    assert!(o.contains("\"Lists.\""), "{o}");
+    assert!(o.contains("deliver into INBOX"), "{o}");
+    assert!(!h.maildir.exists() || h.count() == 0);
+}
+
+#[test]
+fn template_load_errors_name_the_place() {
+    let h = Home::new();
+    let check = |text: &str| {
+        h.user(text);
+        let mut c = h.bare_command(&["check", "--user-rules"]);
+        c.arg(&h.user_rules);
+        let r = run_cmd(c, b"");
+        assert_eq!(r.code, 1, "{text}: {} {}", r.stdout, r.stderr);
+        r.stdout
+    };
+    let file = h.user_rules.display().to_string();
+    let out = check("[[rule]]\nheader = \"List-Id\"\nmatch = \"<(.+)>\"\nfolder = \"L.${2}\"\n");
+    assert!(
+        out.contains(&format!(
+            "{file}:4:13: folder: ${{2}}, but the rule's match has 1 group"
+        )),
+        "{out}"
+    );
+    let out = check("[[rule]]\nheader = \"List-Id\"\nadd_header = \"X-A: ${1}\"\n");
+    assert!(
+        out.contains(&format!(
+            "{file}:3:20: add_header: ${{1}} is a group of the rule's match, and the rule has none"
+        )),
+        "{out}"
+    );
+    let out = check("[[rule]]\nheader = \"S\"\nmatch = \"x\"\nsubject_prefix = \"[${nmae}] \"\n");
+    assert!(
+        out.contains(&format!(
+            "{file}:4:20: subject_prefix: unknown variable ${{nmae}}"
+        )),
+        "{out}"
+    );
+    let out = check("[[rule]]\nheader = \"S\"\npipe = [\"~/bin/${user}\"]\n");
+    assert!(
+        out.contains(&format!(
+            "{file}:3:9: pipe: the program cannot use variables"
+        )),
+        "{out}"
+    );
+    let out = check("[[rule]]\nheader = \"S\"\nfilter = [\"f\", \"$HOME\"]\n");
+    assert!(
+        out.contains(&format!("{file}:3:17: filter: '$' starts a variable")),
+        "{out}"
+    );
+    let out = check("[[rule]]\nheader = \"S\"\nmatch = \"(x)\"\nfolder = \"../${1}\"\n");
+    assert!(
+        out.contains(&format!("{file}:4:10: refused folder name")),
+        "{out}"
+    );
+    let out = check("[[rule]]\nheader = \"S\"\nmatch = \"(x)\"\nadd_header = \"X ${1}\"\n");
+    assert!(out.contains("is not a header line"), "{out}");
+    // An address match gives the groups when there is no header match.
+    h.user("[[rule]]\naddress = { header = \"To\", part = \"detail\", match = \"^(.+)-(.+)$\" }\nfolder = \"${1}.${2}\"\n");
+    let mut c = h.bare_command(&["check", "--user-rules"]);
+    c.arg(&h.user_rules);
+    let r = run_cmd(c, b"");
+    assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+}

@@ -25,6 +25,9 @@ _deliver() {
             deliver,help)
                 cmd="deliver__subcmd__help"
                 ;;
+            deliver,lmtp)
+                cmd="deliver__subcmd__lmtp"
+                ;;
             deliver,replay)
                 cmd="deliver__subcmd__replay"
                 ;;
@@ -37,6 +40,9 @@ _deliver() {
             deliver__subcmd__help,help)
                 cmd="deliver__subcmd__help__subcmd__help"
                 ;;
+            deliver__subcmd__help,lmtp)
+                cmd="deliver__subcmd__help__subcmd__lmtp"
+                ;;
             deliver__subcmd__help,replay)
                 cmd="deliver__subcmd__help__subcmd__replay"
                 ;;
@@ -47,7 +53,7 @@ _deliver() {
 
     case "${cmd}" in
         deliver)
-            opts="-f -a -d -h -V --maildir --rules --user-rules --test --format --run-filters --client-address --client-hostname --helo --log-stderr --help --version check completions replay help"
+            opts="-f -a -d -h -V --maildir --rules --user-rules --test --format --run-filters --client-address --client-hostname --helo --log-stderr --session --help --version check completions replay lmtp help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -90,6 +96,10 @@ _deliver() {
                     return 0
                     ;;
                 --helo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --session)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -137,7 +147,7 @@ _deliver() {
             return 0
             ;;
         deliver__subcmd__help)
-            opts="check completions replay help"
+            opts="check completions replay lmtp help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -192,6 +202,20 @@ _deliver() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        deliver__subcmd__help__subcmd__lmtp)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         deliver__subcmd__help__subcmd__replay)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -199,6 +223,28 @@ _deliver() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        deliver__subcmd__lmtp)
+            opts="-h --listen --rules --log-stderr --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rules)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

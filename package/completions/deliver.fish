@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_deliver_global_optspecs
-    string join \n f= a= d= maildir= rules= user-rules= test format= run-filters client-address= client-hostname= helo= log-stderr h/help V/version
+    string join \n f= a= d= maildir= rules= user-rules= test format= run-filters client-address= client-hostname= helo= log-stderr session= h/help V/version
 end
 
 function __fish_deliver_needs_command
@@ -35,6 +35,7 @@ json\t''"
 complete -c deliver -n "__fish_deliver_needs_command" -l client-address -d 'Client address, as Postfix\'s CLIENT_ADDRESS' -r
 complete -c deliver -n "__fish_deliver_needs_command" -l client-hostname -d 'Client hostname, as Postfix\'s CLIENT_HOSTNAME' -r
 complete -c deliver -n "__fish_deliver_needs_command" -l helo -d 'HELO name, as Postfix\'s CLIENT_HELO' -r
+complete -c deliver -n "__fish_deliver_needs_command" -l session -d 'The LMTP session a delivery belongs to (given by `deliver lmtp` to the process that delivers as a system user; logged as `session=`)' -r
 complete -c deliver -n "__fish_deliver_needs_command" -l test -d 'Dry run: show every decision, write nothing'
 complete -c deliver -n "__fish_deliver_needs_command" -l run-filters -d 'With --test: run the filters the rules name (they are not run otherwise)'
 complete -c deliver -n "__fish_deliver_needs_command" -l log-stderr -d 'Also write log lines to stderr'
@@ -43,6 +44,7 @@ complete -c deliver -n "__fish_deliver_needs_command" -s V -l version -d 'Print 
 complete -c deliver -n "__fish_deliver_needs_command" -f -a "check" -d 'Validate rules files and the maps they name, without reading a message'
 complete -c deliver -n "__fish_deliver_needs_command" -f -a "completions" -d 'Print the shell completion script for SHELL (the package installs this output for bash, zsh and fish)'
 complete -c deliver -n "__fish_deliver_needs_command" -f -a "replay" -d 'Run the rules over stored mail (Maildir folders, mboxes, message files) as --test does, and show where each message would go. Writes nothing'
+complete -c deliver -n "__fish_deliver_needs_command" -f -a "lmtp" -d 'Run the LMTP service (RFC 2033) for Postfix\'s lmtp(8) client'
 complete -c deliver -n "__fish_deliver_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c deliver -n "__fish_deliver_using_subcommand check" -l rules -r -F
 complete -c deliver -n "__fish_deliver_using_subcommand check" -l user-rules -r -F
@@ -58,7 +60,12 @@ json\t''"
 complete -c deliver -n "__fish_deliver_using_subcommand replay" -l compare -d 'Also show the folder each message is in now, and what would move'
 complete -c deliver -n "__fish_deliver_using_subcommand replay" -s r -l recursive -d 'With a Maildir, also its subfolders (.NAME)'
 complete -c deliver -n "__fish_deliver_using_subcommand replay" -s h -l help -d 'Print help'
-complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions replay help" -f -a "check" -d 'Validate rules files and the maps they name, without reading a message'
-complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions replay help" -f -a "completions" -d 'Print the shell completion script for SHELL (the package installs this output for bash, zsh and fish)'
-complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions replay help" -f -a "replay" -d 'Run the rules over stored mail (Maildir folders, mboxes, message files) as --test does, and show where each message would go. Writes nothing'
-complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions replay help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c deliver -n "__fish_deliver_using_subcommand lmtp" -l listen -d 'unix:PATH or inet:HOST:PORT (default: the socket systemd passes)' -r
+complete -c deliver -n "__fish_deliver_using_subcommand lmtp" -l rules -d 'System rules file (default: /etc/deliver/rules.toml)' -r -F
+complete -c deliver -n "__fish_deliver_using_subcommand lmtp" -l log-stderr -d 'Also write log lines to stderr'
+complete -c deliver -n "__fish_deliver_using_subcommand lmtp" -s h -l help -d 'Print help'
+complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions replay lmtp help" -f -a "check" -d 'Validate rules files and the maps they name, without reading a message'
+complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions replay lmtp help" -f -a "completions" -d 'Print the shell completion script for SHELL (the package installs this output for bash, zsh and fish)'
+complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions replay lmtp help" -f -a "replay" -d 'Run the rules over stored mail (Maildir folders, mboxes, message files) as --test does, and show where each message would go. Writes nothing'
+complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions replay lmtp help" -f -a "lmtp" -d 'Run the LMTP service (RFC 2033) for Postfix\'s lmtp(8) client'
+complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions replay lmtp help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -30,11 +30,9 @@
 //! touch is async-signal-safe and allocates nothing: atomics, and
 //! unlinkat, write, socket, sendto and _exit.
 //!
-//! One delivery at a time per process: the state, the tracked names and
-//! the timer are the process's. A server running deliveries side by side
-//! would give each its own state and names (an array of these) and its own
-//! timer (timer_create(2) with SIGEV_THREAD_ID); the API is per delivery
-//! already.
+//! One timed delivery at a time per process: the state, the tracked names
+//! and the timer are the process's. The LMTP service, which runs
+//! deliveries side by side, uses untimed flights (`untimed`) instead.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicU8, AtomicUsize, Ordering::SeqCst};
@@ -91,6 +89,22 @@ static SLOTS: [Slot; 2] = [const { Slot::new() }; 2];
 #[derive(Debug)]
 pub struct Flight {
     start: Instant,
+    /// False for an untimed flight (`untimed`): no process-wide state.
+    timed: bool,
+}
+
+/// A delivery without the process-wide watchdog, for the LMTP service,
+/// where deliveries run side by side in one process: the message is read
+/// (under the session's socket timeouts) before the delivery starts, the
+/// tmp/ file of a delivery that fails or panics is removed by its own drop,
+/// and one the process did not survive is left to the stale sweep
+/// (`Maildir::clean_tmp`). Every method is a no-op but `creating` and
+/// `committing`, which just run their step.
+pub fn untimed() -> Flight {
+    Flight {
+        start: Instant::now(),
+        timed: false,
+    }
 }
 
 /// Starts a delivery with `limit` as its time limit, from now.
@@ -102,6 +116,7 @@ pub fn begin(limit: Duration) -> Flight {
     STATE.store(RUNNING, SeqCst);
     let f = Flight {
         start: Instant::now(),
+        timed: true,
     };
     f.set_limit(limit);
     f
@@ -111,6 +126,9 @@ impl Flight {
     /// Sets the time limit, counted from `begin` (the system rules name it
     /// only once they are read). A limit already passed expires now.
     pub fn set_limit(&self, limit: Duration) {
+        if !self.timed {
+            return;
+        }
         LIMIT_SECS.store(limit.as_secs(), SeqCst);
         match limit.checked_sub(self.start.elapsed()) {
             Some(left) if !left.is_zero() => set_timer(left),
@@ -122,6 +140,9 @@ impl Flight {
     /// the time limit does not interrupt: a file created and not yet
     /// tracked would stay behind.
     pub fn creating<T>(&self, f: impl FnOnce() -> T) -> T {
+        if !self.timed {
+            return f();
+        }
         let _ = STATE.compare_exchange(RUNNING, BUSY, SeqCst, SeqCst);
         let v = f();
         self.leave_busy(false);
@@ -133,6 +154,9 @@ impl Flight {
     /// committed: from then on neither the time limit nor an allocation
     /// failure makes it a 75.
     pub fn committing<T, E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        if !self.timed {
+            return f();
+        }
         let _ = STATE.compare_exchange(RUNNING, BUSY, SeqCst, SeqCst);
         let v = f();
         self.leave_busy(v.is_ok());
@@ -157,7 +181,7 @@ impl Flight {
     /// expiry or an allocation failure. Call within `creating`.
     pub fn track(&self, dir: BorrowedFd<'_>, name: &str) {
         let name = name.as_bytes();
-        if name.is_empty() || name.len() > NAME_MAX {
+        if !self.timed || name.is_empty() || name.len() > NAME_MAX {
             return;
         }
         let Some(slot) = SLOTS.iter().find(|s| s.len.load(SeqCst) == 0) else {
@@ -173,6 +197,9 @@ impl Flight {
 
     /// Stops tracking a tmp/ file (once it is removed).
     pub fn untrack(&self, name: &str) {
+        if !self.timed {
+            return;
+        }
         if let Some(s) = SLOTS.iter().find(|s| s.holds(name.as_bytes())) {
             s.len.store(0, SeqCst);
         }
@@ -181,6 +208,9 @@ impl Flight {
 
 impl Drop for Flight {
     fn drop(&mut self) {
+        if !self.timed {
+            return;
+        }
         // A commit disarmed the timer already.
         if STATE.load(SeqCst) != COMMITTED {
             set_timer(Duration::ZERO);

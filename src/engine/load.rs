@@ -26,6 +26,9 @@ pub struct Options {
     pub maildir: Option<PathBuf>,
     pub rules: Option<PathBuf>,
     pub user_rules: Option<PathBuf>,
+    /// The LMTP session this delivery belongs to (`--session`, given by
+    /// the service to the child that delivers as a system user).
+    pub session: Option<String>,
 }
 
 /// The recipient's layer, and what happened to the user's file.
@@ -178,6 +181,16 @@ pub fn load_user_rules(
     defer: bool,
 ) -> Result<UserRules, Failure> {
     let path = user_rules_path(opts.user_rules.as_deref(), who.home.as_deref());
+    load_user_rules_at(path, system, who, defer)
+}
+
+/// `load_user_rules` for the user's file at `path` (none: no user file).
+pub fn load_user_rules_at(
+    path: Option<PathBuf>,
+    system: &Layer,
+    who: &Recipient,
+    defer: bool,
+) -> Result<UserRules, Failure> {
     let mut user = UserRules {
         path: path.clone(),
         ..UserRules::default()

@@ -69,6 +69,17 @@ pub struct Engine {
     system: Layer,
 }
 
+/// Where one delivery files and what it reads besides the message: the
+/// Maildir, the user's rules file, the session it belongs to (logged as
+/// `session=`), and the environment `Envelope::resolve` may read
+/// (Postfix's variables in exec mode; none in the LMTP service).
+pub struct Target<'a> {
+    pub maildir: PathBuf,
+    pub user_rules: Option<PathBuf>,
+    pub session: Option<&'a str>,
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
 /// Everything `--test` computed.
 pub struct DryRun<'e> {
     pub system: &'e Layer,
@@ -114,15 +125,45 @@ impl Engine {
         who: &Recipient,
         flight: &Flight,
     ) -> Outcome {
+        let maildir = match load::maildir_path(&self.opts, who) {
+            Ok(m) => m,
+            Err(f) => return Outcome::Failed(f),
+        };
+        let session = self.opts.session.clone();
+        let target = Target {
+            maildir,
+            user_rules: load::user_rules_path(self.opts.user_rules.as_deref(), who.home.as_deref()),
+            session: session.as_deref(),
+            env: &load::read_env,
+        };
+        self.deliver_to(input, envelope, who, &target, flight)
+    }
+
+    /// Delivers one message from `input` to `who` into `target`'s Maildir,
+    /// with `target`'s user rules: `deliver` for a target of its own
+    /// choosing (the LMTP service, per recipient).
+    pub fn deliver_to(
+        &mut self,
+        input: impl Read,
+        envelope: &Flags,
+        who: &Recipient,
+        target: &Target<'_>,
+        flight: &Flight,
+    ) -> Outcome {
         let start = Instant::now();
         let limit = self.system.settings.time_limit;
         if limit != crate::policy::rules::DEFAULT_TIME_LIMIT {
             flight.set_limit(limit);
         }
-        match self.deliver_inner(input, envelope, who, flight, start) {
+        match self.deliver_inner(input, envelope, who, target, flight, start) {
             Ok(()) => Outcome::Done,
             Err(f) => Outcome::Failed(f),
         }
+    }
+
+    /// The system layer as loaded (the LMTP service reads its settings).
+    pub fn system(&self) -> &Layer {
+        &self.system
     }
 
     fn deliver_inner(
@@ -130,13 +171,14 @@ impl Engine {
         input: impl Read,
         flags: &Flags,
         who: &Recipient,
+        target: &Target<'_>,
         flight: &Flight,
         start: Instant,
     ) -> Result<(), Failure> {
-        let mut user = load::load_user_rules(&self.opts, &self.system, who, true)?;
+        let mut user =
+            load::load_user_rules_at(target.user_rules.clone(), &self.system, who, true)?;
         let limits = self.system.settings.limits;
-        let md_path = load::maildir_path(&self.opts, who)?;
-        let md = Maildir::open(&md_path)?;
+        let md = Maildir::open(&target.maildir)?;
         testhook::pause("maildir-open");
         let mut tmp = Tracked::create(&md, flight)?;
         testhook::pause("tmp-created");
@@ -144,7 +186,7 @@ impl Engine {
         testhook::pause("tmp-written");
         let env = Envelope::resolve(
             flags,
-            &load::read_env,
+            target.env,
             sp.head.envelope_from_line(),
             &sp.head.headers,
         );
@@ -228,8 +270,15 @@ impl Engine {
         let result = self
             .execute(&md, tmp, &sp, &d, &env, who, flight, &fx)
             .and_then(|done| {
-                self.log
-                    .info(&log_line(&env, &sp, &d, &done, &filtered, start));
+                self.log.info(&log_line(
+                    &env,
+                    &sp,
+                    &d,
+                    &done,
+                    &filtered,
+                    start,
+                    target.session,
+                ));
                 md.clean_tmp(std::time::SystemTime::now());
                 match crate::output::exit::failure_of(&d.plan.disposition) {
                     Some(f) => Err(f),
@@ -618,11 +667,6 @@ impl Engine {
             decision,
         })
     }
-
-    /// The system layer, as loaded.
-    pub fn system(&self) -> &Layer {
-        &self.system
-    }
 }
 
 /// One message's dry-run decision (`Engine::dry_decide`).
@@ -966,6 +1010,7 @@ fn log_line(
     done: &Executed,
     filters: &[String],
     start: Instant,
+    session: Option<&str>,
 ) -> String {
     let msgid = sp.head.headers.first("Message-ID").unwrap_or_default();
     let mut l = Line::new()
@@ -1010,6 +1055,9 @@ fn log_line(
     if let Some(s) = d.status_line() {
         l = l.kv("status", s);
     }
-    l.kv("delay", format!("{:.3}", start.elapsed().as_secs_f64()))
-        .finish()
+    l = l.kv("delay", format!("{:.3}", start.elapsed().as_secs_f64()));
+    if let Some(id) = session {
+        l = l.kv("session", id);
+    }
+    l.finish()
 }

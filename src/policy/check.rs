@@ -58,6 +58,11 @@ impl Report {
         self.rules += layer.rules.len();
         self.tables
             .extend(layer.access.tables().map(|t| t.spec().to_string()));
+        let mut specs = Vec::new();
+        for r in &layer.rules {
+            r.cond.table_specs(&mut specs);
+        }
+        self.tables.extend(specs.into_iter().map(str::to_string));
     }
 }
 
@@ -160,6 +165,10 @@ pub fn check_report(system: Option<&Path>, user: Option<&Path>, uid: u32) -> Rep
                 diags.extend(map_results(&layer));
                 notes = cache_notes(&layer);
                 notes.extend(system_rules_cache(&sys_path, &text, &spec));
+                // The [lmtp] section's own checks (its template, tables, limits).
+                if spec.lmtp.is_some() {
+                    diags.extend(crate::lmtp::config::check(&sys_path));
+                }
             }
             Err(d) => diags.extend(d),
         },

@@ -30,6 +30,15 @@
 //! once) and the edits apply to every copy; a discard keeps the copies;
 //! a reject or a deferral drops them all (nothing is written).
 //!
+//! A matched rule's texts with variables (`crate::policy::vars`: a folder
+//! name, added lines, the subject prefix, program arguments) are expanded
+//! then, with the groups of the rule's own match computed only for a rule
+//! whose texts use them. A result that is refused never does harm: a
+//! folder name `FolderName::parse` refuses gives the Inbox, an edit that
+//! is not one valid header line is skipped, a program argument with a NUL
+//! stops the pipe (the Inbox) or the filter (the message goes on); each
+//! with a trace step and a log line naming the value, escaped.
+//!
 //! A matching `filter` rule ends the decision with a `FilterRequest`: the
 //! engine runs the program and decides again from the top on its output
 //! (or on the original, when the filter failed), with every filter that
@@ -46,7 +55,7 @@ use crate::policy::rules::{
     RuleAction, Settings, VirusAction, ADDRESS_HEADERS,
 };
 use crate::policy::spam;
-use crate::policy::vars::{Captures, Values};
+use crate::policy::vars::{Captures, Text, Values};
 use crate::store::maildir::FolderName;
 use regex_automata::PatternSet;
 use serde::Serialize;
@@ -354,6 +363,14 @@ struct Ctx<'a> {
     virus: bool,
 }
 
+/// A rule's action whose expanded text was refused: the log line (after
+/// the rule's name), the trace step's key (the value, escaped) and result.
+struct Refused {
+    log: String,
+    key: String,
+    step: &'static str,
+}
+
 /// A copy a rule asked for; the junk folder is resolved at the end.
 #[derive(Debug, Clone)]
 enum Copy {
@@ -527,7 +544,6 @@ impl Ctx<'_> {
     /// when it has neither or it does not match. For a rule that matched
     /// and whose actions use `${0}`..`${9}`: the rule's regex is compiled
     /// again, with capture groups, only then (deciding builds none).
-    #[allow(dead_code)] // Called by the rule actions that use templates.
     pub(crate) fn captures(&self, layer: &Layer, rule: &Rule) -> Option<Captures> {
         let Cond::All(parts) = &rule.cond else {
             return None;
@@ -572,7 +588,6 @@ impl Ctx<'_> {
 
     /// The values of the variables (`crate::policy::vars`) for this
     /// message, with a rule's `captures`.
-    #[allow(dead_code)] // Called by the rule actions that use templates.
     pub(crate) fn values<'c>(&'c self, captures: Option<&'c Captures>) -> Values<'c> {
         Values {
             envelope: self.input.envelope,
@@ -580,6 +595,18 @@ impl Ctx<'_> {
             header_block: self.input.header_block,
             delimiter: &self.access_opts.recipient_delimiter,
             captures,
+        }
+    }
+
+    /// A text of a matched rule's action: a literal as it is, a template
+    /// expanded with the message's values and the rule's `captures`.
+    fn expand<'t>(&self, t: &'t Text, captures: Option<&Captures>) -> Cow<'t, str> {
+        match t {
+            Text::Literal(s) => Cow::Borrowed(s),
+            Text::Template(_) => {
+                let values = self.values(captures);
+                Cow::Owned(t.expand(&|v| values.get(v)).into_owned())
+            }
         }
     }
 
@@ -820,6 +847,14 @@ impl Ctx<'_> {
                 return Some(p);
             }
             self.score += rule.score;
+            // The groups of the rule's match, for its texts that use them
+            // (a rule with literal texts computes nothing here).
+            let captures = if rule.uses_groups {
+                self.captures(layer, rule)
+            } else {
+                None
+            };
+            let captures = captures.as_ref();
             if let Some(argv) = &rule.filter {
                 let id = FilterId {
                     origin: layer.origin,
@@ -836,6 +871,28 @@ impl Ctx<'_> {
                     );
                     continue;
                 }
+                let argv: Vec<String> = argv
+                    .iter()
+                    .map(|a| self.expand(a, captures).into_owned())
+                    .collect();
+                if let Some(bad) = argv.iter().find(|a| a.contains('\0')) {
+                    // Fail open, as a filter that cannot start: the rules
+                    // go on with the message unchanged.
+                    self.log.push(format!(
+                        "rule {}: filter argument {bad:?} refused (a NUL cannot be passed \
+                         to a program); the filter does not run",
+                        rule.name
+                    ));
+                    self.step(
+                        sl,
+                        StepKind::Rule,
+                        &rule.name,
+                        Some(&format!("{bad:?}")),
+                        "match: filter refused: NUL in an argument",
+                        Some(rule.score),
+                    );
+                    continue;
+                }
                 self.step(
                     sl,
                     StepKind::Rule,
@@ -847,16 +904,20 @@ impl Ctx<'_> {
                 self.filter = Some(FilterRequest {
                     id,
                     rule: rule.name.clone(),
-                    argv: argv.clone(),
+                    argv,
                 });
                 let mut p = Proposal::simple(Route::Filter, None, format!("filter {}", rule.name));
                 p.hard = true;
                 return Some(p);
             }
-            let verdict = rule
-                .action
-                .as_ref()
-                .map(|a| Self::proposal(rule, a, format!("rule {}", rule.name)));
+            let (verdict, refused) = match &rule.action {
+                Some(a) => {
+                    let (p, refused) =
+                        self.proposal(rule, a, format!("rule {}", rule.name), captures);
+                    (Some(p), refused)
+                }
+                None => (None, None),
+            };
             let result = match &verdict {
                 Some(v) if rule.copy => format!("match: copy, {}", v.route.as_str()),
                 Some(v) => format!("match: {}", v.route.as_str()),
@@ -870,7 +931,13 @@ impl Ctx<'_> {
                 result,
                 Some(rule.score),
             );
-            self.rule_edits(sl, rule);
+            let refused_pipe =
+                refused.is_some() && matches!(rule.action, Some(RuleAction::Pipe(_)));
+            if let Some(r) = refused {
+                self.log.push(format!("rule {}: {}", rule.name, r.log));
+                self.step(sl, StepKind::Action, &rule.name, Some(&r.key), r.step, None);
+            }
+            self.rule_edits(sl, rule, captures);
             if let Some(v) = &rule.vacation {
                 if self.vacation.is_none() {
                     self.vacation = Some((v.clone(), rule.name.clone()));
@@ -887,6 +954,9 @@ impl Ctx<'_> {
                 }
             }
             match verdict {
+                // A copy-pipe refused is not a copy at all (as a failing
+                // copy-pipe only logs).
+                Some(_) if rule.copy && refused_pipe => {}
                 Some(v) if rule.copy => {
                     let what = match v.route {
                         Route::Junk => Copy::Junk(v.flags),
@@ -903,17 +973,76 @@ impl Ctx<'_> {
         None
     }
 
-    /// The proposal of a rule's filing or ending action.
-    fn proposal(rule: &Rule, a: &RuleAction, reason: String) -> Proposal {
+    /// The proposal of a rule's filing or ending action, its texts
+    /// expanded; an expansion that is refused gives the Inbox (and says
+    /// why: the second value).
+    fn proposal(
+        &self,
+        rule: &Rule,
+        a: &RuleAction,
+        reason: String,
+        captures: Option<&Captures>,
+    ) -> (Proposal, Option<Refused>) {
+        let mut refused = None;
         let mut p = match a {
             RuleAction::Folder(f) => Proposal::simple(Route::Folder, Some(f.clone()), reason),
+            RuleAction::FolderTemplate(t) => {
+                let values = self.values(captures);
+                let name = t.expand(&|v| values.get(v));
+                match FolderName::parse(&name) {
+                    Ok(Some(f)) => Proposal::simple(Route::Folder, Some(f), reason),
+                    Ok(None) => Proposal::simple(Route::Inbox, None, reason),
+                    Err(e) => {
+                        refused = Some(Refused {
+                            log: format!("folder {name:?} refused ({e}); filing into the Inbox"),
+                            key: format!("{name:?}"),
+                            step: "folder name refused: the Inbox",
+                        });
+                        Proposal::simple(
+                            Route::Inbox,
+                            None,
+                            format!("{reason} (refused folder name)"),
+                        )
+                    }
+                }
+            }
             RuleAction::Junk => Proposal::simple(Route::Junk, None, reason),
             RuleAction::Discard => Proposal::simple(Route::Discard, None, reason),
             RuleAction::Inbox => Proposal::simple(Route::Inbox, None, reason),
             RuleAction::Pipe(argv) => {
-                let mut p = Proposal::simple(Route::Pipe, None, reason);
-                p.argv = argv.clone();
-                p
+                let argv: Vec<String> = argv
+                    .iter()
+                    .map(|a| self.expand(a, captures).into_owned())
+                    .collect();
+                match argv.iter().find(|a| a.contains('\0')) {
+                    // A NUL cannot be passed to a program: the pipe is
+                    // refused before it runs, as a pipe that fails is after.
+                    Some(bad) => {
+                        let instead = if rule.copy {
+                            "the copy is not piped"
+                        } else {
+                            "filing into the Inbox"
+                        };
+                        refused = Some(Refused {
+                            log: format!(
+                                "pipe argument {bad:?} refused (a NUL cannot be passed to a \
+                                 program); {instead}"
+                            ),
+                            key: format!("{bad:?}"),
+                            step: if rule.copy {
+                                "pipe refused: NUL in an argument"
+                            } else {
+                                "pipe refused: NUL in an argument: the Inbox"
+                            },
+                        });
+                        Proposal::simple(Route::Inbox, None, format!("{reason} (refused pipe)"))
+                    }
+                    None => {
+                        let mut p = Proposal::simple(Route::Pipe, None, reason);
+                        p.argv = argv;
+                        p
+                    }
+                }
             }
             RuleAction::Forward(to) => {
                 let mut p = Proposal::simple(Route::Forward, None, reason);
@@ -938,22 +1067,43 @@ impl Ctx<'_> {
             }
         };
         p.flags = rule.flags.clone();
-        p
+        (p, refused)
     }
 
-    /// A matched rule's header edits: kept, and traced.
-    fn rule_edits(&mut self, sl: StepLayer, rule: &Rule) {
+    /// A matched rule's header edits, expanded: kept, and traced. An
+    /// expanded line that is not one valid header line (a value with a
+    /// line break, from a decoded header, say) is refused, never added.
+    fn rule_edits(&mut self, sl: StepLayer, rule: &Rule, captures: Option<&Captures>) {
         for e in &rule.edits {
             let (what, text) = match e {
                 Edit::Add(h) => {
-                    self.edits.add.push(h.clone());
+                    let h = self.expand(h, captures);
+                    if matches!(e, Edit::Add(Text::Template(_))) && !message::valid_header_line(&h)
+                    {
+                        self.refuse_edit(sl, rule, "add_header", &h, "the header is not added");
+                        continue;
+                    }
+                    self.edits.add.push(h.to_string());
                     ("add_header", h)
                 }
                 Edit::SubjectPrefix(p) => {
+                    let p = self.expand(p, captures);
+                    if matches!(e, Edit::SubjectPrefix(Text::Template(_)))
+                        && p.chars().any(|c| c.is_control() && c != '\t')
+                    {
+                        self.refuse_edit(
+                            sl,
+                            rule,
+                            "subject_prefix",
+                            &p,
+                            "the subject is not tagged",
+                        );
+                        continue;
+                    }
                     // Applied in rule order: a later prefix goes in front.
                     let prefix = match self.edits.subject_prefix.take() {
                         Some(old) => format!("{p}{old}"),
-                        None => p.clone(),
+                        None => p.to_string(),
                     };
                     self.edits.subject_prefix = Some(prefix);
                     ("subject_prefix", p)
@@ -962,11 +1112,29 @@ impl Ctx<'_> {
                     if !self.edits.remove.iter().any(|r| r.eq_ignore_ascii_case(h)) {
                         self.edits.remove.push(h.clone());
                     }
-                    ("remove_header", h)
+                    ("remove_header", Cow::Borrowed(h.as_str()))
                 }
             };
-            self.step(sl, StepKind::Action, &rule.name, Some(text), what, None);
+            self.step(sl, StepKind::Action, &rule.name, Some(&text), what, None);
         }
+    }
+
+    /// An expanded edit that is refused: logged (the value escaped) and
+    /// traced.
+    fn refuse_edit(&mut self, sl: StepLayer, rule: &Rule, what: &str, value: &str, so: &str) {
+        self.log.push(format!(
+            "rule {}: {what} {value:?} refused (not one header line: a line break or a \
+             control character); {so}",
+            rule.name
+        ));
+        self.step(
+            sl,
+            StepKind::Action,
+            &rule.name,
+            Some(&format!("{value:?}")),
+            format!("{what} refused"),
+            None,
+        );
     }
 }
 

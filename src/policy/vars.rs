@@ -73,7 +73,8 @@ pub enum Var {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Piece {
     Text(String),
-    Var(Var),
+    /// A variable, and the byte offset of its `$` in the template's text.
+    Var(Var, usize),
 }
 
 /// A parsed template.
@@ -142,7 +143,7 @@ impl Template {
             if !lit.is_empty() {
                 pieces.push(Piece::Text(std::mem::take(&mut lit)));
             }
-            pieces.push(Piece::Var(var));
+            pieces.push(Piece::Var(var, offset));
             rest = &inner[close + 1..];
         }
         lit.push_str(rest);
@@ -154,7 +155,7 @@ impl Template {
 
     /// Whether the template has no variable: its text is [`Template::literal`].
     pub fn is_literal(&self) -> bool {
-        !self.pieces.iter().any(|p| matches!(p, Piece::Var(_)))
+        !self.pieces.iter().any(|p| matches!(p, Piece::Var(..)))
     }
 
     /// The text of a template without variables (`$$` already a `$`).
@@ -164,8 +165,14 @@ impl Template {
 
     /// The variables it uses, in order.
     pub fn vars(&self) -> impl Iterator<Item = Var> + '_ {
+        self.vars_at().map(|(v, _)| v)
+    }
+
+    /// The variables it uses, each with the byte offset of its `$` in the
+    /// template's text (for a load error's position).
+    pub fn vars_at(&self) -> impl Iterator<Item = (Var, usize)> + '_ {
         self.pieces.iter().filter_map(|p| match p {
-            Piece::Var(v) => Some(*v),
+            Piece::Var(v, at) => Some((*v, *at)),
             Piece::Text(_) => None,
         })
     }
@@ -181,7 +188,7 @@ impl Template {
         for p in &self.pieces {
             match p {
                 Piece::Text(t) => out.push_str(t),
-                Piece::Var(v) => {
+                Piece::Var(v, _) => {
                     if let Some(s) = value(*v) {
                         out.push_str(&s);
                     }
@@ -189,6 +196,36 @@ impl Template {
             }
         }
         out
+    }
+}
+
+/// A text of a rule's action: literal (used as it is, at no cost when the
+/// rule matches), or a template with variables, expanded when it matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Text {
+    Literal(String),
+    Template(Template),
+}
+
+impl Text {
+    pub fn new(t: Template) -> Text {
+        match t.literal() {
+            Some(s) => Text::Literal(s),
+            None => Text::Template(t),
+        }
+    }
+
+    /// The text, with the variables replaced by `value`'s (a literal is
+    /// borrowed).
+    pub fn expand<'t, 'v>(&'t self, value: &dyn Fn(Var) -> Option<Cow<'v, str>>) -> Cow<'t, str> {
+        match self {
+            Text::Literal(s) => Cow::Borrowed(s),
+            Text::Template(t) => Cow::Owned(t.expand(value)),
+        }
+    }
+
+    pub fn uses_groups(&self) -> bool {
+        matches!(self, Text::Template(t) if t.uses_groups())
     }
 }
 

@@ -16,7 +16,7 @@ use crate::output::diag::Diag;
 use crate::output::exit::{split_status, DEFER_STATUS, REJECT_STATUS};
 use crate::policy::maps::{self, OpenOptions, Table};
 use crate::policy::pattern::{Haystack, Pattern, PatternGroup};
-use crate::policy::vars::Template;
+use crate::policy::vars::{Template, Text, Var};
 use crate::store::maildir::FolderName;
 use model::{AddressSpec, CondRef, CondSpec, FileSpec, RuleSpec};
 use regex::{Regex, RegexBuilder};
@@ -213,6 +213,20 @@ pub enum Cond {
 }
 
 impl Cond {
+    /// The specs of the tables this condition looks addresses up in.
+    pub fn table_specs<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            Cond::Address(a) => {
+                if let AddressTest::Table(_, spec) = &a.test {
+                    out.push(spec);
+                }
+            }
+            Cond::All(v) | Cond::Any(v) => v.iter().for_each(|c| c.table_specs(out)),
+            Cond::Not(c) => c.table_specs(out),
+            _ => {}
+        }
+    }
+
     pub fn uses_body(&self) -> bool {
         match self {
             Cond::Body(_) => true,
@@ -297,6 +311,9 @@ pub struct AddressCond {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RuleAction {
     Folder(FolderName),
+    /// A folder name with variables: checked by `FolderName::parse` once
+    /// expanded (a refused name files into the Inbox).
+    FolderTemplate(Template),
     Junk,
     Discard,
     Inbox,
@@ -309,7 +326,8 @@ pub enum RuleAction {
         text: String,
     },
     /// Deliver to a program: argv, no shell (`~/` in argv[0] is the home).
-    Pipe(Vec<String>),
+    /// argv[0] is always literal; the arguments may use variables.
+    Pipe(Vec<Text>),
     /// Forward to these addresses through sendmail.
     Forward(Vec<String>),
 }
@@ -330,10 +348,11 @@ pub const DEFAULT_DUPLICATE_DAYS: i64 = 7;
 /// A header edit: applied to every copy filed or piped, never to the body.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Edit {
-    /// A `Name: value` line added at the top.
-    Add(String),
-    /// Text put before the Subject's.
-    SubjectPrefix(String),
+    /// A `Name: value` line added at the top (variables allowed: the
+    /// expanded line is checked again).
+    Add(Text),
+    /// Text put before the Subject's (variables allowed).
+    SubjectPrefix(Text),
     /// Every field of this name removed.
     Remove(String),
 }
@@ -352,11 +371,29 @@ pub struct Rule {
     pub edits: Vec<Edit>,
     /// A program the message passes through (argv); the rules then run
     /// again from the top on its output.
-    pub filter: Option<Vec<String>>,
+    pub filter: Option<Vec<Text>>,
+    /// Whether the action texts use the groups of the rule's match
+    /// (`${0}`..`${9}`): only then are they computed when it matches.
+    pub uses_groups: bool,
     /// An auto-reply; the rules go on.
     pub vacation: Option<crate::policy::vacation::Vacation>,
     /// Duplicate suppression: the rule matches only a duplicate.
     pub duplicate: Option<DuplicateRule>,
+}
+
+impl Rule {
+    /// Every text of the rule's actions that may hold variables.
+    pub fn texts(&self) -> impl Iterator<Item = &Text> {
+        let argv = match &self.action {
+            Some(RuleAction::Pipe(argv)) => argv.as_slice(),
+            _ => &[],
+        };
+        let edits = self.edits.iter().filter_map(|e| match e {
+            Edit::Add(t) | Edit::SubjectPrefix(t) => Some(t),
+            Edit::Remove(_) => None,
+        });
+        argv.iter().chain(self.filter.iter().flatten()).chain(edits)
+    }
 }
 
 /// The Maildir flag letter of a flag name (Sieve imap4flags's names
@@ -429,6 +466,10 @@ struct Loader<'a> {
     groups: Vec<PendingGroup>,
     /// How tables are opened: `[access]`'s and `address.table`'s.
     opts: OpenOptions,
+    /// The rule being compiled: the source of its own regex match (the
+    /// one `${0}`..`${9}` refer to), and its number of groups once asked.
+    rule_match: Option<String>,
+    rule_groups: Option<Option<usize>>,
 }
 
 impl<'a> Loader<'a> {
@@ -440,6 +481,8 @@ impl<'a> Loader<'a> {
             diags: Vec::new(),
             groups: Vec::new(),
             opts: opts.clone(),
+            rule_match: None,
+            rule_groups: None,
         }
     }
 
@@ -666,13 +709,17 @@ impl<'a> Loader<'a> {
         if parts.is_empty() && !every_message_verb {
             self.diag_at(at, format!("rule {name:?} has no condition"));
         }
+        // The regex whose groups `${0}`..`${9}` are (`decide::Ctx::captures`).
+        self.rule_match = match (&r.header, &r.pattern, &r.address) {
+            (Some(_), Some(p), _) => Some(p.get_ref().clone()),
+            (_, _, Some(a)) => a.get_ref().pattern.as_ref().map(|p| p.get_ref().clone()),
+            _ => None,
+        };
+        self.rule_groups = None;
         let mut actions = Vec::new();
         if let Some(f) = &r.folder {
-            if let Some(folder) = self.folder(f) {
-                actions.push(match folder {
-                    Some(f) => RuleAction::Folder(f),
-                    None => RuleAction::Inbox,
-                });
+            if let Some(action) = self.folder_action(f) {
+                actions.push(action);
             }
         }
         for (flag, action, key) in [
@@ -745,6 +792,8 @@ impl<'a> Loader<'a> {
             self.diag_at(at, format!("rule {name:?}: score must be a finite number"));
         }
         let (copy, flags, edits, filter) = self.verbs(r, &name, actions.first());
+        let folder_groups =
+            matches!(actions.first(), Some(RuleAction::FolderTemplate(t)) if t.uses_groups());
         let action_written = r.folder.is_some()
             || r.junk.is_some()
             || r.discard.is_some()
@@ -763,7 +812,7 @@ impl<'a> Loader<'a> {
                 format!("rule {name:?} has neither a score nor an action"),
             );
         }
-        Some(Rule {
+        let mut rule = Rule {
             name,
             cond: Cond::All(parts),
             score,
@@ -774,7 +823,10 @@ impl<'a> Loader<'a> {
             filter,
             vacation,
             duplicate,
-        })
+            uses_groups: false,
+        };
+        rule.uses_groups = folder_groups || rule.texts().any(Text::uses_groups);
+        Some(rule)
     }
 
     /// `forward = [addresses]`: plain addresses, at most
@@ -943,8 +995,36 @@ impl<'a> Loader<'a> {
         })
     }
 
-    /// An argv array: not empty, argv[0] not empty, no NUL anywhere.
-    fn argv(&mut self, v: &Spanned<Vec<Spanned<String>>>, key: &str) -> Option<Vec<String>> {
+    /// `folder`: a name written in full is checked now; one with
+    /// variables is checked with each variable as `x` (what no value can
+    /// mend, such as a leading `.`), and again once expanded.
+    fn folder_action(&mut self, f: &Spanned<String>) -> Option<RuleAction> {
+        let t = self.template(f, "folder")?;
+        let Some(name) = t.literal() else {
+            let probe = t.expand(&|_| Some("x".into()));
+            if let Err(e) = FolderName::parse(&probe) {
+                self.diag_at(
+                    f.span().start,
+                    format!("refused folder name: {e} (with each variable as \"x\")"),
+                );
+                return None;
+            }
+            return Some(RuleAction::FolderTemplate(t));
+        };
+        match FolderName::parse(&name) {
+            Ok(Some(f)) => Some(RuleAction::Folder(f)),
+            Ok(None) => Some(RuleAction::Inbox),
+            Err(e) => {
+                self.diag_at(f.span().start, format!("refused folder name: {e}"));
+                None
+            }
+        }
+    }
+
+    /// An argv array: not empty, argv[0] not empty, no NUL anywhere; the
+    /// arguments may use variables, the program (argv[0]) may not: what
+    /// runs is never chosen by a message.
+    fn argv(&mut self, v: &Spanned<Vec<Spanned<String>>>, key: &str) -> Option<Vec<Text>> {
         let Some(first) = v.get_ref().first() else {
             self.diag_at(
                 v.span().start,
@@ -957,13 +1037,30 @@ impl<'a> Loader<'a> {
             return None;
         }
         let mut ok = true;
-        for a in v.get_ref() {
+        let mut argv = Vec::with_capacity(v.get_ref().len());
+        for (i, a) in v.get_ref().iter().enumerate() {
             if a.get_ref().contains('\0') {
                 self.diag_at(a.span().start, format!("{key}: NUL in an argument"));
                 ok = false;
+                continue;
             }
+            let Some(t) = self.template(a, key) else {
+                ok = false;
+                continue;
+            };
+            if i == 0 && !t.is_literal() {
+                self.diag_at(
+                    a.span().start,
+                    format!(
+                        "{key}: the program cannot use variables (a message must not choose \
+                         what runs); give them as arguments"
+                    ),
+                );
+                ok = false;
+            }
+            argv.push(Text::new(t));
         }
-        ok.then(|| v.get_ref().iter().map(|a| a.get_ref().clone()).collect())
+        ok.then_some(argv)
     }
 
     /// The non-terminal verbs of a rule: `copy`, `flags`, the header
@@ -973,10 +1070,15 @@ impl<'a> Loader<'a> {
         r: &RuleSpec,
         name: &str,
         action: Option<&RuleAction>,
-    ) -> (bool, String, Vec<Edit>, Option<Vec<String>>) {
+    ) -> (bool, String, Vec<Edit>, Option<Vec<Text>>) {
         let files = matches!(
             action,
-            Some(RuleAction::Folder(_) | RuleAction::Inbox | RuleAction::Junk)
+            Some(
+                RuleAction::Folder(_)
+                    | RuleAction::FolderTemplate(_)
+                    | RuleAction::Inbox
+                    | RuleAction::Junk
+            )
         );
         let mut copy = false;
         if let Some(c) = &r.copy {
@@ -1021,10 +1123,16 @@ impl<'a> Loader<'a> {
         let mut edits = Vec::new();
         if let Some(a) = &r.add_header {
             for line in a.get_ref().items() {
-                if crate::input::message::valid_header_line(line)
-                    && !line.split_once(':').is_some_and(|(n, _)| n.is_empty())
+                let Some(t) = self.template_in(line, a.span(), "add_header") else {
+                    continue;
+                };
+                // With variables: what no value can mend (no colon, a bad
+                // name) is found now; the expanded line is checked again.
+                let probe = t.expand(&|_| Some("x".into()));
+                if crate::input::message::valid_header_line(&probe)
+                    && !probe.split_once(':').is_some_and(|(n, _)| n.is_empty())
                 {
-                    edits.push(Edit::Add(line.clone()));
+                    edits.push(Edit::Add(Text::new(t)));
                 } else {
                     self.diag_at(
                         a.span().start,
@@ -1038,10 +1146,15 @@ impl<'a> Loader<'a> {
         if let Some(p) = &r.subject_prefix {
             if p.get_ref().is_empty() {
                 self.diag_at(p.span().start, "subject_prefix is empty");
-            } else if p.get_ref().chars().any(|c| c.is_control() && c != '\t') {
-                self.diag_at(p.span().start, "subject_prefix: control character");
-            } else {
-                edits.push(Edit::SubjectPrefix(p.get_ref().clone()));
+            } else if let Some(t) = self.template(p, "subject_prefix") {
+                if t.expand(&|_| None)
+                    .chars()
+                    .any(|c| c.is_control() && c != '\t')
+                {
+                    self.diag_at(p.span().start, "subject_prefix: control character");
+                } else {
+                    edits.push(Edit::SubjectPrefix(Text::new(t)));
+                }
             }
         }
         if let Some(rm) = &r.remove_header {
@@ -1243,24 +1356,72 @@ impl<'a> Loader<'a> {
 
     /// Parses a template (`crate::policy::vars`), reporting a problem at
     /// its position in the file (`what`: the key, for the message).
-    #[allow(dead_code)] // The actions use it.
     pub(crate) fn template(&mut self, s: &Spanned<String>, what: &str) -> Option<Template> {
-        match Template::parse(s.get_ref()) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                // The position inside the string, when it is written
-                // without escapes (`"..."` or `'...'`); else its start.
-                let span = s.span();
-                let raw = self.text.get(span.start + 1..span.end.saturating_sub(1));
-                let at = if raw == Some(s.get_ref().as_str()) {
-                    span.start + 1 + e.offset
-                } else {
-                    span.start
-                };
-                self.diag_at(at, format!("{what}: {}", e.msg));
-                None
+        self.template_in(s.get_ref(), s.span(), what)
+    }
+
+    /// [`Loader::template`] for `text` written at `span` (the string
+    /// itself, or the array it is in). A group (`${N}`) must be one of
+    /// the rule's own regex match (`rule_match`).
+    fn template_in(
+        &mut self,
+        text: &str,
+        span: std::ops::Range<usize>,
+        what: &str,
+    ) -> Option<Template> {
+        // The position inside the string, when it is written without
+        // escapes (`"..."` or `'...'`); else where the value starts.
+        let raw = self.text.get(span.start + 1..span.end.saturating_sub(1));
+        let at = |offset: usize| {
+            if raw == Some(text) {
+                span.start + 1 + offset
+            } else {
+                span.start
             }
+        };
+        let t = match Template::parse(text) {
+            Ok(t) => t,
+            Err(e) => {
+                self.diag_at(at(e.offset), format!("{what}: {}", e.msg));
+                return None;
+            }
+        };
+        let mut ok = true;
+        for (v, offset) in t.vars_at() {
+            let Var::Group(n) = v else { continue };
+            let msg = match self.rule_groups() {
+                None => format!(
+                    "{what}: ${{{n}}} is a group of the rule's match, and the rule has \
+                     none (a header 'match' or an address 'match' at its top)"
+                ),
+                Some(g) if usize::from(n) > g => format!(
+                    "{what}: ${{{n}}}, but the rule's match has {g} group{}",
+                    if g == 1 { "" } else { "s" }
+                ),
+                Some(_) => continue,
+            };
+            self.diag_at(at(offset), msg);
+            ok = false;
         }
+        ok.then_some(t)
+    }
+
+    /// The number of groups of the current rule's own regex match
+    /// (`rule_match`), compiled only for a rule whose texts use groups.
+    fn rule_groups(&mut self) -> Option<usize> {
+        if let Some(g) = self.rule_groups {
+            return g;
+        }
+        let g = self.rule_match.as_deref().map(|src| {
+            RegexBuilder::new(src)
+                .size_limit(crate::policy::regex_limits::RULE_NFA)
+                .dfa_size_limit(crate::policy::regex_limits::RULE_LAZY_DFA)
+                .build()
+                // A regex that does not compile is reported where it is.
+                .map_or(9, |r| r.captures_len() - 1)
+        });
+        self.rule_groups = Some(g);
+        g
     }
 }
 
@@ -1271,6 +1432,9 @@ fn user_forbidden(spec: &FileSpec, text: &str) -> Vec<(usize, String)> {
     let mut found: Vec<(usize, String)> = Vec::new();
     if spec.settings.is_some() {
         found.push((table_at("[settings]"), "[settings]".into()));
+    }
+    if spec.lmtp.is_some() {
+        found.push((table_at("[lmtp]"), "[lmtp]".into()));
     }
     if let Some(s) = &spec.spam {
         let keys = [
@@ -1771,6 +1935,34 @@ folder = "Lists.rust"
                 text: "later".into()
             })
         );
+    }
+
+    #[test]
+    fn literal_texts_stay_literal() {
+        let l = load(
+            "[[rule]]\nheader = \"S\"\nmatch = \"(x)\"\nfolder = \"Cost$$\"\nadd_header = \"X-A: $$1\"\n\
+             [[rule]]\nheader = \"S\"\nmatch = \"(x)\"\npipe = [\"p\", \"${sender}\", \"a$$b\"]\n\
+             [[rule]]\nheader = \"S\"\nmatch = \"(x)\"\nfolder = \"L.${1}\"\n",
+            Origin::System,
+        )
+        .unwrap();
+        let [a, b, c] = &l.rules[..] else { panic!() };
+        assert_eq!(
+            a.action,
+            Some(RuleAction::Folder(
+                FolderName::parse("Cost$").unwrap().unwrap()
+            ))
+        );
+        assert_eq!(a.edits, [Edit::Add(Text::Literal("X-A: $1".into()))]);
+        assert!(!a.uses_groups);
+        let Some(RuleAction::Pipe(argv)) = &b.action else {
+            panic!()
+        };
+        assert!(matches!(argv[1], Text::Template(_)));
+        assert_eq!(argv[2], Text::Literal("a$b".into()));
+        assert!(!b.uses_groups, "named values need no captures");
+        assert!(matches!(c.action, Some(RuleAction::FolderTemplate(_))));
+        assert!(c.uses_groups);
     }
 
     #[test]

@@ -272,10 +272,38 @@ pub struct FileSpec {
     pub access: Option<AccessSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rule: Vec<RuleSpec>,
+    /// The LMTP service (`deliver lmtp`, src/lmtp): read by the service,
+    /// not by a delivery; system file only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lmtp: Option<LmtpSpec>,
+}
+
+/// `[lmtp]`: where the LMTP service files a recipient's mail, and its
+/// limits (src/lmtp/config.rs gives the defaults).
+#[derive(Debug, Deserialize, Serialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LmtpSpec {
+    /// A Maildir path template: `%u` the address, `%n` the local part
+    /// without `+detail`, `%d` the domain, `%%` a percent sign.
+    pub mailbox: Option<Spanned<String>>,
+    /// Postfix `virtual_mailbox_maps` tables: address to a path under
+    /// `mailbox_base`.
+    pub mailbox_maps: Option<Vec<Spanned<String>>>,
+    pub mailbox_base: Option<Spanned<String>>,
+    pub max_sessions: Option<Spanned<i64>>,
+    pub max_message_size: Option<Spanned<i64>>,
+    pub max_recipients: Option<Spanned<i64>>,
+    pub max_line_length: Option<Spanned<i64>>,
+    pub idle_timeout: Option<Spanned<i64>>,
+    pub data_timeout: Option<Spanned<i64>>,
+    /// Where DATA larger than what is kept in memory is spooled.
+    pub spool_dir: Option<Spanned<String>>,
 }
 
 impl FileSpec {
-    /// Nothing set: no table, no key (a file of comments and blank lines).
+    /// Nothing set that a delivery reads: no table, no key (a file of
+    /// comments and blank lines), or only `[lmtp]`, which the service reads
+    /// on its own. Such a system file means the embedded default rules.
     pub fn is_empty(&self) -> bool {
         self.settings.is_none()
             && self.spam.is_none()
