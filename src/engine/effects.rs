@@ -84,6 +84,12 @@ impl Effects {
     /// The state of `md` for the delivery of the message whose header block
     /// (as Postfix hands it over) is `header_block` to `recipient`.
     pub fn open(md: &Maildir, recipient: &str, header_block: &[u8], now: SystemTime) -> Effects {
+        Self::open_id(md, state::delivery_id(recipient, header_block), now)
+    }
+
+    /// `open` with the delivery's identity already computed
+    /// (`state::delivery_id`).
+    pub fn open_id(md: &Maildir, delivery: String, now: SystemTime) -> Effects {
         let mut notes = Vec::new();
         let state = State::open(md);
         match &state {
@@ -104,7 +110,7 @@ impl Effects {
         }
         Effects {
             state,
-            delivery: state::delivery_id(recipient, header_block),
+            delivery,
             now,
             notes,
         }

@@ -195,7 +195,7 @@ impl Engine {
         let fx = LazyEffects {
             md: &md,
             recipient: env.recipient.value.clone(),
-            block: sp.head.bytes[..sp.head.header_len].to_vec(),
+            id: std::cell::OnceCell::new(),
             now: std::time::SystemTime::now(),
             cell: std::cell::OnceCell::new(),
             log: &self.log,
@@ -223,7 +223,7 @@ impl Engine {
                 if let Some(w) = duplicate_window(&self.system, user.layer.as_ref()) {
                     let key = crate::policy::duplicate::key(&sp.head.headers, &sp.window)
                         .unwrap_or_else(|digest| digest);
-                    let answer = fx.get().duplicate(&key, w);
+                    let answer = fx.get(&sp.head).duplicate(&key, w);
                     if let effects::Dup::Unusable(why) = &answer {
                         self.log.warn(&format!(
                             "duplicate check of {key} not possible, treated as new: {why}"
@@ -249,6 +249,9 @@ impl Engine {
             };
             match outcome {
                 Ok((t, s)) => {
+                    // The delivery is known by the message as Postfix
+                    // handed it over, not as a filter rewrote it.
+                    fx.pin(&sp.head);
                     tmp = t;
                     sp = s;
                     filtered.push(format!("{}:ok", req.rule));
@@ -288,7 +291,7 @@ impl Engine {
         // RFC 7352: a message is recorded as seen only when its delivery
         // succeeds; the claim of one that did not is given back.
         if let (Err(_), Some((key, effects::Dup::New))) = (&result, &dup) {
-            fx.get().release_duplicate(key);
+            fx.get(&sp.head).release_duplicate(key);
         }
         result
     }
@@ -390,7 +393,7 @@ impl Engine {
             deliveries.retain(|d| {
                 let effect = effect(d);
                 let before = fx
-                    .get()
+                    .get(&sp.head)
                     .journal_get(&effect)
                     .and_then(|n| String::from_utf8(n).ok())
                     .is_some_and(|n| filed_as(md, d.folder.as_ref(), &n));
@@ -399,7 +402,7 @@ impl Engine {
                     self.log.info(&format!(
                         "{effect}: done by an earlier attempt of this delivery, skipped"
                     ));
-                } else if let Err(e) = fx.get().journal_set(&effect, name.as_bytes()) {
+                } else if let Err(e) = fx.get(&sp.head).journal_set(&effect, name.as_bytes()) {
                     self.log.warn(&format!("{effect}: {e}"));
                 }
                 !before
@@ -456,7 +459,7 @@ impl Engine {
             let marker = crate::policy::forward::marker_line(&env.recipient.value);
             for f in plan.forwards() {
                 let mut reader = ReadAt { file, pos: 0 };
-                match fx.get().forward(
+                match fx.get(&sp.head).forward(
                     &sendmail,
                     &env.sender.value,
                     &f.to,
@@ -509,9 +512,13 @@ impl Engine {
             let host = nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_else(|_| "localhost".into());
-            let got = fx
-                .get()
-                .reply(&sendmail, &r.vacation, &r_reply(r), &sp.head.headers, &host);
+            let got = fx.get(&sp.head).reply(
+                &sendmail,
+                &r.vacation,
+                &r_reply(r),
+                &sp.head.headers,
+                &host,
+            );
             let what = match &got {
                 effects::Replied::Sent => "sent".to_string(),
                 effects::Replied::Already => "already".to_string(),
@@ -775,17 +782,29 @@ impl Read for ReadAt<'_> {
 struct LazyEffects<'a> {
     md: &'a Maildir,
     recipient: String,
-    /// The header block as Postfix handed it over (the delivery's identity).
-    block: Vec<u8>,
+    /// The delivery's identity (`crate::store::state::delivery_id`): of
+    /// the header block as Postfix handed it over, computed when first
+    /// needed or before a filter replaces the message.
+    id: std::cell::OnceCell<String>,
     now: std::time::SystemTime,
     cell: std::cell::OnceCell<effects::Effects>,
     log: &'a Logger,
 }
 
 impl LazyEffects<'_> {
-    fn get(&self) -> &effects::Effects {
+    /// Fixes the delivery's identity from `head` (the first call wins).
+    fn pin(&self, head: &message::Head) -> &str {
+        self.id.get_or_init(|| {
+            crate::store::state::delivery_id(&self.recipient, &head.bytes[..head.header_len])
+        })
+    }
+
+    /// The state, opened on first use; `head` is the message at hand (its
+    /// identity is used unless `pin` fixed one before).
+    fn get(&self, head: &message::Head) -> &effects::Effects {
         self.cell.get_or_init(|| {
-            let fx = effects::Effects::open(self.md, &self.recipient, &self.block, self.now);
+            let id = self.pin(head).to_string();
+            let fx = effects::Effects::open_id(self.md, id, self.now);
             for n in &fx.notes {
                 self.log.warn(n);
             }
