@@ -558,3 +558,50 @@ fn killed_at_every_step_a_retry_does_each_side_effect_once() {
         assert_eq!(s.to("ann@example.org").len(), replies, "{step}: reply");
     }
 }
+
+#[test]
+fn the_verbs_work_from_the_rules_cache_too() {
+    // Enough header rules for the user's file to be cached (the first
+    // delivery writes the cache, the second reads it): the rules without
+    // a header condition are in every message's set.
+    let mut rules = String::new();
+    for i in 0..8 {
+        rules.push_str(&format!(
+            "[[rule]]\nname = \"h{i}\"\nheader = \"Subject\"\nmatch = \"^never{i}$\"\nfolder = \"F{i}\"\n"
+        ));
+    }
+    rules.push_str("[[rule]]\nname = \"fwd\"\nforward = [\"a@x.example\"]\ncopy = true\n");
+    rules.push_str(VACATION);
+    let s = Setup::new(&rules);
+    // A file changed in the last seconds is not cached (it may be being
+    // edited): this one is older.
+    fs::File::open(&s.h.user_rules)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(100))
+        .unwrap();
+    // As local(8) runs it: LOGNAME and HOME name the recipient, whose
+    // cache is then ~/.cache/deliver.
+    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(s.h.uid))
+        .unwrap()
+        .unwrap()
+        .name;
+    for i in 0..2 {
+        let m = msg(
+            &format!("From: ann@example.org\nTo: user@example.com\nSubject: c{i}\n"),
+            "x\n",
+        );
+        let mut c =
+            s.h.command(&["-f", "ann@example.org", "-a", "user@example.com"]);
+        c.env("LOGNAME", &name);
+        let r = run_cmd(c, &m);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let cache = s.h.home.join(".cache/deliver");
+    assert!(
+        fs::read_dir(&cache).is_ok_and(|mut d| d.next().is_some()),
+        "the rules cache was written"
+    );
+    assert_eq!(s.h.delivered()[""].len(), 2);
+    assert_eq!(s.to("a@x.example").len(), 2);
+    assert_eq!(s.to("ann@example.org").len(), 1);
+}
