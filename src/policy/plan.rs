@@ -27,6 +27,9 @@
 //!    and nothing is left in `tmp/`. The copies already linked stay (they
 //!    are on disk; a retry files them again: filing is not atomic across
 //!    folders);
+//!    With `Forward` actions in the plan, each folder filed is first
+//!    journaled with the unique name the file gets, and a retry files only
+//!    into the folders where that name is not (`crate::engine::effects`);
 //! 4. the `Forward` actions, after every copy is filed: each sends the
 //!    message (edited, as filed) through sendmail with the envelope sender
 //!    kept and the loop marker line in front (`crate::policy::forward`).
