@@ -64,7 +64,7 @@ fn axis(max: u64) -> (u64, u64) {
 fn frame(out: &mut String, id: &str, title: &str, desc: &str, top: u64, step: u64, ylabel: &str) {
     let _ = write!(
         out,
-        "<svg id=\"{id}\" role=\"img\" aria-labelledby=\"{id}-title {id}-desc\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" xmlns=\"http://www.w3.org/2000/svg\">\
+        "<svg id=\"{id}\" role=\"img\" aria-labelledby=\"{id}-title {id}-desc\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\">\
          <title id=\"{id}-title\">{}</title><desc id=\"{id}-desc\">{}</desc>\
          <text x=\"{LEFT}\" y=\"22\" class=\"ctitle\">{}</text>",
         esc(title),

@@ -114,7 +114,8 @@ pub fn render(s: &Summary, top: usize) -> String {
         let w = max.to_string().len();
         for (i, &c) in s.scores.iter().enumerate() {
             let bar = "#".repeat(((c * 40).div_ceil(max)) as usize);
-            let _ = writeln!(out, "  {:>10}  {c:>w$}  {bar}", bucket_label(i));
+            let line = format!("  {:>10}  {c:>w$}  {bar}", bucket_label(i));
+            let _ = writeln!(out, "{}", line.trim_end());
         }
         let _ = writeln!(
             out,
