@@ -83,14 +83,54 @@ struct Kind {
 }
 
 const KINDS: [Kind; 8] = [
-    Kind { sender: "friend@example.org", headers: "Subject: hello\n", code: 0, action: "inbox" },
-    Kind { sender: "list@lists.example", headers: "List-Id: <rust-users.lists.example>\nSubject: x\n", code: 0, action: "folder" },
-    Kind { sender: "spam@example.net", headers: "X-Spam-Flag: YES\nSubject: win\n", code: 0, action: "junk" },
-    Kind { sender: "noise@example.net", headers: "Subject: drop this\n", code: 0, action: "discard" },
-    Kind { sender: "pest@example.net", headers: "Subject: reject this\n", code: 77, action: "reject" },
-    Kind { sender: "slow@example.net", headers: "Subject: defer this\n", code: 75, action: "defer" },
-    Kind { sender: "a@blocked.example", headers: "Subject: hi\n", code: 77, action: "reject" },
-    Kind { sender: "b@muted.example", headers: "Subject: hi\n", code: 0, action: "discard" },
+    Kind {
+        sender: "friend@example.org",
+        headers: "Subject: hello\n",
+        code: 0,
+        action: "inbox",
+    },
+    Kind {
+        sender: "list@lists.example",
+        headers: "List-Id: <rust-users.lists.example>\nSubject: x\n",
+        code: 0,
+        action: "folder",
+    },
+    Kind {
+        sender: "spam@example.net",
+        headers: "X-Spam-Flag: YES\nSubject: win\n",
+        code: 0,
+        action: "junk",
+    },
+    Kind {
+        sender: "noise@example.net",
+        headers: "Subject: drop this\n",
+        code: 0,
+        action: "discard",
+    },
+    Kind {
+        sender: "pest@example.net",
+        headers: "Subject: reject this\n",
+        code: 77,
+        action: "reject",
+    },
+    Kind {
+        sender: "slow@example.net",
+        headers: "Subject: defer this\n",
+        code: 75,
+        action: "defer",
+    },
+    Kind {
+        sender: "a@blocked.example",
+        headers: "Subject: hi\n",
+        code: 77,
+        action: "reject",
+    },
+    Kind {
+        sender: "b@muted.example",
+        headers: "Subject: hi\n",
+        code: 0,
+        action: "discard",
+    },
 ];
 
 /// The corpus delivered: the log lines of each delivery (what
@@ -101,7 +141,10 @@ fn deliver_corpus() -> (Vec<Vec<String>>, Vec<(Home, String, [usize; KINDS.len()
     let mut users = Vec::new();
     for (u, name) in ["alice", "bob", "carol"].iter().enumerate() {
         let mut h = Home::new();
-        let map = h.file("sender_access", "blocked.example REJECT\nmuted.example DISCARD\n");
+        let map = h.file(
+            "sender_access",
+            "blocked.example REJECT\nmuted.example DISCARD\n",
+        );
         h.system(&SYSTEM.replace("MAP", map.to_str().unwrap()));
         let to = format!("{name}@example.com");
         let mut sent = [0; KINDS.len()];
@@ -139,7 +182,10 @@ fn as_syslog(deliveries: &[Vec<String>]) -> String {
         ));
         for l in lines {
             if i % 2 == 0 {
-                out.push_str(&format!("Dec  3 10:{m:02}:{s:02} mx deliver[{}]: {l}\n", 1000 + i));
+                out.push_str(&format!(
+                    "Dec  3 10:{m:02}:{s:02} mx deliver[{}]: {l}\n",
+                    1000 + i
+                ));
             } else {
                 out.push_str(&format!(
                     "2025-12-03T10:{m:02}:{s:02}.123456+01:00 mx deliver[{}]: {l}\n",
@@ -188,7 +234,11 @@ fn counts_round_trip_to_the_maildirs() {
         let mut files: BTreeMap<String, u64> = BTreeMap::new();
         for (h, _, _) in &users {
             for (folder, msgs) in h.delivered() {
-                let f = if folder.is_empty() { "INBOX".to_string() } else { folder };
+                let f = if folder.is_empty() {
+                    "INBOX".to_string()
+                } else {
+                    folder
+                };
                 *files.entry(f).or_default() += msgs.len() as u64;
             }
         }
@@ -199,7 +249,10 @@ fn counts_round_trip_to_the_maildirs() {
             .map(|(k, n)| (k.clone(), n.as_u64().unwrap()))
             .collect();
         assert_eq!(by_folder, files);
-        assert_eq!(files.keys().collect::<Vec<_>>(), ["INBOX", "Junk", "Lists.rust"]);
+        assert_eq!(
+            files.keys().collect::<Vec<_>>(),
+            ["INBOX", "Junk", "Lists.rust"]
+        );
         // Per action and per recipient: what was sent.
         let mut by_action: BTreeMap<&str, u64> = BTreeMap::new();
         for (_, to, sent) in &users {
@@ -222,7 +275,10 @@ fn counts_round_trip_to_the_maildirs() {
         for (a, n) in &by_action {
             assert_eq!(count(v, &["messages", "by_action", a]), *n, "{a}");
         }
-        assert_eq!(count(v, &["messages", "total"]), by_action.values().sum::<u64>());
+        assert_eq!(
+            count(v, &["messages", "total"]),
+            by_action.values().sum::<u64>()
+        );
         // Senders and rules: the rejected and discarded ones, by what decided.
         let sent_of = |k: usize| users.iter().map(|u| u.2[k] as u64).sum::<u64>();
         let senders = |key: &str| -> BTreeMap<String, u64> {
@@ -230,22 +286,38 @@ fn counts_round_trip_to_the_maildirs() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|e| (e["sender"].as_str().unwrap().to_string(), e["count"].as_u64().unwrap()))
+                .map(|e| {
+                    (
+                        e["sender"].as_str().unwrap().to_string(),
+                        e["count"].as_u64().unwrap(),
+                    )
+                })
                 .collect()
         };
         assert_eq!(
             senders("rejected_senders"),
-            BTreeMap::from([("pest@example.net".into(), sent_of(4)), ("a@blocked.example".into(), sent_of(6))])
+            BTreeMap::from([
+                ("pest@example.net".into(), sent_of(4)),
+                ("a@blocked.example".into(), sent_of(6))
+            ])
         );
         assert_eq!(
             senders("discarded_senders"),
-            BTreeMap::from([("noise@example.net".into(), sent_of(3)), ("b@muted.example".into(), sent_of(7))])
+            BTreeMap::from([
+                ("noise@example.net".into(), sent_of(3)),
+                ("b@muted.example".into(), sent_of(7))
+            ])
         );
         let rules: BTreeMap<String, u64> = v["rules"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| (e["rule"].as_str().unwrap().to_string(), e["count"].as_u64().unwrap()))
+            .map(|e| {
+                (
+                    e["rule"].as_str().unwrap().to_string(),
+                    e["count"].as_u64().unwrap(),
+                )
+            })
             .collect();
         assert_eq!(rules.get("rule drop"), Some(&sent_of(3)));
         assert_eq!(rules.get("rule rust list"), Some(&sent_of(1)));
@@ -271,13 +343,26 @@ fn counts_round_trip_to_the_maildirs() {
             serde_json::json!([{"status": "4.7.1 try later", "count": sent_of(5)}])
         );
         assert_eq!(v["failures"], serde_json::json!([]));
-        let buckets: u64 = v["scores"]["buckets"].as_array().unwrap().iter().map(|b| b["count"].as_u64().unwrap()).sum();
+        let buckets: u64 = v["scores"]["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["count"].as_u64().unwrap())
+            .sum();
         assert_eq!(buckets, count(v, &["messages", "total"]));
     }
-    assert_eq!(count(&from_stdin, &["lines", "without_timestamp"]), lines.len() as u64);
-    assert_eq!(count(&from_files, &["lines", "foreign"]), deliveries.len() as u64);
+    assert_eq!(
+        count(&from_stdin, &["lines", "without_timestamp"]),
+        lines.len() as u64
+    );
+    assert_eq!(
+        count(&from_files, &["lines", "foreign"]),
+        deliveries.len() as u64
+    );
     assert_eq!(count(&from_files, &["lines", "without_timestamp"]), 0);
-    assert!(from_files["hours"].as_array().is_some_and(|h| !h.is_empty()));
+    assert!(from_files["hours"]
+        .as_array()
+        .is_some_and(|h| !h.is_empty()));
 }
 
 /// Lines of other programs are skipped, lines of deliver that are not
@@ -305,7 +390,10 @@ fn bad_lines_are_counted_never_fatal() {
     assert_eq!(count(&v, &["lines", "unparsable"]), 3);
     assert_eq!(count(&v, &["messages", "by_folder", "A"]), 1);
     assert_eq!(count(&v, &["messages", "by_folder", "B"]), 1);
-    assert_eq!(v["failures"], serde_json::json!([{"status": "4.2.2 disk full", "count": 1}]));
+    assert_eq!(
+        v["failures"],
+        serde_json::json!([{"status": "4.2.2 disk full", "count": 1}])
+    );
     let where_: Vec<String> = v["unparsable"]
         .as_array()
         .unwrap()
@@ -313,11 +401,17 @@ fn bad_lines_are_counted_never_fatal() {
         .map(|e| format!("{}:{}", e["file"].as_str().unwrap(), e["line"]))
         .collect();
     let f = log.to_str().unwrap();
-    assert_eq!(where_, [format!("{f}:3"), format!("{f}:4"), format!("{f}:6")]);
+    assert_eq!(
+        where_,
+        [format!("{f}:3"), format!("{f}:4"), format!("{f}:6")]
+    );
     // The text report says so too.
     let (code, out, _) = report(&[f], b"");
     assert_eq!(code, 0);
-    assert!(out.contains(&format!("{f}:3: Dec  3 10:00:02 mx deliver[3]: from=<a@x>")), "{out}");
+    assert!(
+        out.contains(&format!("{f}:3: Dec  3 10:00:02 mx deliver[3]: from=<a@x>")),
+        "{out}"
+    );
     // A file that is not there: an error naming it, exit 1.
     let missing = d.path().join("missing.log");
     let (code, _, err) = report(&[f, missing.to_str().unwrap()], b"");
@@ -340,7 +434,10 @@ fn since_and_until() {
         line("2025-12-02T00:00:00+01:00", "reject"),
     ]
     .concat();
-    let v = report_json(&["--since", "2025-12-01", "--until", "2025-12-02"], log.as_bytes());
+    let v = report_json(
+        &["--since", "2025-12-01", "--until", "2025-12-02"],
+        log.as_bytes(),
+    );
     assert_eq!(count(&v, &["messages", "total"]), 2);
     assert_eq!(count(&v, &["messages", "by_action", "inbox"]), 2);
     assert_eq!(count(&v, &["lines", "outside_period"]), 2);
@@ -371,7 +468,8 @@ fn since_and_until() {
 fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
     fn name_ok(n: &str) -> bool {
         let mut c = n.chars();
-        c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || f == ':')
+        c.next()
+            .is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || f == ':')
             && c.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
     }
     fn value(v: &str) -> f64 {
@@ -399,9 +497,19 @@ fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').expect(&at);
             assert!(name_ok(name), "{at}");
-            assert!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind), "{at}");
-            assert_eq!(help.as_deref(), Some(name), "{at}: TYPE without HELP before it");
-            assert!(declared.insert(name.into(), kind.into()).is_none(), "{at}: declared twice");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{at}"
+            );
+            assert_eq!(
+                help.as_deref(),
+                Some(name),
+                "{at}: TYPE without HELP before it"
+            );
+            assert!(
+                declared.insert(name.into(), kind.into()).is_none(),
+                "{at}: declared twice"
+            );
             current = Some((name.into(), kind.into()));
             buckets.clear();
             continue;
@@ -460,7 +568,10 @@ fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
                 assert!(v >= 0.0 && name.ends_with("_total"), "{at}");
             }
         }
-        assert!(samples.insert(series.to_string(), v).is_none(), "{at}: repeated");
+        assert!(
+            samples.insert(series.to_string(), v).is_none(),
+            "{at}: repeated"
+        );
     }
     samples
 }
@@ -477,15 +588,24 @@ fn prometheus_output_is_valid_exposition_format() {
     assert_eq!(s["deliver_messages_total{action=\"junk\"}"], 1.0);
     assert_eq!(s["deliver_messages_total{action=\"inbox\"}"], 0.0);
     assert_eq!(s["deliver_messages_total{action=\"newthing\"}"], 1.0);
-    assert_eq!(s["deliver_rule_decisions_total{rule=\"rule \\\"quoted\\\" \\\\x\"}"], 1.0);
-    assert_eq!(s["deliver_recipient_messages_total{recipient=\"u\\\"q\\\\@y\"}"], 1.0);
+    assert_eq!(
+        s["deliver_rule_decisions_total{rule=\"rule \\\"quoted\\\" \\\\x\"}"],
+        1.0
+    );
+    assert_eq!(
+        s["deliver_recipient_messages_total{recipient=\"u\\\"q\\\\@y\"}"],
+        1.0
+    );
     assert_eq!(s["deliver_deferrals_total{status=\"4.7.1\"}"], 1.0);
     assert_eq!(s["deliver_score_bucket{le=\"0.0\"}"], 1.0);
     assert_eq!(s["deliver_score_bucket{le=\"10.0\"}"], 2.0);
     assert_eq!(s["deliver_score_bucket{le=\"+Inf\"}"], 3.0);
     assert_eq!(s["deliver_score_sum"], 32.5);
     assert_eq!(s["deliver_report_lines_total{kind=\"delivery\"}"], 3.0);
-    assert!(!s.keys().any(|k| k.starts_with("deliver_failures_total{")), "{out}");
+    assert!(
+        !s.keys().any(|k| k.starts_with("deliver_failures_total{")),
+        "{out}"
+    );
 }
 
 /// The strict reader itself refuses what the format forbids.
@@ -551,7 +671,10 @@ impl Browser {
             "--enable-logging=stderr",
             "--v=0",
         ])
-        .arg(format!("--user-data-dir={}", self.dir.path().join("profile").display()))
+        .arg(format!(
+            "--user-data-dir={}",
+            self.dir.path().join("profile").display()
+        ))
         .args(args)
         .arg(format!("file://{}", page.display()))
         .env("HOME", self.dir.path());
@@ -621,7 +744,9 @@ fn find_colour(pixels: &[[u8; 3]], width: u32, colour: &str) -> (usize, u32, u32
 /// an external image first shows that a console message would be seen.
 #[test]
 fn html_report_renders_in_headless_chromium() {
-    let Some(browser) = Browser::find() else { return };
+    let Some(browser) = Browser::find() else {
+        return;
+    };
     let d = tempfile::tempdir().unwrap();
 
     let control = d.path().join("control.html");
@@ -632,7 +757,10 @@ fn html_report_renders_in_headless_chromium() {
     )
     .unwrap();
     let (_, console) = browser.run(&control, &["--dump-dom"]);
-    assert!(!console.is_empty(), "a blocked load was not seen in the console");
+    assert!(
+        !console.is_empty(),
+        "a blocked load was not seen in the console"
+    );
 
     // A day of mail, every outcome, scores across the range.
     let actions = ["inbox", "folder", "junk", "discard", "reject", "defer"];
@@ -651,19 +779,29 @@ fn html_report_renders_in_headless_chromium() {
     let logf = d.path().join("mail.log");
     fs::write(&logf, &log).unwrap();
     let page = d.path().join("report.html");
-    let (code, out, err) = report(&["--html", page.to_str().unwrap(), logf.to_str().unwrap()], b"");
+    let (code, out, err) = report(
+        &["--html", page.to_str().unwrap(), logf.to_str().unwrap()],
+        b"",
+    );
     assert_eq!((code, out.as_str()), (0, ""), "{err}");
     let html = fs::read_to_string(&page).unwrap();
-    for external in ["<script", "<link", "@import", "url(", "src=", "http://", "https://"] {
+    for external in [
+        "<script", "<link", "@import", "url(", "src=", "http://", "https://",
+    ] {
         assert!(!html.contains(external), "{external} in the page");
     }
 
     let (dom, console) = browser.run(&page, &["--dump-dom"]);
     assert_eq!(console, Vec::<String>::new());
     for id in ["timeline", "scores"] {
-        let at = dom.find(&format!("<svg id=\"{id}\"")).unwrap_or_else(|| panic!("no {id} chart in the DOM"));
+        let at = dom
+            .find(&format!("<svg id=\"{id}\""))
+            .unwrap_or_else(|| panic!("no {id} chart in the DOM"));
         let chart = &dom[at..at + dom[at..].find("</svg>").unwrap()];
-        assert!(chart.contains(&format!("<title id=\"{id}-title\">")), "{id}: no title");
+        assert!(
+            chart.contains(&format!("<title id=\"{id}-title\">")),
+            "{id}: no title"
+        );
         assert!(chart.matches("<rect").count() >= 10, "{id}: no bars");
     }
 
@@ -675,7 +813,9 @@ fn html_report_renders_in_headless_chromium() {
     let background = pixels.iter().filter(|p| **p == [255, 255, 255]).count();
     assert!(background < pixels.len(), "a blank page");
     let mut timeline_bottom = 0;
-    for colour in &["#0072B2", "#56B4E9", "#E69F00", "#999999", "#D55E00", "#CC79A7"] {
+    for colour in &[
+        "#0072B2", "#56B4E9", "#E69F00", "#999999", "#D55E00", "#CC79A7",
+    ] {
         let (n, _, hi) = find_colour(&pixels, width, colour);
         assert!(n > 300, "{colour}: {n} pixels");
         // Grey is also in the anti-aliased edges of text.
@@ -685,5 +825,55 @@ fn html_report_renders_in_headless_chromium() {
     }
     let (n, lo, _) = find_colour(&pixels, width, "#6A3D9A");
     assert!(n > 1000, "histogram: {n} pixels");
-    assert!(lo > timeline_bottom, "the histogram is not below the timeline");
+    assert!(
+        lo > timeline_bottom,
+        "the histogram is not below the timeline"
+    );
+}
+
+/// The node_exporter example writes deliver.prom by a rename: a valid
+/// file, no temporary left; when the report fails, the old file stays.
+#[test]
+fn prometheus_example_writes_the_textfile_atomically() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("mail.log");
+    fs::write(
+        &log,
+        "Dec  3 10:00:01 mx deliver[2]: from=<a@x> to=<u@y> size=1 action=junk folder=Junk score=7.50 rule=r delay=0.001\n",
+    )
+    .unwrap();
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/prometheus/deliver-prometheus");
+    let run = |mail_log: &Path| {
+        Command::new("sh")
+            .arg(&script)
+            .env("TEXTFILE_DIR", d.path())
+            .env("MAIL_LOG", mail_log)
+            .env("DELIVER", BIN)
+            .output()
+            .unwrap()
+    };
+    let out = run(&log);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prom = d.path().join("deliver.prom");
+    let s = parse_exposition(&fs::read_to_string(&prom).unwrap());
+    assert_eq!(s["deliver_messages_total{action=\"junk\"}"], 1.0);
+    let names = || -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(), ["deliver.prom", "mail.log"]);
+    let before = fs::read(&prom).unwrap();
+    let out = run(&d.path().join("missing.log"));
+    assert!(!out.status.success());
+    assert_eq!(fs::read(&prom).unwrap(), before);
+    assert_eq!(names(), ["deliver.prom", "mail.log"]);
 }
