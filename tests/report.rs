@@ -136,7 +136,10 @@ const KINDS: [Kind; 8] = [
 /// The corpus delivered: the log lines of each delivery (what
 /// `--log-stderr` wrote after `deliver: `), and per user its home, its address and how many
 /// messages of each kind it was sent.
-fn deliver_corpus() -> (Vec<Vec<String>>, Vec<(Home, String, [usize; KINDS.len()])>) {
+/// A user of the corpus: home, address, messages sent of each kind.
+type User = (Home, String, [usize; KINDS.len()]);
+
+fn deliver_corpus() -> (Vec<Vec<String>>, Vec<User>) {
     let mut lines = Vec::new();
     let mut users = Vec::new();
     for (u, name) in ["alice", "bob", "carol"].iter().enumerate() {

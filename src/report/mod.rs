@@ -204,12 +204,12 @@ impl Summary {
     pub fn line(&mut self, raw: &[u8], file: &str, n: u64) {
         self.lines.read += 1;
         let (stamp, pid, text) = match parse::source(raw, &self.years) {
-            Ok(Source::Foreign) => {
+            Source::Foreign => {
                 self.lines.foreign += 1;
                 return;
             }
-            Ok(Source::Deliver { stamp, pid, text }) => (stamp, pid, text),
-            Err(()) => return self.unparsable(file, n, raw),
+            Source::Deliver { stamp, pid, text } => (stamp, pid, text),
+            Source::NotUtf8 => return self.unparsable(file, n, raw),
         };
         match stamp {
             Some(t) => {

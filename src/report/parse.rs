@@ -21,6 +21,8 @@ use std::borrow::Cow;
 pub enum Source<'a> {
     /// Another program's line (or an empty one).
     Foreign,
+    /// deliver's, or without a tag, but not UTF-8: not a line deliver wrote.
+    NotUtf8,
     /// deliver's: the text after the tag, the time if the line has one,
     /// and the process ID if the tag has one.
     Deliver {
@@ -36,7 +38,7 @@ fn split_word(b: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 /// Classifies one line (without its newline).
-pub fn source<'a>(line: &'a [u8], years: &YearGuess) -> Result<Source<'a>, ()> {
+pub fn source<'a>(line: &'a [u8], years: &YearGuess) -> Source<'a> {
     let (stamp, rest) = if let Some(date) = time::parse_bsd(line) {
         (years.stamp(date), &line[15..])
     } else if line.first().is_some_and(u8::is_ascii_digit) && line.get(4) == Some(&b'-') {
@@ -44,7 +46,7 @@ pub fn source<'a>(line: &'a [u8], years: &YearGuess) -> Result<Source<'a>, ()> {
             // The fraction and offset run up to the space before the host.
             Some((t, n)) => match memchr::memchr(b' ', &line[n..]) {
                 Some(i) => (t, &line[n + i..]),
-                None => return Ok(Source::Foreign),
+                None => return Source::Foreign,
             },
             None => return bare(line),
         }
@@ -52,32 +54,35 @@ pub fn source<'a>(line: &'a [u8], years: &YearGuess) -> Result<Source<'a>, ()> {
         return bare(line);
     };
     let Some(rest) = rest.strip_prefix(b" ") else {
-        return Ok(Source::Foreign);
+        return Source::Foreign;
     };
     let Some((_host, rest)) = split_word(rest) else {
-        return Ok(Source::Foreign);
+        return Source::Foreign;
     };
     let Some(rest) = rest.strip_prefix(b"deliver") else {
-        return Ok(Source::Foreign);
+        return Source::Foreign;
     };
     let (pid, rest) = match rest {
         [b':', b' ', rest @ ..] => (None, rest),
         [b'[', rest @ ..] => {
             let Some(end) = memchr::memchr(b']', rest) else {
-                return Ok(Source::Foreign);
+                return Source::Foreign;
             };
             let Some(text) = rest[end + 1..].strip_prefix(b": ") else {
-                return Ok(Source::Foreign);
+                return Source::Foreign;
             };
             (parse_u32(&rest[..end]), text)
         }
-        _ => return Ok(Source::Foreign),
+        _ => return Source::Foreign,
     };
-    Ok(Source::Deliver {
-        stamp: Some(stamp),
-        pid,
-        text: std::str::from_utf8(rest).map_err(|_| ())?,
-    })
+    match std::str::from_utf8(rest) {
+        Ok(text) => Source::Deliver {
+            stamp: Some(stamp),
+            pid,
+            text,
+        },
+        Err(_) => Source::NotUtf8,
+    }
 }
 
 fn parse_u32(b: &[u8]) -> Option<u32> {
@@ -87,15 +92,18 @@ fn parse_u32(b: &[u8]) -> Option<u32> {
     Some(b.iter().fold(0, |n, &d| n * 10 + u32::from(d - b'0')))
 }
 
-fn bare(line: &[u8]) -> Result<Source<'_>, ()> {
+fn bare(line: &[u8]) -> Source<'_> {
     if line.is_empty() {
-        return Ok(Source::Foreign);
+        return Source::Foreign;
     }
-    Ok(Source::Deliver {
-        stamp: None,
-        pid: None,
-        text: std::str::from_utf8(line).map_err(|_| ())?,
-    })
+    match std::str::from_utf8(line) {
+        Ok(text) => Source::Deliver {
+            stamp: None,
+            pid: None,
+            text,
+        },
+        Err(_) => Source::NotUtf8,
+    }
 }
 
 /// The fields of a delivery line that the report uses. Keys it does not
@@ -208,30 +216,30 @@ mod tests {
                 b"Dec  3 10:00:00 mx deliver[123]: from=<a> action=inbox",
                 &g()
             ),
-            Ok(Source::Deliver {
+            Source::Deliver {
                 stamp: Some(t),
                 pid: Some(123),
                 text: "from=<a> action=inbox"
-            })
+            }
         );
         assert_eq!(
             source(
                 b"2026-12-03T10:00:00.123456+01:00 mx deliver: warning: x",
                 &g()
             ),
-            Ok(Source::Deliver {
+            Source::Deliver {
                 stamp: Some(t),
                 pid: None,
                 text: "warning: x"
-            })
+            }
         );
         assert_eq!(
             source(b"2026-12-03T10:00:00+0100 mx deliver[7]: x", &g()),
-            Ok(Source::Deliver {
+            Source::Deliver {
                 stamp: Some(t),
                 pid: Some(7),
                 text: "x"
-            })
+            }
         );
         for other in [
             &b"Dec  3 10:00:00 mx postfix/local[9]: to=<a>, status=sent"[..],
@@ -240,17 +248,20 @@ mod tests {
             b"2026-12-03T10:00:00Z mx postfix/smtpd[1]: connect",
             b"",
         ] {
-            assert_eq!(source(other, &g()), Ok(Source::Foreign), "{other:?}");
+            assert_eq!(source(other, &g()), Source::Foreign, "{other:?}");
         }
         assert_eq!(
             source(b"from=<a> action=junk", &g()),
-            Ok(Source::Deliver {
+            Source::Deliver {
                 stamp: None,
                 pid: None,
                 text: "from=<a> action=junk"
-            })
+            }
         );
-        assert!(source(b"Dec  3 10:00:00 mx deliver[1]: \xff", &g()).is_err());
+        assert_eq!(
+            source(b"Dec  3 10:00:00 mx deliver[1]: \xff", &g()),
+            Source::NotUtf8
+        );
     }
 
     #[test]

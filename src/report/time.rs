@@ -204,7 +204,7 @@ pub fn parse_arg(s: &str, now: Stamp) -> Result<Stamp, String> {
             Some(b'w') => 7 * 86400,
             _ => 0,
         };
-        if let Some(n) = num(rel[..rel.len().saturating_sub(1)].as_bytes()).filter(|_| unit > 0) {
+        if let Some(n) = num(&rel.as_bytes()[..rel.len().saturating_sub(1)]).filter(|_| unit > 0) {
             return Ok(now - i64::from(n) * unit);
         }
     } else if let Some((t, len)) = parse_iso(s.as_bytes()) {
