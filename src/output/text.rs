@@ -155,9 +155,41 @@ pub fn encode_log_value(value: &str, out: &mut String) {
 /// `"`, or a backslash that does not start one of its escapes.
 pub fn decode_log_value(v: &str) -> Option<String> {
     let mut out = String::with_capacity(v.len());
+    walk_log_value(v, &mut out)?;
+    Some(out)
+}
+
+/// Whether `v` decodes (`decode_log_value` is `Some`), without building
+/// the value.
+pub fn log_value_decodes(v: &str) -> bool {
+    walk_log_value(v, &mut ()).is_some()
+}
+
+/// Where a decoded value goes.
+trait Decoded {
+    fn text(&mut self, s: &str);
+    fn char(&mut self, c: char);
+}
+
+impl Decoded for String {
+    fn text(&mut self, s: &str) {
+        self.push_str(s)
+    }
+    fn char(&mut self, c: char) {
+        self.push(c)
+    }
+}
+
+/// Nowhere: only whether the value decodes.
+impl Decoded for () {
+    fn text(&mut self, _: &str) {}
+    fn char(&mut self, _: char) {}
+}
+
+fn walk_log_value(v: &str, out: &mut impl Decoded) -> Option<()> {
     let mut rest = v;
     while let Some(i) = rest.find(['\\', ' ', '"']) {
-        out.push_str(&rest[..i]);
+        out.text(&rest[..i]);
         let esc = rest[i..].strip_prefix('\\')?;
         let (c, len) = match esc.as_bytes().first()? {
             b's' => (' ', 1),
@@ -176,11 +208,11 @@ pub fn decode_log_value(v: &str) -> Option<String> {
             }
             _ => return None,
         };
-        out.push(c);
+        out.char(c);
         rest = &esc[len..];
     }
-    out.push_str(rest);
-    Some(out)
+    out.text(rest);
+    Some(())
 }
 
 #[cfg(test)]

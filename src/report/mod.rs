@@ -16,8 +16,11 @@ pub mod text;
 pub mod time;
 
 use parse::Source;
-use std::collections::HashMap;
 use std::io::{BufRead, Read};
+
+/// The report's hash maps: keys come from mail (senders), so the hasher
+/// is seeded per process.
+pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use time::{Stamp, YearGuess};
 
 /// The actions of the delivery line (deliver(1), LOGGING), in the order
@@ -173,9 +176,9 @@ impl Summary {
             failures: Counter::default(),
             scores: [0; SCORE_BOUNDS.len() + 1],
             score_sum: 0.0,
-            recipients: HashMap::new(),
-            hours: HashMap::new(),
-            pending: HashMap::new(),
+            recipients: HashMap::default(),
+            hours: HashMap::default(),
+            pending: HashMap::default(),
         }
     }
 
@@ -242,24 +245,26 @@ impl Summary {
         }
     }
 
+    /// Counts a delivery line. Its values are counted as they are in the
+    /// line, escaped: `finish` decodes them.
     fn delivery(&mut self, d: &parse::Delivery<'_>, stamp: Option<Stamp>, pid: u32) {
         self.lines.delivery += 1;
-        let col = action_index(&d.action);
-        self.actions.add(&d.action, 1);
+        let col = action_index(d.action);
+        self.actions.add(d.action, 1);
         for f in &d.folders {
             self.folders.add(f, 1);
         }
         if !d.rule.is_empty() {
-            self.rules.add(&d.rule, 1);
+            self.rules.add(d.rule, 1);
         }
-        match &*d.action {
-            "reject" => self.rejected_senders.add(&d.from, 1),
-            "discard" => self.discarded_senders.add(&d.from, 1),
-            "defer" => self.deferrals.add(d.status.as_deref().unwrap_or(""), 1),
+        match d.action {
+            "reject" => self.rejected_senders.add(d.from, 1),
+            "discard" => self.discarded_senders.add(d.from, 1),
+            "defer" => self.deferrals.add(d.status.unwrap_or(""), 1),
             _ => {}
         }
-        if let Some(s) = &d.status {
-            self.pending.insert(pid, (**s).into());
+        if let Some(s) = d.status.and_then(crate::output::text::decode_log_value) {
+            self.pending.insert(pid, s.into());
         }
         if let Some(s) = d.score {
             let b = SCORE_BOUNDS
@@ -269,17 +274,43 @@ impl Summary {
             self.scores[b] += 1;
             self.score_sum += s;
         }
-        match self.recipients.get_mut(&*d.to) {
+        match self.recipients.get_mut(d.to) {
             Some(c) => c[col] += 1,
             None => {
                 let mut c = [0; COLUMNS];
                 c[col] = 1;
-                self.recipients.insert((*d.to).into(), c);
+                self.recipients.insert(d.to.into(), c);
             }
         }
         if let Some(t) = stamp {
             self.hours.entry(t.div_euclid(3600)).or_insert([0; COLUMNS])[col] += 1;
         }
+    }
+
+    /// Decodes the values counted as they were in the lines (escaped),
+    /// adding up the counts of values that decode alike. Call once, after
+    /// the last line.
+    pub fn finish(&mut self) {
+        for c in [
+            &mut self.actions,
+            &mut self.folders,
+            &mut self.rules,
+            &mut self.rejected_senders,
+            &mut self.discarded_senders,
+            &mut self.deferrals,
+        ] {
+            let mut out = Counter::default();
+            for (k, n) in c.0.drain() {
+                out.add(&decoded(&k), n);
+            }
+            *c = out;
+        }
+        let mut out: HashMap<Box<str>, [u64; COLUMNS]> = HashMap::default();
+        for (k, n) in self.recipients.drain() {
+            let e = out.entry(decoded(&k).into()).or_insert([0; COLUMNS]);
+            e.iter_mut().zip(n).for_each(|(a, b)| *a += b);
+        }
+        self.recipients = out;
     }
 
     /// Reads every line of `r`; `name` names it in messages. Gzip is
@@ -295,20 +326,40 @@ impl Summary {
         }
     }
 
+    /// Takes each line where it lies in the reader's buffer; only a line
+    /// that spans two fills of the buffer is copied.
     fn read_lines(&mut self, mut r: impl BufRead, name: &str) -> std::io::Result<()> {
-        let mut buf = Vec::with_capacity(4096);
+        let mut carry: Vec<u8> = Vec::new();
         let mut n = 0u64;
         loop {
-            buf.clear();
-            if r.read_until(b'\n', &mut buf)? == 0 {
+            let buf = match r.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if buf.is_empty() {
+                if !carry.is_empty() {
+                    n += 1;
+                    self.line(trim_cr(&carry), name, n);
+                }
                 return Ok(());
             }
-            n += 1;
-            let mut line = &buf[..];
-            if let Some(l) = line.strip_suffix(b"\n") {
-                line = l.strip_suffix(b"\r").unwrap_or(l);
+            let mut start = 0;
+            for end in memchr::memchr_iter(b'\n', buf) {
+                n += 1;
+                if carry.is_empty() {
+                    let end = end.min(start + MAX_LINE);
+                    self.line(trim_cr(&buf[start..end]), name, n);
+                } else {
+                    extend_line(&mut carry, &buf[start..end]);
+                    self.line(trim_cr(&carry), name, n);
+                    carry.clear();
+                }
+                start = end + 1;
             }
-            self.line(line, name, n);
+            extend_line(&mut carry, &buf[start..]);
+            let len = buf.len();
+            r.consume(len);
         }
     }
 
@@ -338,25 +389,41 @@ impl Summary {
     }
 }
 
+/// The most of one line that is kept (syslog lines are a few KiB at
+/// most; deliver's, with its values cut at 512 characters, less): a file
+/// without line ends cannot fill the memory.
+const MAX_LINE: usize = 64 * 1024;
+
+fn extend_line(line: &mut Vec<u8>, more: &[u8]) {
+    let room = MAX_LINE.saturating_sub(line.len());
+    line.extend_from_slice(&more[..more.len().min(room)]);
+}
+
+/// A value counted escaped, decoded (`parse::delivery` checked that it
+/// decodes).
+fn decoded(v: &str) -> String {
+    crate::output::text::decode_log_value(v).unwrap_or_else(|| v.to_string())
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
 /// Reads `files` (standard input when there is none, and for `-`) into a
 /// summary of `period`. An error names the file that could not be read.
 pub fn read_all(files: &[std::path::PathBuf], period: Period) -> Result<Summary, String> {
     let mut s = Summary::new(period);
-    if files.is_empty() {
-        return s
-            .read(std::io::stdin().lock(), "-")
-            .map(|()| s)
-            .map_err(|e| format!("standard input: {e}"));
-    }
-    for f in files {
+    let stdin = [std::path::PathBuf::from("-")];
+    for f in if files.is_empty() { &stdin[..] } else { files } {
         let name = f.display().to_string();
         let r = if name == "-" {
-            s.read(std::io::stdin().lock(), &name)
+            s.read(std::io::stdin().lock(), "-")
         } else {
             std::fs::File::open(f).and_then(|file| s.read(file, &name))
         };
         r.map_err(|e| format!("{name}: {e}"))?;
     }
+    s.finish();
     Ok(s)
 }
 
@@ -403,6 +470,7 @@ mod tests {
             now: time::stamp(2026, 12, 10, 0, 0, 0),
         });
         s.read(lines.as_bytes(), "t").unwrap();
+        s.finish();
         s
     }
 
@@ -435,6 +503,7 @@ mod tests {
                    Dec  4 00:00:00 mx deliver[1]: from=<a> to=<u> action=junk folder=Junk score=9.00 rule=default\n\
                    from=<a> to=<u> action=junk folder=Junk score=9.00 rule=default\n";
         s.read(log.as_bytes(), "mail.log").unwrap();
+        s.finish();
         assert_eq!(s.messages(), 2);
         assert_eq!(s.actions.get("inbox"), 1);
         assert_eq!(s.actions.get("junk"), 1);
@@ -449,6 +518,44 @@ mod tests {
                 text: "Dec  3 12:00:00 mx deliver[1]: from=<a> to=<u> action=".into()
             }]
         );
+    }
+
+    #[test]
+    fn values_are_counted_decoded() {
+        let s = summary(
+            "from=<a\\sb> to=<u\\x40y> action=reject score=0.00 rule=my\\srule status=5.7.1\\sno\n\
+             from=<a\\x20b> to=<u@y> action=reject score=0.00 rule=my\\x20rule status=5.7.1\\sno\n",
+        );
+        assert_eq!(s.rejected_senders.top(9), [("a b", 2)]);
+        assert_eq!(s.rules.top(9), [("my rule", 2)]);
+        assert_eq!(s.top_recipients(9), [("u@y", &[0, 0, 0, 0, 2, 0, 0])]);
+    }
+
+    #[test]
+    fn lines_across_buffer_fills() {
+        let line = "from=<a> to=<u> action=junk folder=Junk score=9.00 rule=x\n";
+        let long = format!(
+            "from=<a> to=<u> action=inbox rule={}\n",
+            "y".repeat(MAX_LINE)
+        );
+        let last = line.trim_end();
+        let text = format!("{line}{last}\r\n{long}{last}");
+        for cap in [1, 5, 64, 1 << 20] {
+            let mut s = summary("");
+            s.read_lines(std::io::BufReader::with_capacity(cap, text.as_bytes()), "t")
+                .unwrap();
+            assert_eq!(s.lines.read, 4, "{cap}");
+            assert_eq!(s.actions.get("junk"), 3, "{cap}");
+            // The long line is cut, within its rule.
+            assert_eq!(s.actions.get("inbox"), 1, "{cap}");
+            let longest = s.rules.0.keys().map(|k| k.len()).max();
+            assert_eq!(
+                longest,
+                Some(MAX_LINE - "from=<a> to=<u> action=inbox rule=".len()),
+                "{cap}"
+            );
+            assert_eq!(s.lines.unparsable, 0, "{cap}");
+        }
     }
 
     #[test]

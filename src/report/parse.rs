@@ -14,7 +14,6 @@
 //! `deliver[pid]`; any other is another program's.
 
 use super::time::{self, Stamp, YearGuess};
-use std::borrow::Cow;
 
 /// Whose a line is, and what deliver said.
 #[derive(Debug, PartialEq)]
@@ -106,42 +105,38 @@ fn bare(line: &[u8]) -> Source<'_> {
     }
 }
 
-/// The fields of a delivery line that the report uses. Keys it does not
-/// know are skipped, so that lines with keys added later still count.
+/// The fields of a delivery line that the report uses, as they are in the
+/// line: escaped (`text::encode_log_value`), checked to decode. Keys it
+/// does not know are skipped, so that lines with keys added later still
+/// count. The report counts the escaped values and decodes each distinct
+/// one once, at the end (`Summary::finish`).
 #[derive(Debug, Default, PartialEq)]
 pub struct Delivery<'a> {
-    pub from: Cow<'a, str>,
-    pub to: Cow<'a, str>,
-    pub action: Cow<'a, str>,
+    /// The sender without the brackets deliver adds.
+    pub from: &'a str,
+    /// The recipient without the brackets deliver adds.
+    pub to: &'a str,
+    pub action: &'a str,
     /// Every `folder=` field, in order (one today; more than one is taken
     /// as a message filed into several folders).
-    pub folders: Vec<Cow<'a, str>>,
+    pub folders: Vec<&'a str>,
     pub score: Option<f64>,
-    pub rule: Cow<'a, str>,
-    pub status: Option<Cow<'a, str>>,
+    pub rule: &'a str,
+    pub status: Option<&'a str>,
 }
 
-/// A value as `text::encode_log_value` wrote it, decoded; borrowed when it
-/// holds no escape.
-fn value(v: &str) -> Option<Cow<'_, str>> {
-    if memchr::memchr3(b'\\', b' ', b'"', v.as_bytes()).is_none() {
-        Some(Cow::Borrowed(v))
-    } else {
-        crate::output::text::decode_log_value(v).map(Cow::Owned)
-    }
+/// `v` when it decodes.
+fn value(v: &str) -> Option<&str> {
+    let plain = memchr::memchr3(b'\\', b' ', b'"', v.as_bytes()).is_none();
+    (plain || crate::output::text::log_value_decodes(v)).then_some(v)
 }
 
-/// `<address>` without its brackets (the brackets deliver adds).
-fn unbracket(v: Cow<'_, str>) -> Cow<'_, str> {
-    match v {
-        Cow::Borrowed(s) if s.len() >= 2 && s.starts_with('<') && s.ends_with('>') => {
-            Cow::Borrowed(&s[1..s.len() - 1])
-        }
-        Cow::Owned(s) if s.len() >= 2 && s.starts_with('<') && s.ends_with('>') => {
-            Cow::Owned(s[1..s.len() - 1].to_string())
-        }
-        v => v,
-    }
+/// `<address>` without its brackets (the brackets deliver adds; they are
+/// never escaped).
+fn unbracket(v: &str) -> &str {
+    v.strip_prefix('<')
+        .and_then(|v| v.strip_suffix('>'))
+        .unwrap_or(v)
 }
 
 /// The fields of a delivery line (`text` starts with `from=`): `None` when
@@ -151,7 +146,12 @@ fn unbracket(v: Cow<'_, str>) -> Cow<'_, str> {
 pub fn delivery(text: &str) -> Option<Delivery<'_>> {
     let mut d = Delivery::default();
     let mut seen = 0u32;
-    for token in text.split(' ') {
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b' ', text.as_bytes()).chain(std::iter::once(text.len()));
+    for end in ends {
+        // Spaces are ASCII: both ends are character boundaries.
+        let token = &text[start..end];
+        start = end + 1;
         let eq = memchr::memchr(b'=', token.as_bytes())?;
         let (key, v) = (&token[..eq], &token[eq + 1..]);
         let bit = match key {
@@ -271,16 +271,16 @@ mod tests {
              filter=spamc score=-1.50 rule=rule\\slists new_key=1 delay=0.010",
         )
         .unwrap();
-        assert_eq!(d.from, "a b@x");
+        assert_eq!(d.from, "a\\sb@x");
         assert_eq!(d.to, "u@y");
         assert_eq!(d.action, "folder");
         assert_eq!(d.folders, ["Lists/rust"]);
         assert_eq!(d.score, Some(-1.5));
-        assert_eq!(d.rule, "rule lists");
+        assert_eq!(d.rule, "rule\\slists");
         assert_eq!(d.status, None);
         let d = delivery("from=<> to=<u> action=reject status=5.7.1\\sgo\\saway").unwrap();
         assert_eq!(d.from, "");
-        assert_eq!(d.status.as_deref(), Some("5.7.1 go away"));
+        assert_eq!(d.status, Some("5.7.1\\sgo\\saway"));
         for bad in [
             "from=<a> to=<b>",
             "from=<a> action=inbox action=junk",
