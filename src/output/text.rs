@@ -188,7 +188,8 @@ impl Decoded for () {
 
 fn walk_log_value(v: &str, out: &mut impl Decoded) -> Option<()> {
     let mut rest = v;
-    while let Some(i) = rest.find(['\\', ' ', '"']) {
+    // The three are ASCII: `i` is a character boundary.
+    while let Some(i) = memchr::memchr3(b'\\', b' ', b'"', rest.as_bytes()) {
         out.text(&rest[..i]);
         let esc = rest[i..].strip_prefix('\\')?;
         let (c, len) = match esc.as_bytes().first()? {

@@ -152,7 +152,8 @@ pub fn delivery(text: &str) -> Option<Delivery<'_>> {
         // Spaces are ASCII: both ends are character boundaries.
         let token = &text[start..end];
         start = end + 1;
-        let eq = memchr::memchr(b'=', token.as_bytes())?;
+        // Keys are short: a plain loop beats memchr's set-up.
+        let eq = token.bytes().position(|b| b == b'=')?;
         let (key, v) = (&token[..eq], &token[eq + 1..]);
         let bit = match key {
             "from" => 1,
