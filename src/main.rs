@@ -282,7 +282,7 @@ fn real_main(log_stderr_hint: bool) -> u8 {
     let args: Vec<OsString> = std::env::args_os().collect();
     let parsed = match parse_plain(&args) {
         Some(c) => Ok(c),
-        None => Cli::try_parse_from(args),
+        None => Cli::try_parse_from(&args),
     };
     let cli = match parsed {
         Ok(c) => c,
@@ -294,6 +294,12 @@ fn real_main(log_stderr_hint: bool) -> u8 {
         {
             let _ = e.print();
             return 0;
+        }
+        // Postfix never runs `report`: its usage errors are an ordinary
+        // command's (clap's message and usage, exit 2).
+        Err(e) if args.get(1).is_some_and(|a| a == "report") => {
+            let _ = e.print();
+            return 2;
         }
         Err(e) => {
             // A usage error is the admin's to fix: defer, never bounce.
@@ -654,6 +660,42 @@ mod tests {
             }
         }
         assert!(accepted > 300, "{accepted}");
+    }
+
+    /// Subcommands are clap's: the delivery's fast path takes none of them.
+    #[test]
+    fn subcommands_go_to_clap() {
+        for l in [
+            &["report"][..],
+            &["report", "--format", "json", "/var/log/mail.log"],
+            &["check", "--rules", "/r"],
+        ] {
+            let args: Vec<OsString> = std::iter::once("deliver")
+                .chain(l.iter().copied())
+                .map(OsString::from)
+                .collect();
+            assert!(parse_plain(&args).is_none(), "{l:?}");
+            assert!(
+                Cli::try_parse_from(&args).unwrap().command.is_some(),
+                "{l:?}"
+            );
+        }
+        let args = [
+            "deliver", "report", "--since", "-7d", "--top", "3", "a", "b.gz",
+        ];
+        match Cli::try_parse_from(args).unwrap().command {
+            Some(Command::Report {
+                files,
+                since,
+                top,
+                format: None,
+                ..
+            }) => {
+                assert_eq!(files, [PathBuf::from("a"), PathBuf::from("b.gz")]);
+                assert_eq!((since.as_deref(), top), (Some("-7d"), 3));
+            }
+            c => panic!("{c:?}"),
+        }
     }
 
     #[test]

@@ -880,3 +880,16 @@ fn prometheus_example_writes_the_textfile_atomically() {
     assert_eq!(fs::read(&prom).unwrap(), before);
     assert_eq!(names(), ["deliver.prom", "mail.log"]);
 }
+
+/// Postfix never runs `report`: a usage error is clap's, exit 2, not the
+/// delivery's 75 and status line.
+#[test]
+fn usage_errors_exit_2() {
+    let (code, out, err) = report(&["--format", "xml"], b"");
+    assert_eq!((code, out.as_str()), (2, ""));
+    assert!(
+        err.contains("invalid value 'xml' for '--format <FORMAT>'"),
+        "{err}"
+    );
+    assert!(!err.contains("4.3.5"), "{err}");
+}
