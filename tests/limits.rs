@@ -231,9 +231,9 @@ fn running_out_of_address_space_defers_and_leaves_nothing() {
     h.system(&rules);
     let filler = format!("X-Filler: {}\n", "y".repeat(990)).repeat(16384);
     let input = msg(&format!("Subject:{subject}\n{filler}"), "body\n");
-    let start = (8..48u64)
+    let start = (8..48)
         .find(|&mb| {
-            let c = with_limit(h.bare_command(&["--version"]), RLIMIT_AS, mb << 20);
+            let c = with_limit(h.bare_command(&["--version"]), RLIMIT_AS, (mb as u64) << 20);
             matches!(run_cmd(c, b"").code, 0 | 75)
         })
         .expect("deliver --version never ran under 48 MiB");
