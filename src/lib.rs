@@ -14,6 +14,8 @@
 //!   directories only the recipient can write;
 //! - `output`: what deliver says: the failure kinds and their exit and
 //!   RFC 3463 statuses, the log line, the `--test` report;
+//! - `report`: `deliver report`, a summary of deliver's log lines (never
+//!   on the delivery path);
 //! - `engine`: the delivery engine that runs the stages for one message
 //!   after another (`Engine::deliver`), with the loading of the rules, the
 //!   recipient's identity and the time limit of a delivery;
@@ -27,5 +29,6 @@ pub mod lmtp;
 pub mod output;
 pub mod policy;
 pub mod replay;
+pub mod report;
 pub mod store;
 pub mod testhook;

@@ -183,6 +183,36 @@ enum Command {
         #[arg(long = "log-stderr")]
         log_stderr: bool,
     },
+    /// Summarise deliver's log lines, as pflogsumm does Postfix's.
+    Report {
+        /// Mail logs, plain or gzipped; none, or `-`, for standard input
+        /// (`journalctl -t deliver -o cat | deliver report`).
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Count the lines from TIME on: YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS],
+        /// today, yesterday, now, or -N followed by m, h, d or w (ago).
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+        since: Option<String>,
+        /// Count the lines before TIME (same forms as --since).
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+        until: Option<String>,
+        /// Format on standard output [default: text, or none with --html].
+        #[arg(long, value_enum)]
+        format: Option<ReportFormat>,
+        /// Write the report as one self-contained HTML page to FILE.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Rows of the top lists in text and HTML.
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        top: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+    Prometheus,
 }
 
 /// The plain command lines that Postfix and scripts give, parsed without
@@ -359,6 +389,12 @@ fn real_main(log_stderr_hint: bool) -> u8 {
             let _ = e.print();
             return deliver::replay::EXIT_TROUBLE;
         }
+        // Postfix never runs `report`: its usage errors are an ordinary
+        // command's (clap's message and usage, exit 2).
+        Err(e) if args.get(1).is_some_and(|a| a == "report") => {
+            let _ = e.print();
+            return 2;
+        }
         Err(e) => {
             // A usage error is the admin's to fix: defer, never bounce.
             let f = Failure::usage(usage_text(&e));
@@ -448,6 +484,24 @@ fn real_main(log_stderr_hint: bool) -> u8 {
         };
         return deliver::replay::run(opts, std::io::stdout().lock(), &mut std::io::stderr());
     }
+    if let Some(Command::Report {
+        files,
+        since,
+        until,
+        format,
+        html,
+        top,
+    }) = &cli.command
+    {
+        return report_main(
+            files,
+            since.as_deref(),
+            until.as_deref(),
+            *format,
+            html.as_deref(),
+            *top,
+        );
+    }
     let opts = options(&cli);
     if cli.test {
         return test_mode(opts, cli.format, cli.run_filters);
@@ -514,6 +568,55 @@ fn test_mode(opts: load::Options, format: Format, run_filters: bool) -> u8 {
             0
         }
         Err(f) => fail(&f),
+    }
+}
+
+/// `deliver report`: 0, or 1 with a message when a time is not one or a
+/// file cannot be read or written.
+fn report_main(
+    files: &[PathBuf],
+    since: Option<&str>,
+    until: Option<&str>,
+    format: Option<ReportFormat>,
+    html: Option<&std::path::Path>,
+    top: usize,
+) -> u8 {
+    use deliver::report::{self as r, time};
+    let fail = |m: String| {
+        let _ = writeln!(std::io::stderr(), "deliver report: {m}");
+        1
+    };
+    let now = time::now_local();
+    let parse = |t: Option<&str>| t.map(|t| time::parse_arg(t, now)).transpose();
+    let period = match (parse(since), parse(until)) {
+        (Ok(since), Ok(until)) => r::Period { since, until, now },
+        (Err(e), _) | (_, Err(e)) => return fail(e),
+    };
+    let summary = match r::read_all(files, period) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if summary.lines.without_timestamp > 0 && (since.is_some() || until.is_some()) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "deliver report: {} lines have no timestamp (journalctl -o cat?): --since and --until cannot filter them, they are all counted; use journalctl's own --since, or -o short-iso",
+            summary.lines.without_timestamp
+        );
+    }
+    if let Some(path) = html {
+        if let Err(e) = r::write_atomically(path, r::html::render(&summary, top).as_bytes()) {
+            return fail(format!("{}: {e}", path.display()));
+        }
+    }
+    let out = match format.or(html.is_none().then_some(ReportFormat::Text)) {
+        None => return 0,
+        Some(ReportFormat::Text) => r::text::render(&summary, top),
+        Some(ReportFormat::Json) => r::json::render(&summary),
+        Some(ReportFormat::Prometheus) => r::prom::render(&summary),
+    };
+    match std::io::stdout().write_all(out.as_bytes()) {
+        Ok(()) => 0,
+        Err(e) => fail(format!("standard output: {e}")),
     }
 }
 
@@ -705,6 +808,42 @@ mod tests {
             }
         }
         assert!(accepted > 300, "{accepted}");
+    }
+
+    /// Subcommands are clap's: the delivery's fast path takes none of them.
+    #[test]
+    fn subcommands_go_to_clap() {
+        for l in [
+            &["report"][..],
+            &["report", "--format", "json", "/var/log/mail.log"],
+            &["check", "--rules", "/r"],
+        ] {
+            let args: Vec<OsString> = std::iter::once("deliver")
+                .chain(l.iter().copied())
+                .map(OsString::from)
+                .collect();
+            assert!(parse_plain(&args).is_none(), "{l:?}");
+            assert!(
+                Cli::try_parse_from(&args).unwrap().command.is_some(),
+                "{l:?}"
+            );
+        }
+        let args = [
+            "deliver", "report", "--since", "-7d", "--top", "3", "a", "b.gz",
+        ];
+        match Cli::try_parse_from(args).unwrap().command {
+            Some(Command::Report {
+                files,
+                since,
+                top,
+                format: None,
+                ..
+            }) => {
+                assert_eq!(files, [PathBuf::from("a"), PathBuf::from("b.gz")]);
+                assert_eq!((since.as_deref(), top), (Some("-7d"), 3));
+            }
+            c => panic!("{c:?}"),
+        }
     }
 
     #[test]

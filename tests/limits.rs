@@ -107,9 +107,11 @@ fn time_limit_is_validated_where_it_is_written() {
 }
 
 /// Starts a delivery that stops itself at `step` (a debug build's test
-/// hook), waits until its time limit (1 s) has passed, lets it go on, and
-/// returns its exit status and stderr.
-fn stopped_past_the_limit(h: &Home, step: &str) -> (i32, String) {
+/// hook), waits until its time limit (`limit`, as the rules set it) has
+/// passed, lets it go on, and returns its exit status and stderr. The limit
+/// is a few seconds, not one: a loaded machine must reach the step before
+/// it expires.
+fn stopped_past_the_limit(h: &Home, step: &str, limit: Duration) -> (i32, String) {
     let mut c = h.command(&["-f", "a@b", "-a", "user@example.com"]);
     c.env("DELIVER_TEST_PAUSE_AT", step)
         .stdin(Stdio::piped())
@@ -129,7 +131,7 @@ fn stopped_past_the_limit(h: &Home, step: &str) -> (i32, String) {
     );
     // The limit passes while it is stopped: the timer's signal is pending
     // when it goes on.
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(limit + Duration::from_millis(500));
     kill(pid, Signal::SIGCONT).unwrap();
     let st = waitpid(pid, None).unwrap();
     let mut err = String::new();
@@ -155,8 +157,8 @@ fn the_time_limit_never_undoes_a_commit() {
     // expiry defers and removes the tmp/ file.
     for step in ["tmp-created", "tmp-written", "tmp-synced"] {
         let mut h = Home::new();
-        h.system("[settings]\ntime_limit = 1\n");
-        let (code, err) = stopped_past_the_limit(&h, step);
+        h.system("[settings]\ntime_limit = 3\n");
+        let (code, err) = stopped_past_the_limit(&h, step, Duration::from_secs(3));
         let r = Run {
             code,
             stdout: String::new(),
@@ -168,8 +170,8 @@ fn the_time_limit_never_undoes_a_commit() {
     // (a 75 now would deliver it twice).
     for step in ["linked", "new-synced", "delivered"] {
         let mut h = Home::new();
-        h.system("[settings]\ntime_limit = 1\n");
-        let (code, err) = stopped_past_the_limit(&h, step);
+        h.system("[settings]\ntime_limit = 3\n");
+        let (code, err) = stopped_past_the_limit(&h, step, Duration::from_secs(3));
         assert_eq!(code, 0, "{step}: {err}");
         assert_eq!(h.count(), 1, "{step}");
         assert!(h.files_in("tmp").is_empty(), "{step}");

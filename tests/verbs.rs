@@ -90,7 +90,7 @@ folder = "Work"
     assert_eq!((mb.dev(), mb.ino()), (mw.dev(), mw.ino()), "one inode");
     assert_eq!(mb.nlink(), 2);
     let line = log_line(&r);
-    assert!(line.contains(" folder=Backup,Work "), "{line}");
+    assert!(line.contains(" folder=Backup folder=Work "), "{line}");
     tmp_is_empty(&h);
 
     // A copy into the folder the message goes to anyway files it once.

@@ -31,6 +31,9 @@ _deliver() {
             deliver,replay)
                 cmd="deliver__subcmd__replay"
                 ;;
+            deliver,report)
+                cmd="deliver__subcmd__report"
+                ;;
             deliver__subcmd__help,check)
                 cmd="deliver__subcmd__help__subcmd__check"
                 ;;
@@ -46,6 +49,9 @@ _deliver() {
             deliver__subcmd__help,replay)
                 cmd="deliver__subcmd__help__subcmd__replay"
                 ;;
+            deliver__subcmd__help,report)
+                cmd="deliver__subcmd__help__subcmd__report"
+                ;;
             *)
                 ;;
         esac
@@ -53,7 +59,7 @@ _deliver() {
 
     case "${cmd}" in
         deliver)
-            opts="-f -a -d -h -V --maildir --rules --user-rules --test --format --run-filters --client-address --client-hostname --helo --log-stderr --session --help --version check completions replay lmtp help"
+            opts="-f -a -d -h -V --maildir --rules --user-rules --test --format --run-filters --client-address --client-hostname --helo --log-stderr --session --help --version check completions replay lmtp report help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -147,7 +153,7 @@ _deliver() {
             return 0
             ;;
         deliver__subcmd__help)
-            opts="check completions replay lmtp help"
+            opts="check completions replay lmtp report help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -230,6 +236,20 @@ _deliver() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        deliver__subcmd__help__subcmd__report)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         deliver__subcmd__lmtp)
             opts="-h --listen --rules --log-stderr --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -277,6 +297,40 @@ _deliver() {
                     ;;
                 --format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        deliver__subcmd__report)
+            opts="-h --since --until --format --html --top --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --until)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "text json prometheus" -- "${cur}"))
+                    return 0
+                    ;;
+                --html)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --top)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

@@ -45,6 +45,7 @@ complete -c deliver -n "__fish_deliver_needs_command" -f -a "check" -d 'Validate
 complete -c deliver -n "__fish_deliver_needs_command" -f -a "completions" -d 'Print the shell completion script for SHELL (the package installs this output for bash, zsh and fish)'
 complete -c deliver -n "__fish_deliver_needs_command" -f -a "replay" -d 'Run the rules over stored mail (Maildir folders, mboxes, message files) as --test does, and show where each message would go. Writes nothing'
 complete -c deliver -n "__fish_deliver_needs_command" -f -a "lmtp" -d 'Run the LMTP service (RFC 2033) for Postfix\'s lmtp(8) client'
+complete -c deliver -n "__fish_deliver_needs_command" -f -a "report" -d 'Summarise deliver\'s log lines, as pflogsumm does Postfix\'s'
 complete -c deliver -n "__fish_deliver_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c deliver -n "__fish_deliver_using_subcommand check" -l rules -r -F
 complete -c deliver -n "__fish_deliver_using_subcommand check" -l user-rules -r -F
@@ -64,8 +65,17 @@ complete -c deliver -n "__fish_deliver_using_subcommand lmtp" -l listen -d 'unix
 complete -c deliver -n "__fish_deliver_using_subcommand lmtp" -l rules -d 'System rules file (default: /etc/deliver/rules.toml)' -r -F
 complete -c deliver -n "__fish_deliver_using_subcommand lmtp" -l log-stderr -d 'Also write log lines to stderr'
 complete -c deliver -n "__fish_deliver_using_subcommand lmtp" -s h -l help -d 'Print help'
-complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions replay lmtp help" -f -a "check" -d 'Validate rules files and the maps they name, without reading a message'
-complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions replay lmtp help" -f -a "completions" -d 'Print the shell completion script for SHELL (the package installs this output for bash, zsh and fish)'
-complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions replay lmtp help" -f -a "replay" -d 'Run the rules over stored mail (Maildir folders, mboxes, message files) as --test does, and show where each message would go. Writes nothing'
-complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions replay lmtp help" -f -a "lmtp" -d 'Run the LMTP service (RFC 2033) for Postfix\'s lmtp(8) client'
-complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions replay lmtp help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c deliver -n "__fish_deliver_using_subcommand report" -l since -d 'Count the lines from TIME on: YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS], today, yesterday, now, or -N followed by m, h, d or w (ago)' -r
+complete -c deliver -n "__fish_deliver_using_subcommand report" -l until -d 'Count the lines before TIME (same forms as --since)' -r
+complete -c deliver -n "__fish_deliver_using_subcommand report" -l format -d 'Format on standard output [default: text, or none with --html]' -r -f -a "text\t''
+json\t''
+prometheus\t''"
+complete -c deliver -n "__fish_deliver_using_subcommand report" -l html -d 'Write the report as one self-contained HTML page to FILE' -r -F
+complete -c deliver -n "__fish_deliver_using_subcommand report" -l top -d 'Rows of the top lists in text and HTML' -r
+complete -c deliver -n "__fish_deliver_using_subcommand report" -s h -l help -d 'Print help'
+complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions replay lmtp report help" -f -a "check" -d 'Validate rules files and the maps they name, without reading a message'
+complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions replay lmtp report help" -f -a "completions" -d 'Print the shell completion script for SHELL (the package installs this output for bash, zsh and fish)'
+complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions replay lmtp report help" -f -a "replay" -d 'Run the rules over stored mail (Maildir folders, mboxes, message files) as --test does, and show where each message would go. Writes nothing'
+complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions replay lmtp report help" -f -a "lmtp" -d 'Run the LMTP service (RFC 2033) for Postfix\'s lmtp(8) client'
+complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions replay lmtp report help" -f -a "report" -d 'Summarise deliver\'s log lines, as pflogsumm does Postfix\'s'
+complete -c deliver -n "__fish_deliver_using_subcommand help; and not __fish_seen_subcommand_from check completions replay lmtp report help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -1045,20 +1045,22 @@ fn log_line(
         )
         .kv("size", done.size)
         .kv("action", d.action.as_str());
-    if !done.folders.is_empty() {
-        l = l.kv("folder", done.folders.join(","));
+    // One key per folder, pipe and filter: a folder or rule name may hold
+    // any separator a joined list would use.
+    for f in &done.folders {
+        l = l.kv("folder", f);
     }
-    if !done.pipes.is_empty() {
-        l = l.kv("pipe", done.pipes.join(","));
+    for p in &done.pipes {
+        l = l.kv("pipe", p);
     }
-    if !done.forwards.is_empty() {
-        l = l.kv("forward", done.forwards.join(","));
+    for f in &done.forwards {
+        l = l.kv("forward", f);
     }
     if let Some(r) = &done.reply {
         l = l.kv("reply", r);
     }
-    if !filters.is_empty() {
-        l = l.kv("filter", filters.join(","));
+    for f in filters {
+        l = l.kv("filter", f);
     }
     let e = &d.plan.edits;
     if !e.is_empty() {

@@ -27,15 +27,20 @@ pub fn pid() -> u32 {
     *PID.get_or_init(std::process::id)
 }
 
+/// The keys that may appear more than once in a line, once per item (a
+/// folder, a pipe, a filter): a name may hold any separator a joined list
+/// would use. Every other key appears at most once.
+pub const LIST_KEYS: [&str; 4] = ["folder", "pipe", "forward", "filter"];
+
 /// The keys and decoded values of a line that `Line` built, in order:
 /// tokens split at single spaces, each split at its first `=`. `None` when
-/// a token has no `=`, a key is empty or repeated, or a value does not
-/// decode.
+/// a token has no `=`, a key is empty or repeated (but for `LIST_KEYS`), or
+/// a value does not decode.
 pub fn parse_line(line: &str) -> Option<Vec<(&str, String)>> {
     let mut fields: Vec<(&str, String)> = Vec::new();
     for token in line.split(' ') {
         let (key, value) = token.split_once('=')?;
-        if key.is_empty() || fields.iter().any(|(k, _)| *k == key) {
+        if key.is_empty() || (!LIST_KEYS.contains(&key) && fields.iter().any(|(k, _)| *k == key)) {
             return None;
         }
         fields.push((key, crate::output::text::decode_log_value(value)?));
@@ -194,11 +199,14 @@ impl Line {
     }
 
     /// Appends a field. `key` is lower-case ASCII letters and `_`, and not
-    /// yet in the line (the caller's fixed order guarantees it).
+    /// yet in the line unless it is one of `LIST_KEYS` (the caller's fixed
+    /// order guarantees it).
     pub fn kv(mut self, key: &'static str, value: impl std::fmt::Display) -> Self {
         debug_assert!(!key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
         debug_assert!(
-            !self.0.starts_with(&format!("{key}=")) && !self.0.contains(&format!(" {key}=")),
+            LIST_KEYS.contains(&key)
+                || (!self.0.starts_with(&format!("{key}="))
+                    && !self.0.contains(&format!(" {key}="))),
             "{key} twice in {}",
             self.0
         );

@@ -155,9 +155,42 @@ pub fn encode_log_value(value: &str, out: &mut String) {
 /// `"`, or a backslash that does not start one of its escapes.
 pub fn decode_log_value(v: &str) -> Option<String> {
     let mut out = String::with_capacity(v.len());
+    walk_log_value(v, &mut out)?;
+    Some(out)
+}
+
+/// Whether `v` decodes (`decode_log_value` is `Some`), without building
+/// the value.
+pub fn log_value_decodes(v: &str) -> bool {
+    walk_log_value(v, &mut ()).is_some()
+}
+
+/// Where a decoded value goes.
+trait Decoded {
+    fn text(&mut self, s: &str);
+    fn char(&mut self, c: char);
+}
+
+impl Decoded for String {
+    fn text(&mut self, s: &str) {
+        self.push_str(s)
+    }
+    fn char(&mut self, c: char) {
+        self.push(c)
+    }
+}
+
+/// Nowhere: only whether the value decodes.
+impl Decoded for () {
+    fn text(&mut self, _: &str) {}
+    fn char(&mut self, _: char) {}
+}
+
+fn walk_log_value(v: &str, out: &mut impl Decoded) -> Option<()> {
     let mut rest = v;
-    while let Some(i) = rest.find(['\\', ' ', '"']) {
-        out.push_str(&rest[..i]);
+    // The three are ASCII: `i` is a character boundary.
+    while let Some(i) = memchr::memchr3(b'\\', b' ', b'"', rest.as_bytes()) {
+        out.text(&rest[..i]);
         let esc = rest[i..].strip_prefix('\\')?;
         let (c, len) = match esc.as_bytes().first()? {
             b's' => (' ', 1),
@@ -176,11 +209,11 @@ pub fn decode_log_value(v: &str) -> Option<String> {
             }
             _ => return None,
         };
-        out.push(c);
+        out.char(c);
         rest = &esc[len..];
     }
-    out.push_str(rest);
-    Some(out)
+    out.text(rest);
+    Some(())
 }
 
 #[cfg(test)]
@@ -233,6 +266,10 @@ mod tests {
             assert_eq!(decode_value(bad), None, "{bad:?}");
         }
         assert_eq!(parse_line("a=1 a=2"), None);
+        assert_eq!(
+            parse_line("folder=A folder=B,C").unwrap(),
+            [("folder", "A".to_string()), ("folder", "B,C".to_string())]
+        );
         assert_eq!(parse_line("a=1 b"), None);
         assert_eq!(parse_line("a=1  b=2"), None);
         let mut long = String::new();
