@@ -11,7 +11,8 @@ use std::fmt::Write;
 /// The colour of each `COLUMNS` entry (the Okabe–Ito palette, told apart
 /// with the common colour blindnesses).
 pub const COLOURS: [&str; COLUMNS] = [
-    "#0072B2", "#56B4E9", "#E69F00", "#999999", "#D55E00", "#CC79A7", "#F0E442", "#009E73",
+    "#0072B2", "#56B4E9", "#E69F00", "#999999", "#D55E00", "#CC79A7", "#F0E442", "#000000",
+    "#009E73",
 ];
 /// The colour of the score histogram's bars.
 pub const SCORE_COLOUR: &str = "#6A3D9A";

@@ -27,8 +27,8 @@ use time::{Stamp, YearGuess};
 /// the report shows them. An action not in this list (from a newer
 /// deliver) is counted under its own name, and as "other" where a
 /// per-action table has fixed columns.
-pub const ACTIONS: [&str; 7] = [
-    "inbox", "folder", "junk", "discard", "reject", "defer", "pipe",
+pub const ACTIONS: [&str; 8] = [
+    "inbox", "folder", "junk", "discard", "reject", "defer", "pipe", "forward",
 ];
 /// Fixed per-action columns: `ACTIONS`, then "other".
 pub const COLUMNS: usize = ACTIONS.len() + 1;
@@ -530,7 +530,7 @@ mod tests {
         );
         assert_eq!(s.rejected_senders.top(9), [("a b", 2)]);
         assert_eq!(s.rules.top(9), [("my rule", 2)]);
-        assert_eq!(s.top_recipients(9), [("u@y", &[0, 0, 0, 0, 2, 0, 0, 0])]);
+        assert_eq!(s.top_recipients(9), [("u@y", &[0, 0, 0, 0, 2, 0, 0, 0, 0])]);
     }
 
     #[test]
