@@ -34,9 +34,10 @@ for p in paths:
     msgs.append((sender, body))
 
 def cpu(root):
-    """CPU seconds of root and its descendants (utime + stime + cutime + cstime)."""
+    """CPU seconds (user, system) of root and its descendants, with the
+    time of their children that ended."""
     if not root:
-        return 0.0
+        return (0.0, 0.0)
     procs = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -44,13 +45,16 @@ def cpu(root):
                 f = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            procs[int(d)] = (int(f[1]), sum(int(x) for x in f[11:15]))
+            user = int(f[11]) + int(f[13])
+            system = int(f[12]) + int(f[14])
+            procs[int(d)] = (int(f[1]), (user, system))
     tree, todo = set(), [root]
     while todo:
         p = todo.pop()
         tree.add(p)
         todo += [c for c, (pp, _) in procs.items() if pp == p and c not in tree]
-    return sum(procs[p][1] for p in tree if p in procs) / os.sysconf("SC_CLK_TCK")
+    hz = os.sysconf("SC_CLK_TCK")
+    return tuple(sum(procs[p][1][i] for p in tree if p in procs) / hz for i in (0, 1))
 
 def connect():
     if ":" in a.socket and not a.socket.startswith("/"):
@@ -101,5 +105,6 @@ n = len(msgs)
 if errors:
     print(f"ERRORS: {len(errors)}: {errors[:3]}")
     raise SystemExit(1)
-extra = f", service CPU {(c1 - c0) / n * 1000:.3f} ms/msg" if a.pid else ""
+user, system = ((c1[i] - c0[i]) / n * 1000 for i in (0, 1))
+extra = f", service CPU {user + system:.3f} ms/msg (user {user:.3f}, system {system:.3f})" if a.pid else ""
 print(f"lmtp K={a.sessions} N={n}: {n / dt:.0f} msgs/s, {dt / n * 1000:.3f} ms per message{extra}")
