@@ -266,11 +266,14 @@ impl Shared {
             Path::to_path_buf,
         );
         let before = config::identity(&path);
+        // Not deferred: a resident engine compiles all the system rules
+        // once, instead of the rules a message may need at every delivery
+        // (the rules cache is for exec mode, which starts afresh each time).
         let engine = Engine::load(
             engine_options(rules),
             &self.who,
             Logger::new(self.opts.log_stderr),
-            true,
+            false,
         )
         .map_err(|(f, _)| f.to_string())?;
         let opts = OpenOptions {
@@ -396,7 +399,7 @@ impl Shared {
                 engine_options(self.opts.rules.as_deref()),
                 &self.who,
                 Logger::new(self.opts.log_stderr),
-                true,
+                false,
             )
             .map_err(|(f, _)| f)?,
         };
