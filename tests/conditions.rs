@@ -262,14 +262,7 @@ folder = "Near"
 #[test]
 fn load_errors_name_the_place() {
     let h = Home::new();
-    let check = |text: &str| {
-        h.user(text);
-        let mut c = h.bare_command(&["check", "--user-rules"]);
-        c.arg(&h.user_rules);
-        let r = run_cmd(c, b"");
-        assert_eq!(r.code, 1, "{text}: {} {}", r.stdout, r.stderr);
-        r.stdout
-    };
+    let check = |text: &str| h.check_fails(text);
     let file = h.user_rules.display().to_string();
     let out = check("[[rule]]\naddress = { header = \"Subject\", is = \"x\" }\nfolder = \"X\"\n");
     assert!(

@@ -117,6 +117,17 @@ impl Home {
         self
     }
 
+    /// Writes `text` as the user's rules, runs `deliver check` on it, which
+    /// must find a problem (exit 1), and returns what it printed.
+    pub fn check_fails(&self, text: &str) -> String {
+        self.user(text);
+        let mut c = self.bare_command(&["check", "--user-rules"]);
+        c.arg(&self.user_rules);
+        let r = run_cmd(c, b"");
+        assert_eq!(r.code, 1, "{text}: {} {}", r.stdout, r.stderr);
+        r.stdout
+    }
+
     /// The binary with `args` only, as the test's user, in the environment
     /// every test uses (`PATH`, and `HOME` = the test home), from `/`.
     pub fn bare_command(&self, args: &[&str]) -> Command {
