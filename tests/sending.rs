@@ -315,6 +315,29 @@ fn vacation_replies_once_per_sender_and_never_to_lists_bounces_or_robots() {
     assert_eq!(s.h.delivered()[""].len(), 8);
 }
 
+/// Start and end dates are days of the local calendar: today's date is
+/// read, and a vacation over replies no more.
+#[test]
+fn vacation_dates_bound_the_replies() {
+    let m = msg(
+        "From: ann@example.org\nTo: user@example.com\nSubject: q\nMessage-ID: <d@example.org>\n",
+        "?\n",
+    );
+    // Now is within 2000-01-01 .. 2999-12-31: a reply.
+    let s = Setup::new(
+        "[[rule]]\nname = \"away\"\nvacation = { body = \"x\", start = \"2000-01-01\", end = \"2999-12-31\" }\n",
+    );
+    assert_eq!(s.run("ann@example.org", &m).code, 0);
+    assert_eq!(s.to("ann@example.org").len(), 1, "within the dates");
+    // A vacation that ended: no reply, the message filed all the same.
+    let s = Setup::new(
+        "[[rule]]\nname = \"away\"\nvacation = { body = \"x\", start = \"2000-01-01\", end = \"2000-01-02\" }\n",
+    );
+    assert_eq!(s.run("ann@example.org", &m).code, 0);
+    assert!(s.to("ann@example.org").is_empty(), "after the end date");
+    assert_eq!(s.h.delivered()[""].len(), 1);
+}
+
 #[test]
 fn sixty_four_concurrent_deliveries_send_one_reply() {
     let s = Setup::new(VACATION);

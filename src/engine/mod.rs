@@ -915,9 +915,23 @@ pub fn decide_for(
         limit_hit: sp.head.limit_hit,
         filters_done,
         duplicate,
-        today: today(),
+        // Only a vacation rule reads the date: the time zone file is not
+        // read for every delivery.
+        today: if has_vacation(system, user) {
+            today()
+        } else {
+            0
+        },
     };
     decide(&input, system, user)
+}
+
+/// Whether a rule of the layers sends a vacation reply.
+fn has_vacation(system: &Layer, user: Option<&Layer>) -> bool {
+    std::iter::once(system)
+        .chain(user)
+        .flat_map(|l| l.rules.iter())
+        .any(|r| r.vacation.is_some())
 }
 
 /// Today's date as `YYYYMMDD` in the local time zone (vacation's start
