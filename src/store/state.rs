@@ -27,12 +27,14 @@
 //!   content is written in one write(2). An empty entry is one being
 //!   written (or left so by a killed writer): it counts as live, so no
 //!   one can take it for expired, whatever the clocks of the hosts;
-//! - an expired entry is renamed into `tmp/` before it is replaced: only
-//!   one delivery's rename gets it, and a delivery that took a live one by
-//!   mistake (it was replaced between its check and its rename) links it
-//!   back.
+//! - an expired entry is replaced only by the delivery that made its
+//!   replacement lock, `NAME.lock`, itself an entry made with O_EXCL (its
+//!   expiry in its content, two minutes on): no delivery ever moves or
+//!   removes a live entry, and one that finds the lock taken counts the
+//!   entry as held (no reply rather than two). A lock past its expiry was
+//!   left by a killed delivery and is broken.
 //!
-//! No lock file, no flock(2) or fcntl(2) lock (both unreliable over NFS),
+//! No flock(2) or fcntl(2) lock (both unreliable over NFS),
 //! no append (O_APPEND is not atomic over NFS): the same guarantees that
 //! the Maildir protocol relies on.
 //!
@@ -64,7 +66,7 @@ use nix::errno::Errno;
 use nix::fcntl::{openat, renameat, AtFlags, OFlag};
 use nix::sys::stat::{fstatat, futimens, Mode, SFlag};
 use nix::sys::time::TimeSpec;
-use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
+use nix::unistd::{unlinkat, UnlinkatFlags};
 use sha2::{Digest, Sha256};
 use std::cell::OnceCell;
 use std::fs::File;
@@ -87,6 +89,10 @@ pub const JOURNAL_KEEP: Duration = Duration::from_secs(10 * 86400);
 const MAX_HORIZON: Duration = Duration::from_secs(400 * 86400);
 /// A file in `tmp/` older than this is left over from a killed delivery.
 const STALE_TMP: Duration = Duration::from_secs(3600);
+
+/// How long a replacement lock (`claim_in`) stands before it is taken for
+/// one left by a killed delivery and broken.
+const LOCK_TTL: Duration = Duration::from_secs(120);
 /// The start of every entry: `deliver-state 1 EXPIRY\n`, EXPIRY in Unix
 /// seconds.
 const VERSION: &[u8] = b"deliver-state 1 ";
@@ -300,7 +306,7 @@ impl State {
         content: &[u8],
         now: SystemTime,
     ) -> io::Result<Claim> {
-        claim_in(self, self.dir(kind)?, name, expires, content, now)
+        claim_in(self.dir(kind)?, name, expires, content, now)
     }
 
     /// Removes the entry `name` of `kind` (none there is fine).
@@ -320,7 +326,7 @@ impl State {
             return None;
         }
         let next = now + SWEEP_INTERVAL;
-        match claim_in(self, self.root.as_fd(), "sweep", next, b"", now) {
+        match claim_in(self.root.as_fd(), "sweep", next, b"", now) {
             Ok(Claim::Won) => Some(self.sweep(now)),
             _ => None,
         }
@@ -462,18 +468,6 @@ fn parse(buf: &[u8]) -> Option<(i64, &[u8])> {
     Some((expires, &rest[nl + 1..]))
 }
 
-/// A name in `tmp/`, removed when dropped.
-struct TmpName<'d> {
-    dir: BorrowedFd<'d>,
-    name: String,
-}
-
-impl Drop for TmpName<'_> {
-    fn drop(&mut self) {
-        let _ = unlinkat(self.dir, self.name.as_str(), UnlinkatFlags::NoRemoveDir);
-    }
-}
-
 /// Creates the entry `name` in `dir` (O_EXCL: fails with EEXIST when it
 /// is there; NFSv3 and later do this on the server), writes its content
 /// with its expiry in one write(2), then sets the expiry as its mtime too
@@ -500,7 +494,6 @@ fn create(
 }
 
 fn claim_in(
-    st: &State,
     dir: BorrowedFd<'_>,
     name: &str,
     expires: SystemTime,
@@ -532,22 +525,52 @@ fn claim_in(
         if let Some(h) = held(dir, name)? {
             return Ok(h);
         }
-        // Expired: take it out of the way. Only one rename gets it.
-        let tmp = st.tmp()?;
-        let grave = TmpName {
-            dir: tmp,
-            name: maildir::unique_name(),
-        };
-        match renameat(dir, name, tmp, grave.name.as_str()) {
+        // Expired: replace it under a lock (`NAME.lock`, made with
+        // O_EXCL), so that no delivery ever moves or removes a live entry:
+        // only the lock's holder removes the expired entry, and everyone
+        // else creates an entry only where there is none. A delivery that
+        // finds the lock taken treats the entry as held: at most one
+        // winner, and at worst none (no reply rather than two).
+        let lock = format!("{name}.lock");
+        match create(dir, &lock, now + LOCK_TTL, b"") {
             Ok(()) => {}
-            Err(Errno::ENOENT) => continue,
+            Err(Errno::EEXIST) => {
+                // A lock is held for a few system calls; one past the
+                // expiry written in it was left by a delivery killed while
+                // it held it, and is broken. (Its content, not its mtime:
+                // until its maker sets the mtime, that is the time it was
+                // made.)
+                let stale = matches!(get_in(dir, &lock, now), Ok(None));
+                if stale {
+                    let _ = unlinkat(dir, lock.as_str(), UnlinkatFlags::NoRemoveDir);
+                    continue;
+                }
+                return Ok(Claim::Held(Entry {
+                    expires: now + MAX_HORIZON,
+                    content: Vec::new(),
+                }));
+            }
             Err(e) => return Err(io_err(e)),
         }
-        // Another delivery may have replaced the expired entry between the
-        // check and the rename: then this took a live one, which goes back.
-        if let Some(h) = held(tmp, grave.name.as_str())? {
-            let _ = linkat(tmp, grave.name.as_str(), dir, name, AtFlags::empty());
-            return Ok(h);
+        let replaced = (|| -> io::Result<Option<Claim>> {
+            if let Some(h) = held(dir, name)? {
+                return Ok(Some(h));
+            }
+            match unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => {}
+                Err(e) => return Err(io_err(e)),
+            }
+            match create(dir, name, expires, content) {
+                Ok(()) => Ok(Some(Claim::Won)),
+                // Created by a delivery that found no entry: the next round
+                // sees it.
+                Err(Errno::EEXIST) => Ok(None),
+                Err(e) => Err(io_err(e)),
+            }
+        })();
+        let _ = unlinkat(dir, lock.as_str(), UnlinkatFlags::NoRemoveDir);
+        if let Some(c) = replaced? {
+            return Ok(c);
         }
     }
     Err(io::Error::new(
@@ -599,6 +622,36 @@ mod tests {
         );
         // Nothing left in tmp/.
         assert!(list(st.tmp().unwrap()).is_empty());
+    }
+
+    /// A replacement lock left by a killed delivery is broken once past
+    /// its expiry; a fresh one makes the entry held, never replaced.
+    #[test]
+    fn a_stale_replacement_lock_is_broken_a_fresh_one_holds() {
+        let (_d, md) = maildir();
+        let st = State::open(&md).unwrap();
+        let k = key(&[b"a"]);
+        assert_eq!(
+            st.claim(Kind::Replied, &k, t(100), b"x", t(0)).unwrap(),
+            Claim::Won
+        );
+        let dir = st.dir(Kind::Replied).unwrap();
+        let lock = format!("{k}.lock");
+        create(dir, &lock, t(200) + LOCK_TTL, b"").unwrap();
+        // Expired entry, live lock: held.
+        assert!(matches!(
+            st.claim(Kind::Replied, &k, t(900), b"y", t(150)).unwrap(),
+            Claim::Held(_)
+        ));
+        // The lock past its expiry: broken, and the entry replaced.
+        assert_eq!(
+            st.claim(Kind::Replied, &k, t(900), b"y", t(400)).unwrap(),
+            Claim::Won
+        );
+        assert_eq!(
+            st.get(Kind::Replied, &k, t(401)).unwrap().unwrap().content,
+            b"y"
+        );
     }
 
     #[test]
