@@ -32,3 +32,5 @@ try:
     print([l for l in st.splitlines() if l.startswith(("VmHWM", "VmRSS", "Threads"))])
 finally:
     p.terminate(); p.wait()
+    import shutil
+    shutil.rmtree(d, ignore_errors=True)
