@@ -71,67 +71,69 @@ fn rspamd_result(v: &str) -> (bool, Option<f64>) {
     (flagged, score)
 }
 
+/// What one header says about the message: a spam flag, a score, or both.
+enum Says {
+    Flag(bool),
+    Score(Option<f64>),
+    FlagAndScore(bool, Option<f64>),
+}
+
+impl Findings {
+    fn note(&mut self, h: &str, val: &str, meaning: String) {
+        self.readings.push(Reading {
+            header: h.to_string(),
+            value: val.to_string(),
+            meaning,
+        });
+    }
+
+    /// Records what header `h` (value `val`) says: the reading for the
+    /// trace, the first header that flags, and any score among `scores`.
+    fn says(&mut self, scores: &mut Vec<(f64, String)>, h: &str, val: &str, says: Says) {
+        let (flag, score) = match says {
+            Says::Flag(f) => (Some(f), None),
+            Says::Score(s) => (None, s),
+            Says::FlagAndScore(f, s) => (Some(f), s),
+        };
+        let meaning = match says {
+            Says::Flag(true) => "spam flag".into(),
+            Says::Flag(false) => "not flagged".into(),
+            Says::Score(s) => format!("score={}", fmt_opt(s)),
+            Says::FlagAndScore(f, s) => {
+                format!("flag={} score={}", if f { "yes" } else { "no" }, fmt_opt(s))
+            }
+        };
+        self.note(h, val, meaning);
+        if flag == Some(true) && self.flagged_by.is_none() {
+            self.flagged_by = Some(h.to_string());
+        }
+        if let Some(s) = score {
+            scores.push((s, h.to_string()));
+        }
+    }
+}
+
 /// Reads the findings of the enabled dialects.
 pub fn read(headers: &Headers, cfg: &SpamConfig) -> Findings {
     let mut v = Findings::default();
     let mut scores: Vec<(f64, String)> = Vec::new();
     let mut level: Option<(f64, String)> = None;
-    let note = |v: &mut Findings, h: &str, val: &str, meaning: String| {
-        v.readings.push(Reading {
-            header: h.to_string(),
-            value: val.to_string(),
-            meaning,
-        });
-    };
 
     if cfg.spamassassin || cfg.amavis {
         if let Some(val) = headers.first("X-Spam-Flag") {
-            let f = yes(&val);
-            note(
-                &mut v,
-                "X-Spam-Flag",
-                &val,
-                if f {
-                    "spam flag".into()
-                } else {
-                    "not flagged".into()
-                },
-            );
-            if f && v.flagged_by.is_none() {
-                v.flagged_by = Some("X-Spam-Flag".into());
-            }
+            v.says(&mut scores, "X-Spam-Flag", &val, Says::Flag(yes(&val)));
         }
         if let Some(val) = headers.first("X-Spam-Status") {
-            let f = yes(&val);
-            let s = status_score(&val);
-            note(
-                &mut v,
-                "X-Spam-Status",
-                &val,
-                format!("flag={} score={}", if f { "yes" } else { "no" }, fmt_opt(s)),
-            );
-            if f && v.flagged_by.is_none() {
-                v.flagged_by = Some("X-Spam-Status".into());
-            }
-            if let Some(s) = s {
-                scores.push((s, "X-Spam-Status".into()));
-            }
+            let says = Says::FlagAndScore(yes(&val), status_score(&val));
+            v.says(&mut scores, "X-Spam-Status", &val, says);
         }
         if let Some(val) = headers.first("X-Spam-Score") {
-            let s = parse_f64(val.trim());
-            note(
-                &mut v,
-                "X-Spam-Score",
-                &val,
-                format!("score={}", fmt_opt(s)),
-            );
-            if let Some(s) = s {
-                scores.push((s, "X-Spam-Score".into()));
-            }
+            let says = Says::Score(parse_f64(val.trim()));
+            v.says(&mut scores, "X-Spam-Score", &val, says);
         }
         if let Some(val) = headers.first("X-Spam-Level") {
             let stars = val.trim().chars().take_while(|&c| c == '*').count() as f64;
-            note(&mut v, "X-Spam-Level", &val, format!("score>={stars}"));
+            v.note("X-Spam-Level", &val, format!("score>={stars}"));
             level = Some((stars, "X-Spam-Level".into()));
         }
     }
@@ -141,8 +143,7 @@ pub fn read(headers: &Headers, cfg: &SpamConfig) -> Findings {
                 .trim_start()
                 .to_ascii_uppercase()
                 .starts_with("INFECTED");
-            note(
-                &mut v,
+            v.note(
                 "X-Amavis-Alert",
                 &val,
                 if infected {
@@ -160,8 +161,7 @@ pub fn read(headers: &Headers, cfg: &SpamConfig) -> Findings {
                 .trim_start()
                 .to_ascii_lowercase()
                 .starts_with("infected");
-            note(
-                &mut v,
+            v.note(
                 "X-Virus-Status",
                 &val,
                 if infected {
@@ -177,47 +177,20 @@ pub fn read(headers: &Headers, cfg: &SpamConfig) -> Findings {
     }
     if cfg.rspamd {
         if let Some(val) = headers.first("X-Spam") {
-            let f = yes(&val);
-            note(
-                &mut v,
-                "X-Spam",
-                &val,
-                if f {
-                    "spam flag".into()
-                } else {
-                    "not flagged".into()
-                },
-            );
-            if f && v.flagged_by.is_none() {
-                v.flagged_by = Some("X-Spam".into());
-            }
+            v.says(&mut scores, "X-Spam", &val, Says::Flag(yes(&val)));
         }
         if let Some(val) = headers.first("X-Spamd-Result") {
             let (f, s) = rspamd_result(&val);
-            note(
-                &mut v,
+            v.says(
+                &mut scores,
                 "X-Spamd-Result",
                 &val,
-                format!("flag={} score={}", if f { "yes" } else { "no" }, fmt_opt(s)),
+                Says::FlagAndScore(f, s),
             );
-            if f && v.flagged_by.is_none() {
-                v.flagged_by = Some("X-Spamd-Result".into());
-            }
-            if let Some(s) = s {
-                scores.push((s, "X-Spamd-Result".into()));
-            }
         }
         if let Some(val) = headers.first("X-Rspamd-Score") {
-            let s = parse_f64(val.trim());
-            note(
-                &mut v,
-                "X-Rspamd-Score",
-                &val,
-                format!("score={}", fmt_opt(s)),
-            );
-            if let Some(s) = s {
-                scores.push((s, "X-Rspamd-Score".into()));
-            }
+            let says = Says::Score(parse_f64(val.trim()));
+            v.says(&mut scores, "X-Rspamd-Score", &val, says);
         }
     }
     for c in &cfg.custom {
@@ -228,18 +201,7 @@ pub fn read(headers: &Headers, cfg: &SpamConfig) -> Findings {
                 .and_then(|m| m.get(1))
                 .and_then(|m| parse_f64(m.as_str().trim()));
             let f = c.flag.as_ref().is_some_and(|r| r.is_match(&val));
-            note(
-                &mut v,
-                &c.header,
-                &val,
-                format!("flag={} score={}", if f { "yes" } else { "no" }, fmt_opt(s)),
-            );
-            if f && v.flagged_by.is_none() {
-                v.flagged_by = Some(c.header.clone());
-            }
-            if let Some(s) = s {
-                scores.push((s, c.header.clone()));
-            }
+            v.says(&mut scores, &c.header, &val, Says::FlagAndScore(f, s));
         }
     }
 
