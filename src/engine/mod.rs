@@ -239,13 +239,9 @@ impl Engine {
             let Some(req) = d.filter else { break d };
             ran.push(req.id);
             let settings = &self.system.settings;
-            let outcome = if sp.size > settings.filter_size_limit {
-                Err(format!(
-                    "message of {} bytes over filter_size_limit {}",
-                    sp.size, settings.filter_size_limit
-                ))
-            } else {
-                run_filter(&md, flight, &tmp, &sp, &env, who, settings, &req.argv)
+            let outcome = match over_filter_size(&sp, settings) {
+                Some(why) => Err(why),
+                None => run_filter(&md, flight, &tmp, &sp, &env, who, settings, &req.argv),
             };
             match outcome {
                 Ok((t, s)) => {
@@ -626,30 +622,17 @@ impl Engine {
             };
             ran.push(req.id);
             let settings = &self.system.settings;
-            let result = match &spool {
-                _ if spooled.size > settings.filter_size_limit => format!(
-                    "skipped: message of {} bytes over filter_size_limit {}",
-                    spooled.size, settings.filter_size_limit
-                ),
-                None => "not run: --test runs filters only with --run-filters; \
+            let result = match (&spool, over_filter_size(&spooled, settings)) {
+                (_, Some(why)) => format!("skipped: {why}"),
+                (None, None) => "not run: --test runs filters only with --run-filters; \
                          the rules go on with the message unchanged"
                     .to_string(),
-                Some(f) => {
-                    let limits = program::Limits {
-                        time: settings.program_time_limit,
-                        output: settings.filter_output_limit,
-                    };
+                (Some(f), None) => {
                     let mut out =
                         unnamed_tmp().map_err(|e| Failure::from_io("a temporary file", &e))?;
-                    let argv = &req.argv;
-                    let got = program::filter(
-                        argv,
-                        &program::ProgramEnv::new(&envelope, who),
-                        f,
-                        &limits,
-                        &mut |r: &mut dyn Read| message::read(r, &settings.limits, &mut out),
-                    );
-                    match filter_result(got, &spooled) {
+                    let got =
+                        filter_into(&req.argv, f, &mut out, &spooled, &envelope, who, settings);
+                    match got {
                         Ok(s) => {
                             spooled = s;
                             spool = Some(out);
@@ -848,23 +831,47 @@ fn run_filter<'m, 'f>(
     argv: &[String],
 ) -> Result<(Tracked<'m, 'f>, Spooled), String> {
     let mut out = Tracked::create(md, flight).map_err(|f| f.to_string())?;
+    let input = md.reopen_tmp(tmp.tmp()).map_err(|f| f.to_string())?;
+    let s = filter_into(argv, &input, out.file(), sp, env, who, settings)?;
+    Ok((out, s))
+}
+
+/// Why a message is not filtered because of its size, if it is not
+/// (`filter_size_limit`).
+fn over_filter_size(sp: &Spooled, settings: &crate::policy::rules::Settings) -> Option<String> {
+    (sp.size > settings.filter_size_limit).then(|| {
+        format!(
+            "message of {} bytes over filter_size_limit {}",
+            sp.size, settings.filter_size_limit
+        )
+    })
+}
+
+/// Runs the filter `argv` on `input` (the message `sp`) within the
+/// settings' limits, its output spooled into `out` (`message::read`):
+/// the new message, or why the original goes on (`filter_result`).
+/// Delivery and `--test --run-filters` both filter through here.
+fn filter_into(
+    argv: &[String],
+    input: &std::fs::File,
+    out: &mut std::fs::File,
+    sp: &Spooled,
+    env: &Envelope,
+    who: &Recipient,
+    settings: &crate::policy::rules::Settings,
+) -> Result<Spooled, String> {
     let limits = program::Limits {
         time: settings.program_time_limit,
         output: settings.filter_output_limit,
     };
-    let input = md.reopen_tmp(tmp.tmp()).map_err(|f| f.to_string())?;
-    let got = {
-        let file = out.file();
-        program::filter(
-            argv,
-            &program::ProgramEnv::new(env, who),
-            &input,
-            &limits,
-            &mut |r: &mut dyn Read| message::read(r, &settings.limits, &mut *file),
-        )
-    };
-    let s = filter_result(got, sp)?;
-    Ok((out, s))
+    let got = program::filter(
+        argv,
+        &program::ProgramEnv::new(env, who),
+        input,
+        &limits,
+        &mut |r: &mut dyn Read| message::read(r, &settings.limits, &mut *out),
+    );
+    filter_result(got, sp)
 }
 
 /// Writes the edited copy of the message into a new tracked tmp/ file:
