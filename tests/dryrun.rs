@@ -305,16 +305,6 @@ fn test_mode_fails_only_when_rules_cannot_load() {
     );
 }
 
-fn check(h: &Home, args: &[&str]) -> Run {
-    let mut c = std::process::Command::new(BIN);
-    c.arg("check").args(args).env_clear();
-    if is_root() {
-        use std::os::unix::process::CommandExt;
-        c.uid(h.uid).gid(h.gid);
-    }
-    run_cmd(c, b"")
-}
-
 #[test]
 fn check_reports_each_kind_of_error_compiler_style() {
     let h = Home::new();
@@ -347,7 +337,7 @@ fn check_reports_each_kind_of_error_compiler_style() {
     ];
     for (text, want) in cases {
         let p = h.file("bad.toml", text);
-        let r = check(&h, &["--rules", p.to_str().unwrap()]);
+        let r = h.check(&["--rules", p.to_str().unwrap()]);
         assert_eq!(r.code, 1, "{text}");
         let first = r.stdout.lines().next().unwrap_or("");
         assert!(
@@ -355,17 +345,14 @@ fn check_reports_each_kind_of_error_compiler_style() {
             "{text:?}\nwant {want}\ngot  {first}"
         );
     }
-    let r = check(
-        &h,
-        &[
-            "--quiet",
-            "--rules",
-            h.file("bad.toml", "[x]\n").to_str().unwrap(),
-        ],
-    );
+    let r = h.check(&[
+        "--quiet",
+        "--rules",
+        h.file("bad.toml", "[x]\n").to_str().unwrap(),
+    ]);
     assert_eq!((r.code, r.stdout.as_str()), (1, ""));
     let good = h.file("good.toml", RULES);
-    let r = check(&h, &["--rules", good.to_str().unwrap()]);
+    let r = h.check(&["--rules", good.to_str().unwrap()]);
     assert_eq!((r.code, r.stdout.as_str()), (0, ""), "{}", r.stderr);
 }
 
@@ -374,27 +361,21 @@ fn check_flags_a_user_file_with_bad_mode() {
     let h = Home::new();
     h.user("[spam]\njunk_threshold = 6.0\n");
     let sys = h.file("sys.toml", RULES);
-    let r = check(
-        &h,
-        &[
-            "--rules",
-            sys.to_str().unwrap(),
-            "--user-rules",
-            h.user_rules.to_str().unwrap(),
-        ],
-    );
+    let r = h.check(&[
+        "--rules",
+        sys.to_str().unwrap(),
+        "--user-rules",
+        h.user_rules.to_str().unwrap(),
+    ]);
     assert_eq!(r.code, 0, "{}", r.stdout);
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&h.user_rules, fs::Permissions::from_mode(0o666)).unwrap();
-    let r = check(
-        &h,
-        &[
-            "--rules",
-            sys.to_str().unwrap(),
-            "--user-rules",
-            h.user_rules.to_str().unwrap(),
-        ],
-    );
+    let r = h.check(&[
+        "--rules",
+        sys.to_str().unwrap(),
+        "--user-rules",
+        h.user_rules.to_str().unwrap(),
+    ]);
     assert_eq!(r.code, 1);
     assert!(
         r.stdout
@@ -403,15 +384,12 @@ fn check_flags_a_user_file_with_bad_mode() {
         r.stdout
     );
     h.user("[spam]\nvirus = \"junk\"\n");
-    let r = check(
-        &h,
-        &[
-            "--rules",
-            sys.to_str().unwrap(),
-            "--user-rules",
-            h.user_rules.to_str().unwrap(),
-        ],
-    );
+    let r = h.check(&[
+        "--rules",
+        sys.to_str().unwrap(),
+        "--user-rules",
+        h.user_rules.to_str().unwrap(),
+    ]);
     assert!(
         r.stdout
             .contains("rules.toml:2:9: 'virus' may only be set in the system file"),
@@ -430,7 +408,7 @@ fn check_reads_the_running_users_own_file_by_default() {
     // password entry: only exercise the default path when it is absent.
     let h = Home::new();
     let sys = h.file("sys.toml", "");
-    let r = check(&h, &["--rules", sys.to_str().unwrap()]);
+    let r = h.check(&["--rules", sys.to_str().unwrap()]);
     assert_eq!((r.code, r.stdout.as_str()), (0, ""), "{}", r.stderr);
 }
 
@@ -455,7 +433,7 @@ fn check_flags_map_results_delivery_cannot_honour() {
             re.display()
         ),
     );
-    let r = check(&h, &["--rules", rules.to_str().unwrap()]);
+    let r = h.check(&["--rules", rules.to_str().unwrap()]);
     assert_eq!(r.code, 1);
     let lines: Vec<&str> = r.stdout.lines().collect();
     let expect = [
@@ -511,7 +489,7 @@ fn check_warns_about_conditional_deferrals_in_maps() {
             re.display()
         ),
     );
-    let r = check(&h, &["--rules", rules.to_str().unwrap()]);
+    let r = h.check(&["--rules", rules.to_str().unwrap()]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     let lines: Vec<&str> = r.stdout.lines().collect();
     let expect = [

@@ -433,17 +433,6 @@ fn replay_exit_status_for_usage_and_rules_that_do_not_load() {
     assert!(r.stdout.contains("user IGNORED: "), "{}", r.stdout);
 }
 
-fn check(h: &Home, args: &[&str]) -> Run {
-    let mut c = std::process::Command::new(BIN);
-    c.arg("check").args(args).env_clear();
-    if is_root() {
-        // As the user: as root, check writes the system caches.
-        use std::os::unix::process::CommandExt;
-        c.uid(h.uid).gid(h.gid);
-    }
-    run_cmd(c, b"")
-}
-
 #[test]
 fn check_prints_a_one_line_summary_when_all_is_well() {
     let h = Home::new();
@@ -467,20 +456,20 @@ fn check_prints_a_one_line_summary_when_all_is_well() {
         "--user-rules",
         h.user_rules.to_str().unwrap(),
     ];
-    let r = check(&h, &args);
+    let r = h.check(&args);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(r.stderr, "ok: 2 files, 5 rules, 2 tables, 0 warnings\n");
     assert_eq!(r.stdout, "");
-    let r = check(&h, &["--rules", sys.to_str().unwrap()]);
+    let r = h.check(&["--rules", sys.to_str().unwrap()]);
     assert_eq!(r.stderr, "ok: 1 file, 4 rules, 2 tables, 0 warnings\n");
     // Quiet: nothing at all.
     let mut quiet = vec!["--quiet"];
     quiet.extend_from_slice(&args);
-    let r = check(&h, &quiet);
+    let r = h.check(&quiet);
     assert_eq!((r.code, r.stdout.as_str(), r.stderr.as_str()), (0, "", ""));
     // A problem: its line as before, and no summary.
     h.user("[[rule]]\nheader = \n");
-    let r = check(&h, &args);
+    let r = h.check(&args);
     assert_eq!(r.code, 1);
     assert!(r.stdout.contains("rules.toml:2:"), "{}", r.stdout);
     assert!(!r.stderr.contains("ok:"), "{}", r.stderr);

@@ -117,6 +117,17 @@ impl Home {
         self
     }
 
+    /// `deliver check ARGS` in an empty environment, as the test's user
+    /// when the tests run as root (as root, check writes the system caches).
+    pub fn check(&self, args: &[&str]) -> Run {
+        let mut c = Command::new(BIN);
+        c.arg("check").args(args).env_clear();
+        if is_root() {
+            c.uid(self.uid).gid(self.gid);
+        }
+        run_cmd(c, b"")
+    }
+
     /// Writes `text` as the user's rules, runs `deliver check` on it, which
     /// must find a problem (exit 1), and returns what it printed.
     pub fn check_fails(&self, text: &str) -> String {
