@@ -192,7 +192,11 @@ impl Client {
     }
 
     fn connect_to(sock: &Path) -> Client {
-        let s = UnixStream::connect(sock).unwrap();
+        Client::greeted(UnixStream::connect(sock).unwrap())
+    }
+
+    /// A client on a connected socket, once the service greeted it.
+    fn greeted(s: UnixStream) -> Client {
         s.set_read_timeout(Some(PATIENCE)).unwrap();
         let mut c = Client {
             r: BufReader::new(s.try_clone().unwrap()),
@@ -618,42 +622,63 @@ fn a_full_disk_defers_that_recipient_alone_and_the_service_serves_on() {
 fn out_of_descriptors_defers_and_the_service_serves_on() {
     let site = Site::new();
     site.template_rules();
-    // Few descriptors: the sessions below take them all.
-    let svc = Service::start_with(&site, &[], |c| unsafe {
-        c.pre_exec(|| {
-            let lim = nix::libc::rlimit {
-                rlim_cur: 24,
-                rlim_max: 24,
-            };
-            nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &lim);
-            Ok(())
-        });
-    });
+    let svc = Service::start(&site, &[]);
     let mut c = Client::connect(&site);
     assert!(c.cmd("LHLO x").starts_with("250"));
     assert!(c.cmd("MAIL FROM:<a@b>").starts_with("250"));
     assert!(c.cmd("RCPT TO:<fd@example.com>").starts_with("250"));
     assert!(c.cmd("DATA").starts_with("354"));
-    // Idle sessions take the rest of the descriptors (each takes three:
-    // the socket and the session's two clones). Sessions the service
-    // could not accept wait in the backlog.
-    let mut idle = Vec::new();
-    for _ in 0..12 {
-        if let Ok(s) = UnixStream::connect(site.socket()) {
-            idle.push(s);
-        }
-    }
-    std::thread::sleep(Duration::from_millis(300));
     c.send(message("fd").as_bytes());
+    // The service's descriptor limit becomes what it has open now: every
+    // further open(2), accept(2) or socket(2) fails with EMFILE. Set on
+    // the running process, so the test does not depend on how many
+    // descriptors the service happened to start with.
+    let open_now = || {
+        fs::read_dir(format!("/proc/{}/fd", svc.pid()))
+            .unwrap()
+            .count()
+    };
+    // prlimit(1) runs as the service's user: root may not change the
+    // limits of another user's process here.
+    let set_limit = |n: u64| {
+        let mut p = Command::new("prlimit");
+        p.arg(format!("--pid={}", svc.pid()))
+            .arg(format!("--nofile={n}:4096"));
+        if is_root() {
+            p.uid(site.uid).gid(site.gid);
+        }
+        let out = p.output().unwrap();
+        assert!(out.status.success(), "prlimit: {out:?}");
+    };
+    // Let the service read what was sent, so its count is settled.
+    std::thread::sleep(Duration::from_millis(200));
+    let n = open_now() as u64;
+    set_limit(n);
+    // A session that arrives now waits in the backlog.
+    let waiting = UnixStream::connect(site.socket()).unwrap();
     c.send(b".\r\n");
     let r = c.reply();
     assert!(r.starts_with("451 4.3.0") || r.starts_with("45"), "{r}");
-    drop(idle);
-    // With descriptors back, the same recipient is served.
-    let mut c2 = Client::connect(&site);
-    let (_, after) = c2.transaction(&["fd@example.com"], &message("fd"));
+    assert!(site
+        .new_files(&site.maildir("example.com", "fd"))
+        .is_empty());
+    // With descriptors back, the waiting session is served, and so is
+    // the same recipient.
+    set_limit(4096);
+    let mut waiting = Client::greeted(waiting);
+    let (_, after) = waiting.transaction(&["fd@example.com"], &message("fd"));
     assert!(after[0].starts_with("250"), "{after:?} {}", svc.log_text());
-    assert_eq!(site.new_files(&site.maildir("example.com", "fd")).len(), 1);
+    let (_, after) = c.transaction(&["fd@example.com"], &message("fd2"));
+    assert!(after[0].starts_with("250"), "{after:?} {}", svc.log_text());
+    assert_eq!(site.new_files(&site.maildir("example.com", "fd")).len(), 2);
+    // The failure's warning line names the recipient and the session.
+    let log = svc.log_text();
+    assert!(
+        log.lines().any(|l| l.starts_with("deliver: warning: 4.")
+            && l.contains("Too many open files")
+            && l.contains("(to=<fd@example.com> session=")),
+        "{log}"
+    );
 }
 
 #[test]

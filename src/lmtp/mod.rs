@@ -61,50 +61,48 @@ pub struct ServeOptions {
     pub log_stderr: bool,
 }
 
-/// A session's connection.
+/// A session's connection. Its reader, its writer and the stop pass
+/// share it, and with it one descriptor: a session takes one descriptor,
+/// not one per user.
+#[derive(Debug, Clone)]
+pub struct Stream(Arc<Socket>);
+
 #[derive(Debug)]
-pub enum Stream {
+enum Socket {
     Unix(UnixStream),
     Tcp(TcpStream),
 }
 
 impl Stream {
-    fn try_clone(&self) -> io::Result<Stream> {
-        Ok(match self {
-            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
-            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
-        })
-    }
-
     fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        match self {
-            Stream::Unix(s) => s.set_read_timeout(d),
-            Stream::Tcp(s) => s.set_read_timeout(d),
+        match &*self.0 {
+            Socket::Unix(s) => s.set_read_timeout(d),
+            Socket::Tcp(s) => s.set_read_timeout(d),
         }
     }
 
     fn shutdown_read(&self) {
-        let _ = match self {
-            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Read),
-            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Read),
+        let _ = match &*self.0 {
+            Socket::Unix(s) => s.shutdown(std::net::Shutdown::Read),
+            Socket::Tcp(s) => s.shutdown(std::net::Shutdown::Read),
         };
     }
 }
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.read(buf),
-            Stream::Tcp(s) => s.read(buf),
+        match &*self.0 {
+            Socket::Unix(s) => (&mut &*s).read(buf),
+            Socket::Tcp(s) => (&mut &*s).read(buf),
         }
     }
 }
 
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.write(buf),
-            Stream::Tcp(s) => s.write(buf),
+        match &*self.0 {
+            Socket::Unix(s) => (&mut &*s).write(buf),
+            Socket::Tcp(s) => (&mut &*s).write(buf),
         }
     }
 
@@ -120,14 +118,14 @@ enum Listener {
 
 impl Listener {
     fn accept(&self) -> io::Result<Stream> {
-        Ok(match self {
-            Listener::Unix(l, _) => Stream::Unix(l.accept()?.0),
+        Ok(Stream(Arc::new(match self {
+            Listener::Unix(l, _) => Socket::Unix(l.accept()?.0),
             Listener::Tcp(l) => {
                 let s = l.accept()?.0;
                 let _ = s.set_nodelay(true);
-                Stream::Tcp(s)
+                Socket::Tcp(s)
             }
-        })
+        })))
     }
 
     fn set_nonblocking(&self) -> io::Result<()> {
@@ -419,7 +417,7 @@ impl Shared {
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             engine.deliver_to(input, &flags, who, &target, &inflight::untimed())
         }));
-        match out {
+        let r = match out {
             Ok(o) => {
                 gen.engines.lock().unwrap().push(engine);
                 match o {
@@ -429,7 +427,13 @@ impl Shared {
             }
             // The engine is dropped: a panic may have left it half done.
             Err(_) => Err(Failure::internal("deliver: internal error (see the log)")),
+        };
+        // Exec mode's warning line of a failure, which names the recipient
+        // and the session here: a service has one process ID for all.
+        if let Err(f) = &r {
+            self.warn(&failure_line(f, rcpt, session));
         }
+        r
     }
 
     /// Exec mode in a child, as the user: `deliver -d USER -f SENDER -a
@@ -506,6 +510,12 @@ impl Shared {
             }
         }
     }
+}
+
+/// The warning line of a recipient's failed delivery (after `warning: `):
+/// `STATUS TEXT (to=<RCPT> session=ID)`; `deliver report` reads it back.
+fn failure_line(f: &Failure, rcpt: &str, session: &str) -> String {
+    format!("{f} (to=<{rcpt}> session={session})")
 }
 
 /// The reply for one recipient after DATA.
@@ -666,18 +676,16 @@ pub fn serve(opts: ServeOptions) -> Result<(), Failure> {
 
 fn run_session(shared: &Shared, n: u64, id: String, stream: Stream) {
     let busy = Arc::new(AtomicBool::new(false));
-    if let Ok(s) = stream.try_clone() {
-        shared
-            .registry
-            .lock()
-            .unwrap()
-            .insert(n, (s, Arc::clone(&busy)));
-    }
+    shared
+        .registry
+        .lock()
+        .unwrap()
+        .insert(n, (stream.clone(), Arc::clone(&busy)));
     // Written after the listener stopped: the stop pass may have missed it.
     if shared.stopping() {
         stream.shutdown_read();
     }
-    let r = session::Session::new(shared, id.clone(), stream, busy).and_then(|s| s.run());
+    let r = session::Session::new(shared, id.clone(), stream, busy).run();
     if let Err(e) = r {
         if !matches!(
             e.kind(),

@@ -77,15 +77,10 @@ fn clean_address(a: &str) -> Option<String> {
 }
 
 impl<'s> Session<'s> {
-    pub fn new(
-        shared: &'s Shared,
-        id: String,
-        stream: Stream,
-        busy: Arc<AtomicBool>,
-    ) -> io::Result<Self> {
-        let r = BufReader::with_capacity(64 * 1024, stream.try_clone()?);
-        let w = BufWriter::with_capacity(8 * 1024, stream.try_clone()?);
-        Ok(Session {
+    pub fn new(shared: &'s Shared, id: String, stream: Stream, busy: Arc<AtomicBool>) -> Self {
+        let r = BufReader::with_capacity(64 * 1024, stream.clone());
+        let w = BufWriter::with_capacity(8 * 1024, stream.clone());
+        Session {
             shared,
             id,
             stream,
@@ -94,7 +89,7 @@ impl<'s> Session<'s> {
             lhlo: false,
             txn: None,
             busy,
-        })
+        }
     }
 
     fn reply(&mut self, line: &str) -> io::Result<()> {

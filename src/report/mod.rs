@@ -155,9 +155,10 @@ pub struct Summary {
     /// Per hour (stamp / 3600) of timestamped lines: counts per `COLUMNS`.
     pub hours: HashMap<i64, [u64; COLUMNS]>,
     /// The status of the last reject or defer line of each process (0
-    /// without a process ID), to tell the warning line deliver writes
-    /// after it (the same status) from a failure of its own.
-    pending: HashMap<u32, Box<str>>,
+    /// without a process ID) and LMTP session (empty in exec mode), to
+    /// tell the warning line deliver writes after it (the same status)
+    /// from a failure of its own.
+    pending: HashMap<(u32, Box<str>), Box<str>>,
 }
 
 impl Summary {
@@ -237,12 +238,12 @@ impl Summary {
             return;
         }
         self.lines.other += 1;
-        if let Some(status) = parse::failure(text) {
-            let pid = pid.unwrap_or(0);
-            if self.pending.get(&pid).is_some_and(|s| **s == *status) {
-                self.pending.remove(&pid);
+        if let Some(f) = parse::failure(text) {
+            let key = (pid.unwrap_or(0), Box::from(f.session.unwrap_or("")));
+            if self.pending.get(&key).is_some_and(|s| **s == *f.status) {
+                self.pending.remove(&key);
             } else {
-                self.failures.add(status, 1);
+                self.failures.add(f.status, 1);
             }
         }
     }
@@ -266,7 +267,8 @@ impl Summary {
             _ => {}
         }
         if let Some(s) = d.status.and_then(crate::output::text::decode_log_value) {
-            self.pending.insert(pid, s.into());
+            let session = d.session.unwrap_or("");
+            self.pending.insert((pid, session.into()), s.into());
         }
         if let Some(s) = d.score {
             let b = SCORE_BOUNDS
@@ -489,6 +491,21 @@ mod tests {
         assert_eq!(s.deferrals.get("4.7.1 later"), 1);
         assert_eq!(s.failures.top(10), [("4.2.2 mailbox full", 1)]);
         assert_eq!((s.lines.delivery, s.lines.other), (2, 3));
+    }
+
+    #[test]
+    fn lmtp_failure_echo_is_told_apart_by_session() {
+        // One process, two sessions whose lines interleave.
+        let s = summary(
+            "Dec  3 10:00:00 mx deliver[9]: from=<a@x> to=<u@y> action=reject score=0.00 rule=r status=5.7.1\\sno session=A.1\n\
+             Dec  3 10:00:00 mx deliver[9]: from=<b@x> to=<v@y> action=defer score=0.00 rule=r status=4.7.1\\slater session=A.2\n\
+             Dec  3 10:00:00 mx deliver[9]: warning: 5.7.1 no (to=<u@y> session=A.1)\n\
+             Dec  3 10:00:00 mx deliver[9]: warning: 4.7.1 later (to=<v@y> session=A.2)\n\
+             Dec  3 10:00:01 mx deliver[9]: warning: 4.3.0 out of descriptors (to=<w@y> session=A.3)\n",
+        );
+        assert_eq!(s.rejected_senders.get("a@x"), 1);
+        assert_eq!(s.deferrals.get("4.7.1 later"), 1);
+        assert_eq!(s.failures.top(10), [("4.3.0 out of descriptors", 1)]);
     }
 
     #[test]

@@ -123,6 +123,8 @@ pub struct Delivery<'a> {
     pub score: Option<f64>,
     pub rule: &'a str,
     pub status: Option<&'a str>,
+    /// `session=` (the LMTP service's lines).
+    pub session: Option<&'a str>,
 }
 
 /// `v` when it decodes.
@@ -163,6 +165,7 @@ pub fn delivery(text: &str) -> Option<Delivery<'_>> {
             "rule" => 16,
             "status" => 32,
             "size" => 64,
+            "session" => 128,
             "folder" => 0,
             "" => return None,
             _ => continue,
@@ -178,6 +181,7 @@ pub fn delivery(text: &str) -> Option<Delivery<'_>> {
             "score" => d.score = Some(v.parse().ok().filter(|s: &f64| s.is_finite())?),
             "rule" => d.rule = value(v)?,
             "status" => d.status = Some(value(v)?),
+            "session" => d.session = Some(value(v)?),
             "size" => {
                 v.parse::<u64>().ok()?;
             }
@@ -187,9 +191,19 @@ pub fn delivery(text: &str) -> Option<Delivery<'_>> {
     (seen & 4 != 0 && !d.action.is_empty()).then_some(d)
 }
 
-/// The status line of a failure that deliver logged as a warning
-/// (`warning: 4.2.2 text`): `4.2.2 text`. `None` for other warnings.
-pub fn failure(text: &str) -> Option<&str> {
+/// A failure that deliver logged as a warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failure<'a> {
+    /// `4.2.2 text`.
+    pub status: &'a str,
+    /// The LMTP session (`deliver lmtp` adds `(to=<RCPT> session=ID)`).
+    pub session: Option<&'a str>,
+}
+
+/// The failure of a warning line: `warning: 4.2.2 text` (exec mode) or
+/// `warning: 4.2.2 text (to=<rcpt> session=ID)` (the LMTP service). `None`
+/// for other warnings.
+pub fn failure(text: &str) -> Option<Failure<'_>> {
     let s = text.strip_prefix("warning: ")?;
     let b = s.as_bytes();
     let code_end = memchr::memchr(b' ', b).unwrap_or(b.len());
@@ -198,7 +212,24 @@ pub fn failure(text: &str) -> Option<&str> {
     let ok = matches!(class, "2" | "4" | "5")
         && parts.clone().count() == 2
         && parts.all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|c| c.is_ascii_digit()));
-    ok.then_some(s)
+    if !ok {
+        return None;
+    }
+    let lmtp = s.strip_suffix(')').and_then(|r| {
+        let (status, tail) = r.rsplit_once(" (to=<")?;
+        let (_, session) = tail.rsplit_once("> session=")?;
+        (!session.is_empty() && !session.contains(' ')).then_some((status, session))
+    });
+    Some(match lmtp {
+        Some((status, session)) => Failure {
+            status,
+            session: Some(session),
+        },
+        None => Failure {
+            status: s,
+            session: None,
+        },
+    })
 }
 
 #[cfg(test)]
@@ -299,11 +330,29 @@ mod tests {
 
     #[test]
     fn failures() {
+        let exec = |status| {
+            Some(Failure {
+                status,
+                session: None,
+            })
+        };
         assert_eq!(
             failure("warning: 4.2.2 mailbox full"),
-            Some("4.2.2 mailbox full")
+            exec("4.2.2 mailbox full")
         );
-        assert_eq!(failure("warning: 5.7.1"), Some("5.7.1"));
+        assert_eq!(failure("warning: 5.7.1"), exec("5.7.1"));
+        assert_eq!(
+            failure("warning: 4.3.0 out of (descriptors) (to=<a b@x> session=6B1.2)"),
+            Some(Failure {
+                status: "4.3.0 out of (descriptors)",
+                session: Some("6B1.2"),
+            })
+        );
+        // Not the service's suffix: all of it is the status line.
+        assert_eq!(
+            failure("warning: 4.3.0 x (to=<a> session=)"),
+            exec("4.3.0 x (to=<a> session=)")
+        );
         for no in [
             "warning: ignoring user rules",
             "4.2.2 x",
