@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # W1 over LMTP: `deliver lmtp` (release build, W1's rules) against
 # dovecot-lmtp (W1's Sieve script, folders autocreated) at 1 and 4
-# sessions, both driven by benches/lmtp_driver.py; exec-mode deliver and
+# sessions, both driven by benches/lmtp_driver.rs; exec-mode deliver and
 # safecat (one process per message, spawnloop); and the durable floor
 # ($SHARED_BENCH/durable_floor.py) at 1 and 4 writers. All in one run on one
 # file system, ROUNDS times in turn; the summary gives medians (and ranges)
@@ -54,7 +54,9 @@ bench_workdir "$work"
 bench_user_setup
 corpus=$work/corpus
 bench_corpus "$corpus" "$count" 1
-driver=$BENCH_REPO/benches/lmtp_driver.py
+# The client: in Rust, so that it takes little of the CPU the services share.
+(cd "$BENCH_REPO" && cargo build --release -q --example lmtp_driver) || die "cannot build the LMTP driver"
+driver=$BENCH_REPO/target/release/examples/lmtp_driver
 # The warm-up before each timed run: processes started, rules loaded.
 head -n 50 "$corpus/list.txt" >"$work/warm.txt"
 declare -A RATE=() CPUS=() SYS=()
@@ -117,9 +119,9 @@ run_deliver_lmtp() {
     svc_pid=$(pgrep -n -u "$BENCH_USER" -x deliver)
     # Every reply must be 2xx (the driver fails otherwise); W1's rules
     # discard some messages, so the files are fewer than the messages.
-    python3 "$driver" "$sock" "$work/warm.txt" --sessions "$k" --rcpt warm@example.test >/dev/null
+    "$driver" "$sock" "$work/warm.txt" --sessions "$k" --rcpt warm@example.test >/dev/null
     sync
-    record "deliver-lmtp-$k" "$(python3 "$driver" "$sock" "$corpus/list.txt" --sessions "$k" --rcpt alice@example.test --pid "$svc_pid")"
+    record "deliver-lmtp-$k" "$("$driver" "$sock" "$corpus/list.txt" --sessions "$k" --rcpt alice@example.test --pid "$svc_pid")"
     kill -TERM "$svc_pid"; wait "$pid" || true
     svc_pid=""
 }
@@ -181,9 +183,9 @@ dc_pid=$(cat "$dc/run/master.pid")
 run_dovecot_lmtp() {
     local k=$1
     retire "$dc/home/alice/Maildir" "$dc/home/warm/Maildir"
-    python3 "$driver" "$dc_sock" "$work/warm.txt" --sessions "$k" --rcpt warm@example.test >/dev/null
+    "$driver" "$dc_sock" "$work/warm.txt" --sessions "$k" --rcpt warm@example.test >/dev/null
     sync
-    record "dovecot-lmtp-$k" "$(python3 "$driver" "$dc_sock" "$corpus/list.txt" --sessions "$k" --rcpt alice@example.test --pid "$dc_pid")"
+    record "dovecot-lmtp-$k" "$("$driver" "$dc_sock" "$corpus/list.txt" --sessions "$k" --rcpt alice@example.test --pid "$dc_pid")"
 }
 
 # Exec mode, one process per message (W1's peers set-up).
