@@ -102,7 +102,6 @@ fn cpu(root: Option<u32>) -> (f64, f64) {
     (u as f64 / hz, s as f64 / hz)
 }
 
-
 /// This process's own (user, system) CPU seconds.
 fn own_cpu() -> (f64, f64) {
     // SAFETY: getrusage writes the struct it is given.
@@ -177,7 +176,10 @@ fn main() {
     let (mut sessions, mut rcpt, mut pid) = (1usize, "alice@example.test".to_string(), None);
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
-        let mut val = || it.next().unwrap_or_else(|| die(&format!("{a} needs a value")));
+        let mut val = || {
+            it.next()
+                .unwrap_or_else(|| die(&format!("{a} needs a value")))
+        };
         match a.as_str() {
             "--sessions" => sessions = val().parse().unwrap_or_else(|_| die("bad --sessions")),
             "--rcpt" => rcpt = val(),
@@ -203,7 +205,8 @@ fn main() {
     let errors = Arc::new(Mutex::new(Vec::new()));
     let threads: Vec<_> = (0..sessions)
         .map(|k| {
-            let (msgs, start, errors) = (Arc::clone(&msgs), Arc::clone(&start), Arc::clone(&errors));
+            let (msgs, start, errors) =
+                (Arc::clone(&msgs), Arc::clone(&start), Arc::clone(&errors));
             let (addr, envelope) = (addr.clone(), envelope.clone());
             std::thread::spawn(move || {
                 let s = Session::open(&addr);
@@ -230,7 +233,11 @@ fn main() {
     let (c1, o1) = (cpu(pid), own_cpu());
     let errors = errors.lock().unwrap();
     if !errors.is_empty() {
-        eprintln!("ERRORS: {}: {:?}", errors.len(), &errors[..errors.len().min(3)]);
+        eprintln!(
+            "ERRORS: {}: {:?}",
+            errors.len(),
+            &errors[..errors.len().min(3)]
+        );
         std::process::exit(1);
     }
     let n = msgs.len() as f64;
@@ -239,7 +246,10 @@ fn main() {
     let service = match pid {
         Some(_) => {
             let (u, s) = (ms(c1.0, c0.0), ms(c1.1, c0.1));
-            format!(", service CPU {:.3} ms/msg (user {u:.3}, system {s:.3})", u + s)
+            format!(
+                ", service CPU {:.3} ms/msg (user {u:.3}, system {s:.3})",
+                u + s
+            )
         }
         None => String::new(),
     };
