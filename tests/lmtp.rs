@@ -719,6 +719,38 @@ fn rules_reload_on_change_and_a_broken_file_keeps_the_old_rules() {
 }
 
 #[test]
+fn a_changed_address_table_is_picked_up_by_the_next_transaction() {
+    let site = Site::new();
+    // The system file's friends table, looked up with From's address.
+    let friends = site.path("friends");
+    fs::write(&friends, "nobody@example.net OK\n").unwrap();
+    site.rules(&format!(
+        "[[rule]]\nname = \"friends\"\naddress = {{ header = \"From\", table = \"texthash:{}\" }}\nfolder = \"Friends\"\n\n[lmtp]\nmailbox = \"{}/vmail/%d/%n/Maildir\"\n",
+        friends.display(),
+        site.dir.path().display()
+    ));
+    let svc = Service::start(&site, &[]);
+    let mut c = Client::connect(&site);
+    let md = site.maildir("x.test", "f");
+    let (_, after) = c.transaction(&["f@x.test"], &message("one"));
+    assert!(after[0].starts_with("250"), "{after:?} {}", svc.log_text());
+    assert_eq!(site.new_files(&md).len(), 1, "{}", svc.log_text());
+    // The sender becomes a friend: the next transaction sees it.
+    let tmp = site.path("friends.new");
+    fs::write(&tmp, "nobody@example.net OK\na@example.org OK\n").unwrap();
+    fs::rename(&tmp, &friends).unwrap();
+    let (_, after) = c.transaction(&["f@x.test"], &message("two"));
+    assert!(after[0].starts_with("250"), "{after:?}");
+    assert_eq!(site.new_files(&md).len(), 1);
+    assert_eq!(
+        site.new_files(&md.join(".Friends")).len(),
+        1,
+        "{}",
+        svc.log_text()
+    );
+}
+
+#[test]
 fn sigterm_finishes_the_open_transaction_and_closes_idle_sessions() {
     let site = Site::new();
     site.template_rules();

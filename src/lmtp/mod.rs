@@ -290,7 +290,14 @@ impl Shared {
         for f in config.files.iter().skip(1) {
             files.push((f.clone(), config::identity(f)));
         }
-        for t in engine.system().access.tables() {
+        // The tables of `[access]` and of `address` conditions.
+        let system = engine.system();
+        let mut tables: Vec<&dyn crate::policy::maps::Table> =
+            system.access.tables().map(|t| &**t).collect();
+        for r in &system.rules {
+            r.cond.tables(&mut tables);
+        }
+        for t in tables {
             for f in config::table_files(t.spec()) {
                 let id = config::identity(&f);
                 files.push((f, id));

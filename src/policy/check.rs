@@ -58,11 +58,12 @@ impl Report {
         self.rules += layer.rules.len();
         self.tables
             .extend(layer.access.tables().map(|t| t.spec().to_string()));
-        let mut specs = Vec::new();
+        let mut tables = Vec::new();
         for r in &layer.rules {
-            r.cond.table_specs(&mut specs);
+            r.cond.tables(&mut tables);
         }
-        self.tables.extend(specs.into_iter().map(str::to_string));
+        self.tables
+            .extend(tables.into_iter().map(|t| t.spec().to_string()));
     }
 }
 

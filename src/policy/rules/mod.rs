@@ -213,16 +213,16 @@ pub enum Cond {
 }
 
 impl Cond {
-    /// The specs of the tables this condition looks addresses up in.
-    pub fn table_specs<'a>(&'a self, out: &mut Vec<&'a str>) {
+    /// The tables this condition looks addresses up in.
+    pub fn tables<'a>(&'a self, out: &mut Vec<&'a dyn Table>) {
         match self {
             Cond::Address(a) => {
-                if let AddressTest::Table(_, spec) = &a.test {
-                    out.push(spec);
+                if let AddressTest::Table(t, _) = &a.test {
+                    out.extend(t.iter().map(|t| &**t));
                 }
             }
-            Cond::All(v) | Cond::Any(v) => v.iter().for_each(|c| c.table_specs(out)),
-            Cond::Not(c) => c.table_specs(out),
+            Cond::All(v) | Cond::Any(v) => v.iter().for_each(|c| c.tables(out)),
+            Cond::Not(c) => c.tables(out),
             _ => {}
         }
     }
