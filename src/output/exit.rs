@@ -21,7 +21,9 @@
 //!
 //! "By errno": ENOSPC is `4.3.1` (mail system full), EDQUOT `4.2.2`
 //! (mailbox full), EFBIG `4.3.4` (message too big for the system: over
-//! RLIMIT_FSIZE); any other errno, or none, keeps the kind's code.
+//! RLIMIT_FSIZE), EMFILE, ENFILE and ENOMEM `4.3.0` (the system is short
+//! of descriptors or memory); any other errno, or none, keeps the kind's
+//! code.
 //!
 //! Postfix bounces on most other exit codes (EX_CONFIG 78 included), so
 //! nothing an administrator could fix ever maps to anything but 75. A
@@ -111,6 +113,9 @@ fn by_errno(errno: Option<i32>, default: &'static str) -> &'static str {
         Some(nix::libc::EDQUOT) => MAILBOX_FULL,
         // Over the file size limit of the process (RLIMIT_FSIZE).
         Some(nix::libc::EFBIG) => TOO_BIG,
+        // The system is short of descriptors or memory, whatever it was
+        // opening: not the mailbox's fault.
+        Some(nix::libc::EMFILE | nix::libc::ENFILE | nix::libc::ENOMEM) => SYSTEM,
         _ => default,
     }
 }
@@ -355,6 +360,9 @@ mod tests {
         assert_eq!(Failure::mailbox(None, "x").status(), "4.2.0");
         assert_eq!(Failure::mailbox(Some(Errno::EIO), "x").status(), "4.2.0");
         assert_eq!(Failure::mailbox(Some(Errno::ENOSPC), "x").status(), "4.3.1");
+        for e in [Errno::EMFILE, Errno::ENFILE, Errno::ENOMEM] {
+            assert_eq!(Failure::mailbox(Some(e), "x").status(), "4.3.0", "{e}");
+        }
         assert_eq!(Failure::mailbox(Some(Errno::EDQUOT), "x").status(), "4.2.2");
         assert_eq!(Failure::system(Some(Errno::EFBIG), "x").status(), "4.3.4");
         assert_eq!(Failure::system(None, "x").status(), "4.3.0");

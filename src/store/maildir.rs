@@ -305,6 +305,17 @@ pub(crate) fn dir_error(path: &Path, e: DirError) -> String {
     }
 }
 
+/// The failure of a Maildir directory that cannot be opened or created:
+/// `4.2.0` whatever the errno, except when the system is short of
+/// descriptors or memory (`4.3.0`, by the errno).
+fn dir_failure(path: &Path, e: DirError) -> Failure {
+    let short = match e {
+        DirError::Sys(e @ (Errno::EMFILE | Errno::ENFILE | Errno::ENOMEM)) => Some(e),
+        _ => None,
+    };
+    Failure::mailbox(short, dir_error(path, e))
+}
+
 /// An open Maildir.
 #[derive(Debug)]
 pub struct Maildir {
@@ -350,11 +361,8 @@ impl Maildir {
         )
         .map_err(|e| fail(format!("cannot open {}", parent.display()), e))?;
         let (root, created) = open_dir(parent_fd.as_fd(), &name.to_string_lossy(), true)
-            // A Maildir directory that cannot be opened or created is
-            // `4.2.0` whatever the errno (`dir_error` says which).
-            .map_err(|e| Failure::mailbox(None, dir_error(path, e)))?;
-        let sub_error =
-            |sub: &str, e: DirError| Failure::mailbox(None, dir_error(&path.join(sub), e));
+            .map_err(|e| dir_failure(path, e))?;
+        let sub_error = |sub: &str, e: DirError| dir_failure(&path.join(sub), e);
         let (tmp, made_tmp) =
             open_dir(root.as_fd(), "tmp", true).map_err(|e| sub_error("tmp", e))?;
         let (new, made_new) =
