@@ -32,6 +32,11 @@ impl Setup {
     /// A home whose system rules send through the test's sendmail, and
     /// `user` as the user's rules.
     fn new(user: &str) -> Setup {
+        Setup::with_settings(user, "")
+    }
+
+    /// As `new`, with more `[settings]` lines.
+    fn with_settings(user: &str, settings: &str) -> Setup {
         let mut h = Home::new();
         let dir = h._dir.path().join("mta");
         fs::create_dir(&dir).unwrap();
@@ -47,6 +52,7 @@ for a in "$@"; do
     if [ -f "$d/fail-$a" ]; then cat >/dev/null; echo "refused $a" >&2; exit $(cat "$d/fail-$a"); fi
 done
 if [ -f "$d/fail" ]; then cat >/dev/null; echo "queue unavailable" >&2; exit $(cat "$d/fail"); fi
+if [ -f "$d/hang" ]; then echo $$ > "$d/pid"; sleep 60; fi
 n="$d/out/$(date +%s%N).$$"
 {{ printf 'ARGS:'; for a in "$@"; do printf ' [%s]' "$a"; done; echo; cat; }} > "$n.tmp"
 mv "$n.tmp" "$n"
@@ -57,7 +63,7 @@ mv "$n.tmp" "$n"
         .unwrap();
         fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
         h.system(&format!(
-            "[settings]\nsendmail = \"{}\"\n",
+            "[settings]\nsendmail = \"{}\"\n{settings}",
             script.display()
         ));
         h.user(user);
@@ -225,6 +231,43 @@ fn a_refused_forward_defers_unless_a_copy_is_kept() {
     assert_eq!(s.h.count(), 1);
     assert!(r.stderr.contains("failed, a copy is kept"), "{}", r.stderr);
     assert!(log_line(&r).contains("forward=a@x.example:failed"));
+}
+
+#[test]
+fn the_delivery_time_limit_kills_a_hanging_sendmail_too() {
+    // sendmail's own limit is longer than the delivery's: the watchdog
+    // that ends the delivery must end sendmail with it, or the forward
+    // could still go out after the delivery deferred.
+    let s = Setup::with_settings(
+        "[[rule]]\nname = \"all\"\nforward = [\"a@x.example\"]\n",
+        "time_limit = 2\nprogram_time_limit = 60\n",
+    );
+    fs::write(s.dir.join("hang"), "").unwrap();
+    let r = s.run("boss@corp.example", &msg(BOSS, "b\n"));
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    let pid: i32 = fs::read_to_string(s.dir.join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Killed at the end whatever happens, so a failure leaves nothing.
+    struct KillGroup(i32);
+    impl Drop for KillGroup {
+        fn drop(&mut self) {
+            let _ = kill(Pid::from_raw(-self.0), Signal::SIGKILL);
+        }
+    }
+    let _group = KillGroup(pid);
+    // Its process group (sendmail runs in its own) is gone.
+    let start = std::time::Instant::now();
+    while kill(Pid::from_raw(-pid), None).is_ok() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "sendmail's group {pid} still runs after the delivery ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(s.sent().is_empty());
 }
 
 #[test]

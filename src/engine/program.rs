@@ -210,6 +210,22 @@ pub enum PipeOutcome {
 /// The process group of the program running now, or 0.
 static RUNNING: AtomicI32 = AtomicI32::new(0);
 
+/// Marks the process group `pgid` (a child started with
+/// `process_group(0)`) as the program running now, for [`kill_running`],
+/// until the guard is dropped; drop it once the child is reaped.
+pub(crate) fn mark_running(pgid: i32) -> RunningMark {
+    RUNNING.store(pgid, SeqCst);
+    RunningMark(pgid)
+}
+
+pub(crate) struct RunningMark(i32);
+
+impl Drop for RunningMark {
+    fn drop(&mut self) {
+        let _ = RUNNING.compare_exchange(self.0, 0, SeqCst, SeqCst);
+    }
+}
+
 /// Kills the process group of the program running now, if any. For the
 /// delivery's watchdog (`crate::engine::inflight`), which ends the process
 /// without returning here: async-signal-safe, allocates nothing.

@@ -117,6 +117,8 @@ impl Sendmail {
             text: format!("cannot run {prog}: {e}"),
         })?;
         let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+        // The delivery's watchdog kills it too (dropped after the wait).
+        let _running = super::program::mark_running(pgid.as_raw());
         let mut stderr = child.stderr.take().expect("piped");
         let reader = std::thread::spawn(move || {
             let mut kept = Vec::new();
