@@ -258,7 +258,7 @@ impl Summary {
             self.folders.add(f, 1);
         }
         if !d.rule.is_empty() {
-            self.rules.add(d.rule, 1);
+            self.rules.add(&parse::rule_key(d.rule), 1);
         }
         match d.action {
             "reject" => self.rejected_senders.add(d.from, 1),
@@ -491,6 +491,15 @@ mod tests {
         assert_eq!(s.deferrals.get("4.7.1 later"), 1);
         assert_eq!(s.failures.top(10), [("4.2.2 mailbox full", 1)]);
         assert_eq!((s.lines.delivery, s.lines.other), (2, 3));
+    }
+
+    #[test]
+    fn a_score_threshold_is_one_rule_whatever_the_scores() {
+        let s = summary(
+            "Dec  3 10:00:00 mx deliver[1]: from=<a@x> to=<u@y> action=junk folder=Junk score=14.80 rule=score\\s14.8\\s>=\\sjunk_threshold\\s5\n\
+             Dec  3 10:00:01 mx deliver[2]: from=<b@x> to=<u@y> action=junk folder=Junk score=6.00 rule=score\\s6\\s>=\\sjunk_threshold\\s5\n",
+        );
+        assert_eq!(s.rules.top(10), [("score >= junk_threshold 5", 2)]);
     }
 
     #[test]

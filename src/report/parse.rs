@@ -191,6 +191,23 @@ pub fn delivery(text: &str) -> Option<Delivery<'_>> {
     (seen & 4 != 0 && !d.action.is_empty()).then_some(d)
 }
 
+/// The key a `rule=` value is counted under: the value itself, except a
+/// score threshold's, `score 14.8 >= junk_threshold 5`, which is counted
+/// without the message's score (`score >= junk_threshold 5`), so that the
+/// threshold is one entry and not one per score. Works on the escaped
+/// value (`\\s` for a space).
+pub fn rule_key(rule: &str) -> std::borrow::Cow<'_, str> {
+    let threshold = rule.strip_prefix("score\\s").and_then(|rest| {
+        let (score, tail) = rest.split_once("\\s>=\\s")?;
+        score.parse::<f64>().ok()?;
+        Some(tail)
+    });
+    match threshold {
+        Some(tail) => format!("score\\s>=\\s{tail}").into(),
+        None => rule.into(),
+    }
+}
+
 /// A failure that deliver logged as a warning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Failure<'a> {
@@ -325,6 +342,26 @@ mod tests {
             "from=<a> action=",
         ] {
             assert_eq!(delivery(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn rule_keys() {
+        assert_eq!(
+            rule_key("score\\s14.8\\s>=\\sjunk_threshold\\s5"),
+            "score\\s>=\\sjunk_threshold\\s5"
+        );
+        assert_eq!(
+            rule_key("score\\s-0.5\\s>=\\sjunk_threshold\\s-1"),
+            "score\\s>=\\sjunk_threshold\\s-1"
+        );
+        for same in [
+            "rule\\spills",
+            "default",
+            "score\\shigh",
+            "score\\sx\\s>=\\sy",
+        ] {
+            assert_eq!(rule_key(same), same);
         }
     }
 
