@@ -63,7 +63,7 @@ pub struct ServeOptions {
 
 /// A session's connection. Its reader, its writer and the stop pass
 /// share it, and with it one descriptor: a session takes one descriptor,
-/// not one per user.
+/// not one for each of them.
 #[derive(Debug, Clone)]
 pub struct Stream(Arc<Socket>);
 
@@ -370,7 +370,14 @@ impl Shared {
         let prefix = format!("Return-Path: <{sender}>\nDelivered-To: {rcpt}\n");
         match to {
             Resolved::Maildir(md) => {
-                self.deliver_virtual(gen, spool, &prefix, sender, rcpt, md, session)
+                let r = self.deliver_virtual(gen, spool, &prefix, sender, rcpt, md, session);
+                // Exec mode's warning line of a failure, which names the
+                // recipient and the session here: one process serves all.
+                // (A system user's child logs its own, as exec mode.)
+                if let Err(f) = &r {
+                    self.warn(&failure_line(f, rcpt, session));
+                }
+                r
             }
             Resolved::User(user) => {
                 self.deliver_system(spool, &prefix, sender, rcpt, user, session)
@@ -424,7 +431,7 @@ impl Shared {
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             engine.deliver_to(input, &flags, who, &target, &inflight::untimed())
         }));
-        let r = match out {
+        match out {
             Ok(o) => {
                 gen.engines.lock().unwrap().push(engine);
                 match o {
@@ -434,13 +441,7 @@ impl Shared {
             }
             // The engine is dropped: a panic may have left it half done.
             Err(_) => Err(Failure::internal("deliver: internal error (see the log)")),
-        };
-        // Exec mode's warning line of a failure, which names the recipient
-        // and the session here: a service has one process ID for all.
-        if let Err(f) = &r {
-            self.warn(&failure_line(f, rcpt, session));
         }
-        r
     }
 
     /// Exec mode in a child, as the user: `deliver -d USER -f SENDER -a
