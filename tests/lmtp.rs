@@ -565,6 +565,62 @@ fn a_read_only_mailbox_defers_that_recipient_alone() {
     assert_eq!(site.new_files(&site.maildir("example.com", "bob")).len(), 2);
 }
 
+#[test]
+fn deliver_report_counts_what_the_service_logged() {
+    if !is_root() {
+        return; // chmod does not stop root; as root the service runs as nobody
+    }
+    let site = Site::new();
+    site.rules(&format!(
+        "[[rule]]\nname = \"no\"\nheader = \"Subject\"\nmatch = \"^bad$\"\nreject = \"nope\"\n\n[lmtp]\nmailbox = \"{}/vmail/%d/%n/Maildir\"\n",
+        site.dir.path().display()
+    ));
+    let svc = Service::start(&site, &[]);
+    let mut c = Client::connect(&site);
+    // Delivered, rejected by the rule, and failed (tmp/ not writable).
+    let (_, after) = c.transaction(&["bob@example.com"], &message("first"));
+    assert!(after[0].starts_with("250"), "{after:?}");
+    let (_, after) = c.transaction(&["bob@example.com"], &message("bad"));
+    assert!(after[0].starts_with("550 5.7.1"), "{after:?}");
+    let tmp = site.maildir("example.com", "bob").join("tmp");
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o500)).unwrap();
+    let (_, after) = c.transaction(&["bob@example.com"], &message("second"));
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o700)).unwrap();
+    assert!(after[0].starts_with("45"), "{after:?}");
+    // The log as `journalctl -o cat` gives it.
+    let log: String = svc
+        .log_text()
+        .lines()
+        .filter_map(|l| l.strip_prefix("deliver: "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut r = Command::new(BIN)
+        .args(["report", "--format", "json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    r.stdin.take().unwrap().write_all(log.as_bytes()).unwrap();
+    let out = r.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["messages"]["by_action"]["inbox"], 1, "{v}\n{log}");
+    assert_eq!(v["messages"]["by_action"]["reject"], 1, "{v}\n{log}");
+    assert_eq!(
+        v["rejected_senders"],
+        serde_json::json!([{"sender": "sender@example.org", "count": 1}])
+    );
+    // One failure: the failed delivery; the reject's warning line is
+    // the reject's echo, not a failure of its own.
+    let failures = v["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{v}\n{log}");
+    assert_eq!(failures[0]["count"], 1);
+    assert!(
+        failures[0]["status"].as_str().unwrap().starts_with("4."),
+        "{v}"
+    );
+}
+
 /// A small tmpfs mounted for a test, unmounted on drop.
 struct Tmpfs(PathBuf);
 
