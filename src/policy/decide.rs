@@ -363,6 +363,32 @@ struct Ctx<'a> {
     virus: bool,
 }
 
+impl<'a> Ctx<'a> {
+    /// Nothing decided yet about `input`, under the system layer's settings.
+    fn new(input: &'a Input<'a>, system: &Layer) -> Self {
+        Ctx {
+            input,
+            body: OnceCell::new(),
+            header_matches: RefCell::new(HashMap::new()),
+            addresses: OnceCell::new(),
+            access_opts: AccessOptions {
+                recipient_delimiter: system.settings.recipient_delimiter.clone(),
+                parent_domain_matches_subdomains: system.settings.parent_domain_matches_subdomains,
+            },
+            cond_log: RefCell::new(Vec::new()),
+            trace: Vec::new(),
+            log: Vec::new(),
+            copies: Vec::new(),
+            edits: Edits::default(),
+            filter: None,
+            score: 0.0,
+            vacation: None,
+            spam: false,
+            virus: false,
+        }
+    }
+}
+
 /// A rule's action whose expanded text was refused: the log line (after
 /// the rule's name), the trace step's key (the value, escaped) and result.
 struct Refused {
@@ -1177,26 +1203,7 @@ pub fn decide(input: &Input, system: &Layer, user: Option<&Layer>) -> Decision {
         system.deferred.is_none() && user.is_none_or(|u| u.deferred.is_none()),
         "decide() on a layer whose rules are still in the cache"
     );
-    let mut cx = Ctx {
-        input,
-        body: OnceCell::new(),
-        header_matches: RefCell::new(HashMap::new()),
-        addresses: OnceCell::new(),
-        access_opts: AccessOptions {
-            recipient_delimiter: system.settings.recipient_delimiter.clone(),
-            parent_domain_matches_subdomains: system.settings.parent_domain_matches_subdomains,
-        },
-        cond_log: RefCell::new(Vec::new()),
-        trace: Vec::new(),
-        log: Vec::new(),
-        copies: Vec::new(),
-        edits: Edits::default(),
-        filter: None,
-        score: 0.0,
-        vacation: None,
-        spam: false,
-        virus: false,
-    };
+    let mut cx = Ctx::new(input, system);
     let p = cx.steps(system, user);
     cx.finish(p, system, user)
 }
@@ -1701,26 +1708,7 @@ mod tests {
             today: 20270101,
         };
         let system = crate::policy::rules::default_layer();
-        let cx = Ctx {
-            input: &input,
-            body: OnceCell::new(),
-            header_matches: RefCell::new(HashMap::new()),
-            addresses: OnceCell::new(),
-            access_opts: AccessOptions {
-                recipient_delimiter: system.settings.recipient_delimiter.clone(),
-                parent_domain_matches_subdomains: true,
-            },
-            cond_log: RefCell::new(Vec::new()),
-            trace: Vec::new(),
-            log: Vec::new(),
-            copies: Vec::new(),
-            edits: Edits::default(),
-            filter: None,
-            score: 0.0,
-            vacation: None,
-            spam: false,
-            virus: false,
-        };
+        let cx = Ctx::new(&input, &system);
         let t = Template::parse(template).unwrap();
         layer
             .rules
