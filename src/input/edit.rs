@@ -25,7 +25,7 @@
 //!   inside an encoded word. A message without Subject gets one: the
 //!   prefix without its trailing white space.
 
-use crate::input::message::valid_header_line;
+use crate::input::message::{field_name_len, is_wsp, valid_header_line};
 
 /// Fields that are never removed: the trace of where the message went.
 pub const PROTECTED: [&str; 3] = ["Received", "Return-Path", "Delivered-To"];
@@ -61,26 +61,8 @@ impl RawField {
     }
 }
 
-fn is_wsp(b: u8) -> bool {
-    b == b' ' || b == b'\t'
-}
-
 fn is_blank(line: &[u8]) -> bool {
     line == b"\n" || line == b"\r\n"
-}
-
-/// The field name's length if `line` starts a field (RFC 5322 ftext, then
-/// optional white space, then a colon), as `Headers::parse` reads it.
-fn field_name_len(line: &[u8]) -> Option<usize> {
-    let n = line
-        .iter()
-        .position(|&b| !(33..=126).contains(&b) || b == b':')?;
-    if n == 0 {
-        return None;
-    }
-    let rest = &line[n..];
-    let colon = rest.iter().position(|&b| !is_wsp(b))?;
-    (rest[colon] == b':').then_some(n)
 }
 
 /// The fields of a header block, in order, as `Headers::parse` reads them:

@@ -79,13 +79,13 @@ pub struct Headers {
     fields: Vec<Field>,
 }
 
-fn is_wsp(b: u8) -> bool {
+pub(crate) fn is_wsp(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
 /// The length of the field name if `line` starts a header field
 /// (`name:`, RFC 5322 ftext, optional white space before the colon).
-fn field_name_len(line: &[u8]) -> Option<usize> {
+pub(crate) fn field_name_len(line: &[u8]) -> Option<usize> {
     let n = line
         .iter()
         .position(|&b| !(33..=126).contains(&b) || b == b':')?;
