@@ -289,7 +289,11 @@ fn fill<R: BufRead>(r: &mut R) -> io::Result<&[u8]> {
 /// Appends bytes up to and including `\n`, reading at most `max` bytes,
 /// however many reads that takes. Returns the number of bytes appended (0
 /// at end of input).
-fn read_line_bounded<R: BufRead>(r: &mut R, out: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+pub(crate) fn read_line_bounded<R: BufRead>(
+    r: &mut R,
+    out: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<usize> {
     let mut total = 0;
     while total < max {
         let buf = fill(r)?;

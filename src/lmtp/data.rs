@@ -8,6 +8,7 @@
 //! the data, so no other reading of the same bytes can see a different end
 //! (SMTP smuggling). NUL and 8-bit bytes are kept as they are.
 
+use crate::input::message::read_line_bounded;
 use std::fs::File;
 use std::io::{self, BufRead, Read, Write};
 use std::os::unix::fs::FileExt;
@@ -124,37 +125,6 @@ pub enum Data {
     SpoolFailed(io::Error),
 }
 
-/// Reads a bounded piece of a line (up to and including `\n`).
-pub(crate) fn read_piece<R: BufRead>(
-    r: &mut R,
-    out: &mut Vec<u8>,
-    max: usize,
-) -> io::Result<usize> {
-    let mut total = 0;
-    while total < max {
-        let buf = match r.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if buf.is_empty() {
-            break;
-        }
-        let avail = &buf[..buf.len().min(max - total)];
-        let (n, done) = match memchr::memchr(b'\n', avail) {
-            Some(i) => (i + 1, true),
-            None => (avail.len(), false),
-        };
-        out.extend_from_slice(&avail[..n]);
-        r.consume(n);
-        total += n;
-        if done {
-            break;
-        }
-    }
-    Ok(total)
-}
-
 /// Reads DATA up to its final dot. An error is the client's connection
 /// failing (end of input, a timeout): the transaction is abandoned.
 pub fn read<R: BufRead>(r: &mut R, max_size: u64, spool_dir: &Path) -> io::Result<Data> {
@@ -172,7 +142,7 @@ pub fn read<R: BufRead>(r: &mut R, max_size: u64, spool_dir: &Path) -> io::Resul
     let (mut at_start, mut after_crlf, mut pending_cr) = (true, true, false);
     loop {
         piece.clear();
-        if read_piece(r, &mut piece, 64 * 1024)? == 0 {
+        if read_line_bounded(r, &mut piece, 64 * 1024)? == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "connection closed during DATA",

@@ -8,6 +8,7 @@
 use super::config::Resolved;
 use super::data::{self, Data};
 use super::{Gen, Shared, Stream};
+use crate::input::message::read_line_bounded;
 use crate::output::text::for_status;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
@@ -102,7 +103,7 @@ impl<'s> Session<'s> {
     fn read_line(&mut self) -> io::Result<Option<Line>> {
         let max = self.shared.limits().max_line_length;
         let mut buf = Vec::with_capacity(128);
-        if data::read_piece(&mut self.r, &mut buf, max)? == 0 {
+        if read_line_bounded(&mut self.r, &mut buf, max)? == 0 {
             return Ok(None);
         }
         if !buf.ends_with(b"\n") {
@@ -112,7 +113,7 @@ impl<'s> Session<'s> {
             // Too long: the rest of the line goes too.
             loop {
                 buf.clear();
-                let n = data::read_piece(&mut self.r, &mut buf, 64 * 1024)?;
+                let n = read_line_bounded(&mut self.r, &mut buf, 64 * 1024)?;
                 if n == 0 {
                     return Ok(None);
                 }
