@@ -389,19 +389,12 @@ pub fn render(s: &Summary, top: usize) -> String {
         })
         .collect();
     table(&mut out, &format!("Top {top} recipients"), &head, &rows);
-    let l = &s.lines;
-    let rows: Vec<Vec<String>> = [
-        ("read", l.read),
-        ("delivery lines of deliver (messages)", l.delivery),
-        ("other lines of deliver", l.other),
-        ("unparsable lines of deliver", l.unparsable),
-        ("lines of other programs", l.foreign),
-        ("lines of deliver outside the period", l.outside_period),
-        ("lines of deliver without a timestamp", l.without_timestamp),
-    ]
-    .iter()
-    .map(|(k, n)| vec![n.to_string(), k.to_string()])
-    .collect();
+    let rows: Vec<Vec<String>> = s
+        .lines
+        .described()
+        .iter()
+        .map(|(k, n)| vec![n.to_string(), k.to_string()])
+        .collect();
     table(&mut out, "Lines read", &["Lines", "What"], &rows);
     let rows: Vec<Vec<String>> = s
         .examples

@@ -111,6 +111,25 @@ pub struct Lines {
     pub without_timestamp: u64,
 }
 
+impl Lines {
+    /// Each count with what it counts, for people (the text and HTML
+    /// reports).
+    pub fn described(&self) -> [(&'static str, u64); 7] {
+        [
+            ("read", self.read),
+            ("delivery lines of deliver (messages)", self.delivery),
+            ("other lines of deliver", self.other),
+            ("unparsable lines of deliver", self.unparsable),
+            ("lines of other programs", self.foreign),
+            ("lines of deliver outside the period", self.outside_period),
+            (
+                "lines of deliver without a timestamp",
+                self.without_timestamp,
+            ),
+        ]
+    }
+}
+
 /// What to keep.
 #[derive(Debug, Clone, Copy)]
 pub struct Period {

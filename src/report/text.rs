@@ -159,20 +159,7 @@ pub fn render(s: &Summary, top: usize) -> String {
     }
 
     section(&mut out, "Lines read");
-    let l = &s.lines;
-    counts(
-        &mut out,
-        &[
-            ("read", l.read),
-            ("delivery lines of deliver (messages)", l.delivery),
-            ("other lines of deliver", l.other),
-            ("unparsable lines of deliver", l.unparsable),
-            ("lines of other programs", l.foreign),
-            ("lines of deliver outside the period", l.outside_period),
-            ("lines of deliver without a timestamp", l.without_timestamp),
-        ],
-        "",
-    );
+    counts(&mut out, &s.lines.described(), "");
     if !s.examples.is_empty() {
         section(&mut out, "Unparsable lines (the first ones)");
         for e in &s.examples {
