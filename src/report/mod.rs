@@ -130,6 +130,10 @@ impl Lines {
     }
 }
 
+/// The LMTP session (empty without one) and status of a reject or defer
+/// line whose warning line has not come yet (`Summary::pending`).
+type Pending = (Box<str>, Box<str>);
+
 /// What to keep.
 #[derive(Debug, Clone, Copy)]
 pub struct Period {
@@ -173,11 +177,13 @@ pub struct Summary {
     pub recipients: HashMap<Box<str>, [u64; COLUMNS]>,
     /// Per hour (stamp / 3600) of timestamped lines: counts per `COLUMNS`.
     pub hours: HashMap<i64, [u64; COLUMNS]>,
-    /// The status of the last reject or defer line of each process (0
-    /// without a process ID) and LMTP session (empty in exec mode), to
-    /// tell the warning line deliver writes after it (the same status)
-    /// from a failure of its own.
-    pending: HashMap<(u32, Box<str>), Box<str>>,
+    /// Per process (0 without a process ID): the LMTP session (empty
+    /// without one) and status of the last reject or defer line of each
+    /// session, to tell the warning line deliver writes after it (the same
+    /// status) from a failure of its own. The warning names the session
+    /// when the service wrote it; a system user's delivery, exec mode in a
+    /// child of the service, logs its session on the delivery line only.
+    pending: HashMap<u32, Vec<Pending>>,
 }
 
 impl Summary {
@@ -258,11 +264,20 @@ impl Summary {
         }
         self.lines.other += 1;
         if let Some(f) = parse::failure(text) {
-            let key = (pid.unwrap_or(0), Box::from(f.session.unwrap_or("")));
-            if self.pending.get(&key).is_some_and(|s| **s == *f.status) {
-                self.pending.remove(&key);
-            } else {
-                self.failures.add(f.status, 1);
+            let pid = pid.unwrap_or(0);
+            let echo = self.pending.get_mut(&pid).and_then(|v| {
+                let i = v.iter().position(|(session, status)| {
+                    **status == *f.status && f.session.is_none_or(|s| **session == *s)
+                })?;
+                v.swap_remove(i);
+                Some(v.is_empty())
+            });
+            match echo {
+                Some(true) => {
+                    self.pending.remove(&pid);
+                }
+                Some(false) => {}
+                None => self.failures.add(f.status, 1),
             }
         }
     }
@@ -287,7 +302,11 @@ impl Summary {
         }
         if let Some(s) = d.status.and_then(crate::output::text::decode_log_value) {
             let session = d.session.unwrap_or("");
-            self.pending.insert((pid, session.into()), s.into());
+            let v = self.pending.entry(pid).or_default();
+            match v.iter_mut().find(|(x, _)| **x == *session) {
+                Some(e) => e.1 = s.into(),
+                None => v.push((session.into(), s.into())),
+            }
         }
         if let Some(s) = d.score {
             let b = SCORE_BOUNDS
@@ -534,6 +553,14 @@ mod tests {
         assert_eq!(s.rejected_senders.get("a@x"), 1);
         assert_eq!(s.deferrals.get("4.7.1 later"), 1);
         assert_eq!(s.failures.top(10), [("4.3.0 out of descriptors", 1)]);
+        // A system user's delivery: exec mode in a child of the service,
+        // whose delivery line has the session and whose warning has not.
+        let s = summary(
+            "Dec  3 10:00:00 mx deliver[10]: from=<a@x> to=<u@y> action=reject score=0.00 rule=r status=5.7.1\\sno session=A.4\n\
+             Dec  3 10:00:00 mx deliver[10]: warning: 5.7.1 no\n",
+        );
+        assert_eq!(s.rejected_senders.get("a@x"), 1);
+        assert_eq!(s.failures.top(10), []);
     }
 
     #[test]
